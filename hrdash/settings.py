@@ -1,0 +1,402 @@
+"""The one settings table: every setting is an ``HRDASH_*`` environment variable and a CLI flag.
+
+``SETTINGS`` is the single source of truth. The CLI builds its options from it, the README's
+settings table is checked against it by a test, and child processes (simulator, bridge) receive
+their configuration through :meth:`Settings.to_env`.
+
+Precedence: CLI flag > environment variable > default. Every value is validated here; a bad value
+raises :class:`SettingError`, whose message is one line naming the setting and what it accepts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+PREFIX = "HRDASH_"
+
+
+class SettingError(ValueError):
+    """A setting has a value we cannot use. ``str(err)`` is a one-line message for the user."""
+
+
+def _int_range(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"expected an integer {lo}-{hi}, got {raw!r}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"expected an integer {lo}-{hi}, got {value}")
+        return value
+
+    return parse
+
+
+def _float_range(lo: float, hi: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"expected a number {lo:g}-{hi:g}, got {raw!r}") from None
+        if not math.isfinite(value) or not lo <= value <= hi:
+            raise ValueError(f"expected a number {lo:g}-{hi:g}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}; got {raw!r}")
+        return value
+
+    return parse
+
+
+def _ws_url(raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError(f"expected a ws:// or wss:// URL (or empty for the simulator), got {raw!r}")
+    return value
+
+
+def _public_ws_url(raw: str) -> str:
+    value = raw.strip()
+    if not value or value.startswith("/"):
+        return value
+    return _ws_url(value)
+
+
+def _host(raw: str) -> str:
+    value = raw.strip()
+    if not value or any(c.isspace() for c in value) or "/" in value:
+        raise ValueError(f"expected a host name or IP address, got {raw!r}")
+    return value
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    items = tuple(item.strip().rstrip("/") for item in raw.split(",") if item.strip())
+    for item in items:
+        if item == "*":
+            continue
+        parts = urlsplit(item)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path:
+            raise ValueError(
+                "expected a comma-separated list of origins such as "
+                f"http://example.org:8050 (or *), got {item!r}"
+            )
+    return items
+
+
+def _optional_int(raw: str) -> int | None:
+    value = raw.strip()
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"expected an integer (or empty for random), got {raw!r}") from None
+
+
+def _dotted_path(raw: str) -> str:
+    value = raw.strip()
+    if value and any(not part for part in value.split(".")):
+        raise ValueError(f"expected a dotted path such as data.hr or readings.0.value, got {raw!r}")
+    return value
+
+
+def _text(raw: str) -> str:
+    return raw.strip()
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the settings table."""
+
+    name: str  # attribute on Settings, and the flag (--name-with-dashes)
+    default: str  # the raw default, parsed like any user value
+    parse: Callable[[str], Any]
+    help: str
+    scopes: frozenset[str] = frozenset({"run", "bridge"})
+
+    @property
+    def env(self) -> str:
+        return PREFIX + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+_ALL = frozenset({"run", "bridge", "simulate"})
+_SIM = frozenset({"run", "simulate"})
+_WEB = frozenset({"run"})
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "upstream_url",
+        "",
+        _ws_url,
+        "The heart-rate service (ws:// or wss://). Empty: start the embedded simulator.",
+    ),
+    Setting("host", "127.0.0.1", _host, "Address the Dash server listens on.", _WEB),
+    Setting("port", "8050", _int_range(1, 65535), "Port of the Dash server.", _WEB),
+    Setting("bridge_host", "127.0.0.1", _host, "Address the bridge listens on for browsers."),
+    Setting("bridge_port", "8765", _int_range(1, 65535), "Port of the bridge (/ws, /healthz)."),
+    Setting(
+        "simulator_port",
+        "8766",
+        _int_range(1, 65535),
+        "Port of the embedded simulator (it listens on 127.0.0.1).",
+        _ALL,
+    ),
+    Setting(
+        "simulator_period",
+        "0.5",
+        _float_range(0.001, 60),
+        "Seconds between two simulated readings.",
+        _SIM,
+    ),
+    Setting(
+        "simulator_seed",
+        "",
+        _optional_int,
+        "Seed of the simulator's random generator (empty: a new patient every run).",
+        _SIM,
+    ),
+    Setting(
+        "window",
+        "20",
+        _int_range(1, 1000),
+        "Readings shown in the table, the chart and the min/avg/max cards.",
+        _ALL - {"simulate"},
+    ),
+    Setting(
+        "order",
+        "newest-last",
+        _choice("newest-last", "newest-first"),
+        "Table order: newest reading appended last, or shown first.",
+        _WEB,
+    ),
+    Setting(
+        "buffer",
+        "3600",
+        _int_range(1, 1_000_000),
+        "Readings the bridge keeps so that viewers can resume (3600 = 30 min at 2 Hz).",
+    ),
+    Setting(
+        "public_ws_url",
+        "",
+        _public_ws_url,
+        "Bridge URL as the browser must use it (behind a reverse proxy), e.g. wss://host/ws or "
+        "/ws. Empty: ws://<the page's host>:<bridge port>/ws.",
+        _WEB,
+    ),
+    Setting(
+        "allowed_origins",
+        "",
+        _origins,
+        "Comma-separated Origins the bridge accepts (* for any). Empty: the Dash server's own "
+        "origins, http://127.0.0.1:PORT and http://localhost:PORT.",
+    ),
+    Setting(
+        "value_field",
+        "",
+        _dotted_path,
+        "Dotted path of the heart rate in upstream frames. Empty: value.",
+    ),
+    Setting(
+        "time_field",
+        "",
+        _dotted_path,
+        "Dotted path of the time (Unix s/ms or ISO-8601) in upstream frames. Empty: time; a "
+        "frame without it gets its receive time.",
+    ),
+    Setting(
+        "source_name",
+        "",
+        _text,
+        "Name of the source shown in the page header. Empty: derived from the URL.",
+    ),
+    Setting(
+        "stale_after",
+        "2.0",
+        _float_range(0.1, 3600),
+        "Seconds without a reading after which the page marks the value as stale.",
+        _WEB,
+    ),
+    Setting(
+        "ping_interval",
+        "10",
+        _float_range(0.1, 3600),
+        "Seconds between keepalive pings, upstream and to viewers.",
+    ),
+    Setting(
+        "ping_timeout",
+        "10",
+        _float_range(0.1, 3600),
+        "Seconds to wait for a pong before a connection counts as dead.",
+    ),
+    Setting(
+        "upstream_silence",
+        "10",
+        _float_range(0.1, 3600),
+        "Seconds without any upstream frame after which the bridge reconnects.",
+    ),
+    Setting(
+        "viewer_buffer",
+        "262144",
+        _int_range(1024, 1 << 30),
+        "Bytes a viewer may leave unread before the bridge drops it (it resumes on reconnect).",
+    ),
+    Setting(
+        "log_level",
+        "info",
+        _choice("debug", "info", "warning", "error"),
+        "Logging level of the bridge, simulator and app.",
+        _ALL,
+    ),
+)
+
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings. Build with :meth:`load`; every field is documented in ``SETTINGS``."""
+
+    upstream_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8050
+    bridge_host: str = "127.0.0.1"
+    bridge_port: int = 8765
+    simulator_port: int = 8766
+    simulator_period: float = 0.5
+    simulator_seed: int | None = None
+    window: int = 20
+    order: str = "newest-last"
+    buffer: int = 3600
+    public_ws_url: str = ""
+    allowed_origins: tuple[str, ...] = field(default_factory=tuple)
+    value_field: str = ""
+    time_field: str = ""
+    source_name: str = ""
+    stale_after: float = 2.0
+    ping_interval: float = 10.0
+    ping_timeout: float = 10.0
+    upstream_silence: float = 10.0
+    viewer_buffer: int = 262144
+    log_level: str = "info"
+
+    @classmethod
+    def load(
+        cls, env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> Settings:
+        """Read settings from ``env`` (default ``os.environ``) and ``overrides`` (CLI flags).
+
+        An override of ``None`` means "not given". Raises :class:`SettingError`.
+        """
+        env = os.environ if env is None else env
+        overrides = overrides or {}
+        values: dict[str, Any] = {}
+        for setting in SETTINGS:
+            given = overrides.get(setting.name)
+            if given is not None:
+                raw, origin = str(given), setting.flag
+            elif setting.env in env:
+                raw, origin = env[setting.env], setting.env
+            else:
+                raw, origin = setting.default, f"default of {setting.env}"
+            try:
+                values[setting.name] = setting.parse(raw)
+            except ValueError as exc:
+                raise SettingError(f"{origin}: {exc}") from None
+        settings = cls(**values)
+        settings._check_consistency()
+        return settings
+
+    def _check_consistency(self) -> None:
+        if self.buffer < self.window:
+            raise SettingError(
+                f"HRDASH_BUFFER ({self.buffer}) must be at least HRDASH_WINDOW ({self.window})"
+            )
+        ports = {"HRDASH_PORT": self.port, "HRDASH_BRIDGE_PORT": self.bridge_port}
+        if not self.upstream_url:
+            ports["HRDASH_SIMULATOR_PORT"] = self.simulator_port
+        seen: dict[int, str] = {}
+        for name, port in ports.items():
+            if port in seen:
+                raise SettingError(f"{name} and {seen[port]} are both {port}; use different ports")
+            seen[port] = name
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def effective_upstream_url(self) -> str:
+        """The URL the bridge connects to: the configured one, or the embedded simulator."""
+        return self.upstream_url or f"ws://127.0.0.1:{self.simulator_port}/"
+
+    @property
+    def uses_simulator(self) -> bool:
+        return not self.upstream_url
+
+    @property
+    def effective_origins(self) -> tuple[str, ...]:
+        """Origins the bridge accepts; ``("*",)`` means any."""
+        if self.allowed_origins:
+            return self.allowed_origins
+        return (f"http://127.0.0.1:{self.port}", f"http://localhost:{self.port}")
+
+    @property
+    def display_source(self) -> str:
+        """Source name for people: never contains credentials or query strings."""
+        if self.source_name:
+            return self.source_name
+        if self.uses_simulator:
+            return "Embedded simulator"
+        return redact_url(self.upstream_url)
+
+    def to_env(self) -> dict[str, str]:
+        """Every setting as ``HRDASH_*`` variables, for child processes."""
+        out: dict[str, str] = {}
+        for setting in SETTINGS:
+            value = getattr(self, setting.name)
+            if value is None:
+                text = ""
+            elif isinstance(value, tuple):
+                text = ",".join(value)
+            else:
+                text = str(value)
+            out[setting.env] = text
+        return out
+
+
+def redact_url(url: str) -> str:
+    """``url`` without userinfo and with every query value replaced by ``***``."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if ":" in netloc:  # IPv6 literal
+        netloc = f"[{netloc}]"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    if parts.username or parts.password:
+        netloc = "***@" + netloc
+    query = ""
+    if parts.query:
+        keys = [pair.split("=", 1)[0] for pair in parts.query.split("&") if pair]
+        query = "?" + "&".join(f"{key}=***" for key in keys)
+    return f"{parts.scheme}://{netloc}{parts.path}{query}"
