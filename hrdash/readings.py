@@ -14,7 +14,7 @@ import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 BPM_MIN = 20
@@ -148,7 +148,7 @@ def to_time_ms(value: Any, received_ms: int) -> int | Rejected:
             except ValueError:
                 return Rejected("bad_time", f"time {value[:40]!r} is not a number or ISO-8601")
             if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=timezone.utc)
+                parsed = parsed.replace(tzinfo=UTC)
             return round(parsed.timestamp() * 1000)
     elif isinstance(value, (int, float)):
         number = float(value)
@@ -185,9 +185,7 @@ def extract(obj: Any, mapping: FieldMapping, received_ms: int) -> Reading | Reje
     return Reading(time_ms, bpm)
 
 
-def parse_frame(
-    data: str | bytes, mapping: FieldMapping, received_ms: int
-) -> Reading | Rejected:
+def parse_frame(data: str | bytes, mapping: FieldMapping, received_ms: int) -> Reading | Rejected:
     """One upstream WebSocket frame → one reading, or why it was rejected. Never raises."""
     obj = decode(data)
     if isinstance(obj, Rejected):

@@ -25,6 +25,10 @@ class SettingError(ValueError):
     """A setting has a value we cannot use. ``str(err)`` is a one-line message for the user."""
 
 
+class PortInUseError(SettingError):
+    """A port we must listen on is taken. ``str(err)`` names the port and its setting."""
+
+
 def _int_range(lo: int, hi: int) -> Callable[[str], int]:
     def parse(raw: str) -> int:
         try:
@@ -67,7 +71,9 @@ def _ws_url(raw: str) -> str:
         return ""
     parts = urlsplit(value)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise ValueError(f"expected a ws:// or wss:// URL (or empty for the simulator), got {raw!r}")
+        raise ValueError(
+            f"expected a ws:// or wss:// URL (or empty for the simulator), got {raw!r}"
+        )
     return value
 
 

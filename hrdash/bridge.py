@@ -1,0 +1,484 @@
+"""The bridge: one upstream connection in, many browser viewers out.
+
+Upstream side: connects to the heart-rate service with websockets' reconnect iterator, using our
+own backoff (first retry within 0.5 s, doubling with jitter, capped at ``RECONNECT_CAP``); every
+frame goes through the pure :func:`hrdash.readings.parse_frame`; accepted readings enter the ring
+buffer (:mod:`hrdash.buffer`) and get a ``seq``; rejected frames are counted by reason and logged
+at most once per reason per 10 s.
+
+Viewer side (``ws://BRIDGE_HOST:BRIDGE_PORT/ws``), JSON text frames, each with a ``type``:
+
+* ``{"type": "readings", "run": RUN, "readings": [{"seq", "time", "bpm"}, ...],
+  "first_seq": N, "last_seq": M}`` — on connect one frame with the snapshot (the last
+  ``window`` readings, or everything after ``?since=SEQ`` when ``&run=RUN`` names this run), then
+  live frames; readings that arrive together go out in one frame.
+* ``{"type": "status", "run": RUN, "upstream": "connecting" | "live" | "down", ...}`` — on every
+  change and at least once a second, placed between readings (the browser's heartbeat).
+
+A viewer may send ``{"type": "resend", "since": N, "run": RUN}``; it gets one readings frame with
+everything after ``N``. ``GET /healthz`` answers 200 with the state and counters.
+
+Fan-out uses :func:`websockets.asyncio.server.broadcast`: each frame is encoded once and written
+to every viewer without waiting. A viewer whose unread bytes exceed ``viewer_buffer`` is dropped
+(it resumes with ``since`` when it reconnects), so it never delays the others or grows memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import http
+import json
+import logging
+import random
+import secrets
+import signal
+import time
+from collections.abc import Callable, Generator, Iterable
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.http11 import Request, Response
+
+from hrdash.buffer import RingBuffer, Stored
+from hrdash.readings import FieldMapping, Reading, RejectCounter, parse_frame
+from hrdash.settings import PortInUseError, Settings, redact_url
+
+log = logging.getLogger("hrdash.bridge")
+
+# Upstream connection. Documented here because they shape what a person sees.
+UPSTREAM_MAX_SIZE = 64 * 1024  # bytes; a larger frame closes the connection (counted too_large)
+UPSTREAM_OPEN_TIMEOUT = 5.0  # seconds for TCP + TLS + WebSocket handshake
+UPSTREAM_MAX_QUEUE = 64  # frames buffered by websockets before it stops reading the socket
+RECONNECT_FIRST = 0.5  # seconds: the first retry comes within this (jittered down to half)
+RECONNECT_FACTOR = 2.0
+RECONNECT_CAP = 10.0  # seconds between attempts at most
+SHORT_CONNECTION = 2.0  # seconds: a connection that dies sooner is followed by a backoff pause
+# Viewers.
+VIEWER_MAX_MESSAGE = 4096  # bytes; viewers only send small resend requests
+VIEWER_RESEND_PER_S = 5  # more resend requests than this in a second are ignored
+STATUS_EVERY = 1.0  # seconds between heartbeat status frames at most
+REJECT_LOG_EVERY = 10.0  # seconds between two log lines for the same rejection reason
+
+
+def reconnect_delays(
+    first: float = RECONNECT_FIRST,
+    factor: float = RECONNECT_FACTOR,
+    cap: float = RECONNECT_CAP,
+    rng: random.Random | None = None,
+) -> Generator[float]:
+    """Capped exponential backoff with jitter: each delay is uniform in [d/2, d], d doubling."""
+    rand = rng or random.Random()
+    delay = first
+    while True:
+        yield rand.uniform(delay / 2, delay)
+        delay = min(cap, delay * factor)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short, secret-free cause for a failed or lost upstream connection."""
+    if isinstance(exc, InvalidStatus):
+        return f"HTTP {exc.response.status_code} at the handshake"
+    if isinstance(exc, ConnectionClosed):
+        rcvd = exc.rcvd
+        if exc.sent is not None and exc.sent.code == 1009:
+            return "frame larger than the 64 KiB limit"
+        if rcvd is None:
+            return "connection lost"
+        reason = f": {rcvd.reason}" if rcvd.reason else ""
+        return f"closed by the service (code {rcvd.code}{reason})"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return type(exc).__name__
+
+
+def _json(obj: Any) -> str:
+    # Strict JSON: a browser's JSON.parse rejects NaN/Infinity, so refuse to emit them.
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False)
+
+
+class Bridge:
+    """Upstream client + viewer fan-out. Start with :meth:`start`, stop with :meth:`close`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.mapping = FieldMapping.from_settings(settings.value_field, settings.time_field)
+        self.buffer = RingBuffer(settings.buffer)
+        self.run_id = secrets.token_hex(4)
+        self.viewers: set[ServerConnection] = set()
+        self.rejects = RejectCounter(REJECT_LOG_EVERY)
+        self.counters: dict[str, int] = {
+            "frames": 0,
+            "accepted": 0,
+            "upstream_connects": 0,
+            "upstream_failures": 0,
+            "viewers_connected": 0,
+            "viewers_dropped_slow": 0,
+            "resends": 0,
+        }
+        self.upstream = "connecting"
+        self.upstream_since = self._now_ms()
+        self.upstream_detail = ""
+        self.last_reading_at: float | None = None  # clock() of the last accepted reading
+        self.last_rejection: dict[str, Any] | None = None
+        self._pending: list[Stored] = []
+        self._flushed_seq = 0
+        self._flush_handle: asyncio.Handle | None = None
+        self._last_status_at = 0.0
+        self._last_flush_at = 0.0
+        self._period_estimate = 0.5
+        self._tasks: list[asyncio.Task[None]] = []
+        self.server: Server | None = None
+
+    # -- clock -----------------------------------------------------------------------------
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> Server:
+        """Listen for viewers and start the upstream client and the heartbeat."""
+        s = self.settings
+        origins: list[str | None] | None
+        origins = None if "*" in s.effective_origins else [*s.effective_origins, None]
+        try:
+            self.server = await serve(
+                self._handle_viewer,
+                s.bridge_host,
+                s.bridge_port,
+                process_request=self._process_request,
+                origins=origins,  # type: ignore[arg-type]
+                compression=None,  # per-viewer deflate costs ~50 KiB and CPU per frame
+                ping_interval=s.ping_interval,
+                ping_timeout=s.ping_timeout,
+                max_size=VIEWER_MAX_MESSAGE,
+                max_queue=4,
+            )
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUseError(
+                    f"port {s.bridge_port} on {s.bridge_host} is already in use "
+                    "(set HRDASH_BRIDGE_PORT to another port)"
+                ) from None
+            raise
+        self._tasks = [
+            asyncio.create_task(self._upstream_forever(), name="upstream"),
+            asyncio.create_task(self._status_forever(), name="status"),
+        ]
+        return self.server
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    # -- upstream --------------------------------------------------------------------------
+
+    def _set_upstream(self, state: str, detail: str = "") -> None:
+        if state == self.upstream and detail == self.upstream_detail:
+            return
+        if state != self.upstream:
+            self.upstream_since = self._now_ms()
+        self.upstream, self.upstream_detail = state, detail
+        self._broadcast_status()
+
+    def _retry(self, exc: Exception) -> Exception | None:
+        """process_exception for the reconnect iterator: a monitor retries every failure."""
+        self.counters["upstream_failures"] += 1
+        cause = describe_error(exc)
+        if self.upstream != "down" or self.upstream_detail != cause:
+            log.warning("upstream %s: %s; retrying", redact_url(self._upstream_url()), cause)
+        self._set_upstream("down", cause)
+        return None
+
+    def _upstream_url(self) -> str:
+        return self.settings.effective_upstream_url
+
+    async def _upstream_forever(self) -> None:
+        s = self.settings
+        pause = reconnect_delays()
+        quiet_logger = logging.getLogger("hrdash.bridge.reconnect")
+        quiet_logger.setLevel(logging.WARNING)  # we log failures ourselves, once per cause
+        async for ws in connect(
+            self._upstream_url(),
+            open_timeout=UPSTREAM_OPEN_TIMEOUT,
+            ping_interval=s.ping_interval,
+            ping_timeout=s.ping_timeout,
+            max_size=UPSTREAM_MAX_SIZE,
+            max_queue=UPSTREAM_MAX_QUEUE,
+            reconnect_delays=reconnect_delays,
+            process_exception=self._retry,
+            logger=quiet_logger,
+        ):
+            opened = time.monotonic()
+            self.counters["upstream_connects"] += 1
+            log.info("upstream connected: %s", redact_url(self._upstream_url()))
+            self._set_upstream("live")
+            cause = await self._receive(ws)
+            log.warning("upstream lost: %s; reconnecting", cause)
+            self._set_upstream("connecting", cause)
+            if time.monotonic() - opened < SHORT_CONNECTION:
+                await asyncio.sleep(next(pause))  # the service accepts then drops: do not spin
+            else:
+                pause = reconnect_delays()
+
+    async def _receive(self, ws: ClientConnection) -> str:
+        """Read frames until the connection ends; returns why it ended."""
+        silence = self.settings.upstream_silence
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(silence):
+                        data = await ws.recv()
+                except TimeoutError:
+                    await ws.close(1001, "no data")
+                    return f"no frame for {silence:g} s"
+                self.on_frame(data)
+        except ConnectionClosed as exc:
+            if exc.sent is not None and exc.sent.code == 1009:
+                self._reject("too_large", "frame larger than the 64 KiB limit")
+            return describe_error(exc)
+
+    def on_frame(self, data: str | bytes) -> Reading | None:
+        """Handle one upstream frame: parse, validate, buffer, schedule the fan-out."""
+        self.counters["frames"] += 1
+        result = parse_frame(data, self.mapping, self._now_ms())
+        if not isinstance(result, Reading):
+            self._reject(result.reason, result.detail)
+            return None
+        self.counters["accepted"] += 1
+        self.last_reading_at = self.clock()
+        item = self.buffer.append(result.time, result.bpm)
+        self._pending.append(item)
+        if self._flush_handle is None:
+            # Everything that arrives in this loop iteration goes out in one frame.
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+        return result
+
+    def _reject(self, reason: str, detail: str) -> None:
+        self.last_rejection = {"reason": reason, "detail": detail, "at": self._now_ms()}
+        suppressed = self.rejects.add(reason, time.monotonic())
+        if suppressed is not None:
+            extra = f" ({suppressed} more since the last report)" if suppressed else ""
+            log.warning("rejected upstream frame: %s: %s%s", reason, detail, extra)
+
+    # -- fan-out ---------------------------------------------------------------------------
+
+    def _readings_frame(self, items: Iterable[Stored], **extra: Any) -> str:
+        return _json(
+            {
+                "type": "readings",
+                "run": self.run_id,
+                "readings": [item.as_dict() for item in items],
+                "first_seq": self.buffer.first_seq,
+                "last_seq": self.buffer.last_seq,
+                **extra,
+            }
+        )
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        if not self._pending:
+            return
+        items, self._pending = self._pending, []
+        self._flushed_seq = items[-1].seq
+        now = time.monotonic()
+        if self._last_flush_at:
+            gap = now - self._last_flush_at
+            if 0.01 < gap < 5:
+                self._period_estimate = 0.8 * self._period_estimate + 0.2 * gap
+        self._last_flush_at = now
+        self._send_all(self._readings_frame(items))
+
+    def _send_all(self, frame: str) -> None:
+        limit = self.settings.viewer_buffer
+        for ws in list(self.viewers):
+            transport = ws.transport
+            if transport is not None and transport.get_write_buffer_size() > limit:
+                self._drop_slow(ws)
+        broadcast(self.viewers, frame)
+
+    def _drop_slow(self, ws: ServerConnection) -> None:
+        self.viewers.discard(ws)
+        self.counters["viewers_dropped_slow"] += 1
+        log.info("dropped a viewer that fell behind (%s)", ws.remote_address)
+        if ws.transport is not None:
+            ws.transport.abort()  # free its buffer now; it resumes with ?since= on reconnect
+
+    # -- status ----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """The state a viewer or /healthz sees. Contains no secret."""
+        age = None
+        if self.last_reading_at is not None:
+            age = round(max(0.0, self.clock() - self.last_reading_at), 3)
+        return {
+            "type": "status",
+            "run": self.run_id,
+            "upstream": self.upstream,
+            "since": self.upstream_since,
+            "detail": self.upstream_detail,
+            "source": self.settings.display_source,
+            "first_seq": self.buffer.first_seq,
+            "last_seq": self.buffer.last_seq,
+            "last_reading_age": age,
+            "now": self._now_ms(),
+            "viewers": len(self.viewers),
+            "counters": {
+                **self.counters,
+                "rejected": self.rejects.total,
+                "rejected_by_reason": dict(self.rejects),
+            },
+            "mapping": {"value": self.mapping.value, "time": self.mapping.time},
+            "last_rejection": self.last_rejection,
+        }
+
+    def _broadcast_status(self) -> None:
+        self._last_status_at = time.monotonic()
+        if self.viewers:
+            self._send_all(_json(self.status()))
+
+    def _next_status_delay(self) -> float:
+        """Seconds until the next heartbeat: at most STATUS_EVERY after the last status, and,
+        while readings flow, half a period away from the instants when they go out."""
+        now = time.monotonic()
+        due = self._last_status_at + STATUS_EVERY
+        period = self._period_estimate
+        if self._last_flush_at and now - self._last_flush_at < 2 * period and period > 0.1:
+            mid = self._last_flush_at + period / 2
+            while mid + period <= due:
+                mid += period
+            if mid > self._last_status_at + STATUS_EVERY / 2 and mid > now:
+                due = mid
+        return max(0.01, due - now)
+
+    async def _status_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._next_status_delay())
+            if time.monotonic() - self._last_status_at >= STATUS_EVERY / 2 - 0.01:
+                self._broadcast_status()
+
+    # -- viewers ---------------------------------------------------------------------------
+
+    def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        path = urlsplit(request.path).path
+        if path == "/healthz":
+            return self._json_response(http.HTTPStatus.OK, {"status": "ok", **self.status()})
+        if path == "/readings":
+            body = {"run": self.run_id, "readings": [item.as_dict() for item in self.buffer]}
+            return self._json_response(http.HTTPStatus.OK, body)
+        if path != "/ws":
+            return ws.respond(http.HTTPStatus.NOT_FOUND, "Not found: use /ws or /healthz\n")
+        return None
+
+    @staticmethod
+    def _json_response(status: http.HTTPStatus, body: dict[str, Any]) -> Response:
+        data = (_json(body) + "\n").encode()
+        headers = Headers(
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(data))),
+                ("Cache-Control", "no-store"),
+                ("Connection", "close"),
+            ]
+        )
+        return Response(status.value, status.phrase, headers, data)
+
+    def _first_frame(self, query: str) -> str:
+        params = parse_qs(query)
+        since = params.get("since", [""])[0]
+        run = params.get("run", [""])[0]
+        if run == self.run_id and since.isdigit():
+            items = self.buffer.since(int(since))
+        else:
+            items = self.buffer.last(self.settings.window)
+        return self._readings_frame(self._flushed_only(items), snapshot=True)
+
+    def _flushed_only(self, items: list[Stored]) -> list[Stored]:
+        # Readings still pending go out with the next live frame; do not send them twice.
+        return [item for item in items if item.seq <= self._flushed_seq]
+
+    async def _handle_viewer(self, ws: ServerConnection) -> None:
+        # Write the snapshot and join the fan-out in one synchronous step, so that no live
+        # frame can slip in before it and none is missed after it.
+        broadcast([ws], self._first_frame(urlsplit(ws.request.path).query if ws.request else ""))
+        broadcast([ws], _json(self.status()))
+        self.viewers.add(ws)
+        self.counters["viewers_connected"] += 1
+        window_start, count = time.monotonic(), 0
+        try:
+            async for message in ws:
+                now = time.monotonic()
+                if now - window_start >= 1.0:
+                    window_start, count = now, 0
+                count += 1
+                if count <= VIEWER_RESEND_PER_S:
+                    self._on_viewer_message(ws, message)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.viewers.discard(ws)
+
+    def _on_viewer_message(self, ws: ServerConnection, message: str | bytes) -> None:
+        try:
+            request = json.loads(message)
+        except (ValueError, RecursionError):
+            return
+        if not isinstance(request, dict) or request.get("type") != "resend":
+            return
+        since = request.get("since")
+        if isinstance(since, bool) or not isinstance(since, int):
+            return
+        if request.get("run") == self.run_id:
+            items = self.buffer.since(since)
+        else:
+            items = self.buffer.last(self.settings.window)
+        self.counters["resends"] += 1
+        broadcast([ws], self._readings_frame(self._flushed_only(items), resend=True))
+
+
+async def run_bridge(settings: Settings, ready: Callable[[Bridge], None] | None = None) -> None:
+    """Run a bridge until SIGINT/SIGTERM."""
+    bridge = Bridge(settings)
+    await bridge.start()
+    log.info(
+        "bridge on ws://%s:%d/ws relaying %s (origins: %s)",
+        settings.bridge_host,
+        bridge.port,
+        settings.display_source,
+        ", ".join(settings.effective_origins),
+    )
+    if ready is not None:
+        ready(bridge)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await bridge.close()

@@ -1,0 +1,120 @@
+"""``hrdash`` command line: run, bridge, simulate, probe.
+
+Every option is a setting from :data:`hrdash.settings.SETTINGS` (flag > ``HRDASH_*`` variable >
+default). User mistakes end with one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from hrdash.settings import SETTINGS, PortInUseError, SettingError, Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def fail(message: str, status: int = 2) -> NoReturn:
+    """One line on stderr, then exit."""
+    click.echo(f"hrdash: error: {message}", err=True)
+    sys.exit(status)
+
+
+def settings_options(scope: str) -> Callable[[F], F]:
+    """Add one ``--flag`` per setting of ``scope``; documented with its variable and default."""
+
+    def decorate(func: F) -> F:
+        for setting in reversed(SETTINGS):
+            if scope not in setting.scopes:
+                continue
+            default = setting.default or "empty"
+            func = click.option(
+                setting.flag,
+                setting.name,
+                default=None,
+                metavar="VALUE",
+                help=f"{setting.help} [env {setting.env}; default: {default}]",
+            )(func)
+        return func
+
+    return decorate
+
+
+def load_settings(flags: dict[str, Any]) -> Settings:
+    try:
+        settings = Settings.load(overrides=flags)
+    except SettingError as exc:
+        fail(str(exc))
+    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+    return settings
+
+
+def _run_async(main: Any) -> None:
+    try:
+        asyncio.run(main)
+    except PortInUseError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="hrdash")
+def cli() -> None:
+    """hrdash: a live heart-rate monitor for WebSocket services, built on Plotly Dash.
+
+    Every option is also an HRDASH_* environment variable (the option's help names it).
+    Not a medical device.
+    """
+
+
+@cli.command()
+@settings_options("run")
+def run(**flags: Any) -> None:
+    """Run everything: the simulator (when no upstream URL is set), the bridge and the Dash
+    server. The same as `python app.py`. Ctrl-C or SIGTERM stops them all."""
+    from hrdash.runner import run_all
+
+    settings = load_settings(flags)
+    try:
+        run_all(settings)
+    except PortInUseError as exc:
+        fail(str(exc))
+
+
+@cli.command()
+@settings_options("bridge")
+def bridge(**flags: Any) -> None:
+    """Run only the bridge: connect to the heart-rate service and relay its readings to browsers
+    on ws://BRIDGE_HOST:BRIDGE_PORT/ws (health: GET /healthz)."""
+    from hrdash.bridge import run_bridge
+
+    settings = load_settings(flags)
+    _run_async(run_bridge(settings))
+
+
+@cli.command()
+@settings_options("simulate")
+def simulate(**flags: Any) -> None:
+    """Run only the embedded heart-rate service on ws://127.0.0.1:SIMULATOR_PORT/, sending
+    {"time": <Unix ms>, "value": <bpm>} every SIMULATOR_PERIOD seconds to every client."""
+    from hrdash.simulator import run_simulator
+
+    settings = load_settings(flags)
+    _run_async(
+        run_simulator(settings.simulator_port, settings.simulator_period, settings.simulator_seed)
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `hrdash ... | head` ends quietly
+    cli.main(args=list(argv) if argv is not None else None, prog_name="hrdash")

@@ -1,0 +1,73 @@
+"""``python app.py`` / ``hrdash run``: simulator + bridge (supervised children) + the Dash server.
+
+The Dash server runs in this process on werkzeug's threaded server, which is fine for a handful
+of viewers on one machine; deploy with gunicorn (see README) for more. Ctrl-C or SIGTERM stops
+the server and every child within ``STOP_GRACE`` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from types import FrameType
+
+from hrdash.settings import Settings
+from hrdash.supervisor import Supervisor, check_port_free
+
+log = logging.getLogger("hrdash")
+
+
+class _Stop(Exception):
+    """Raised in the main thread by the SIGTERM handler."""
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop()
+
+
+def page_url(settings: Settings) -> str:
+    host = settings.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}/"
+
+
+def run_all(settings: Settings) -> None:
+    """Run until Ctrl-C / SIGTERM. Raises PortInUseError before starting anything."""
+    from werkzeug.serving import make_server
+
+    from hrdash.webapp import create_app
+
+    check_port_free(settings.host, settings.port, "HRDASH_PORT")
+    fatal: list[str] = []
+
+    def on_fatal(message: str) -> None:
+        fatal.append(message)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    supervisor = Supervisor(settings, on_fatal=on_fatal)
+    supervisor.check_ports()
+    app = create_app(settings)
+    if settings.log_level != "debug":
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    httpd = make_server(settings.host, settings.port, app.server, threaded=True)
+    previous = signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        supervisor.start()
+        source = settings.display_source
+        print(f"hrdash: open {page_url(settings)}  (source: {source}; Ctrl-C stops)", flush=True)
+        httpd.serve_forever()
+    except (KeyboardInterrupt, _Stop):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        httpd.server_close()
+        supervisor.stop()
+        print("hrdash: stopped", flush=True)
+    if fatal:
+        print(f"hrdash: error: {fatal[0]}", file=sys.stderr)
+        sys.exit(2)

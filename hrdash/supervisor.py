@@ -1,0 +1,206 @@
+"""Starts, watches and stops the background processes: the simulator (when no upstream URL is set)
+and the bridge. Used by ``python app.py`` / ``hrdash run`` and by ``gunicorn.conf.py`` (in the
+gunicorn master, so that there is exactly one bridge whatever the number of workers).
+
+Children are plain ``python -m hrdash bridge|simulate`` processes that receive their settings as
+``HRDASH_*`` environment variables. On Linux each child is told to receive SIGTERM when its parent
+dies, so even a SIGKILLed parent leaves no orphan. A child that dies is restarted with backoff
+(0.5 s doubling up to 10 s, reset after 30 s of uptime); one that exits with status 2 (a usage
+error, such as a port in use) is not restarted, since restarting cannot fix it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from hrdash.settings import PortInUseError, Settings
+
+log = logging.getLogger("hrdash.supervisor")
+
+RESTART_FIRST = 0.5  # seconds before the first restart
+RESTART_CAP = 10.0  # seconds between restarts at most
+HEALTHY_AFTER = 30.0  # seconds of uptime after which the restart backoff resets
+STOP_GRACE = 4.0  # seconds between SIGTERM and SIGKILL when stopping
+READY_TIMEOUT = 15.0  # seconds to wait for a child's port to accept connections
+USAGE_ERROR = 2  # exit status of a child that must not be restarted
+PR_SET_PDEATHSIG = 1
+
+
+def check_port_free(host: str, port: int, setting: str) -> None:
+    """Raise :class:`PortInUseError` if nothing can listen on ``host:port``."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUseError(
+                    f"port {port} on {host} is already in use (set {setting} to another port)"
+                ) from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise PortInUseError(
+                    f"cannot listen on {host}:{port}: no such local address (check {setting})"
+                ) from None
+            raise
+
+
+def wait_port(host: str, port: int, timeout: float) -> bool:
+    """True once ``host:port`` accepts a TCP connection, False after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    connect_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    connect_host = "::1" if connect_host == "::" else connect_host
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((connect_host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    port: int
+    host: str = "127.0.0.1"
+    proc: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    delay: float = RESTART_FIRST
+    restart_at: float | None = None
+    given_up: bool = False
+    exit_codes: list[int] = field(default_factory=list)
+
+
+class Supervisor:
+    """Runs the simulator and the bridge as child processes and keeps them running."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        on_fatal: Callable[[str], None] | None = None,
+        python: str = sys.executable,
+    ) -> None:
+        self.settings = settings
+        self.on_fatal = on_fatal
+        self.env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
+        self.children: list[Child] = []
+        if settings.uses_simulator:
+            argv = [python, "-m", "hrdash", "simulate"]
+            self.children.append(Child("simulator", argv, settings.simulator_port))
+        self.children.append(
+            Child(
+                "bridge",
+                [python, "-m", "hrdash", "bridge"],
+                settings.bridge_port,
+                settings.bridge_host,
+            )
+        )
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def check_ports(self) -> None:
+        """Raise :class:`PortInUseError` if a child's port is taken."""
+        for child in self.children:
+            setting = "HRDASH_SIMULATOR_PORT" if child.name == "simulator" else "HRDASH_BRIDGE_PORT"
+            check_port_free(child.host, child.port, setting)
+
+    def _spawn(self, child: Child) -> None:
+        child.proc = subprocess.Popen(
+            child.argv,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+        child.started_at = time.monotonic()
+        child.restart_at = None
+
+    def start(self, wait: bool = True) -> None:
+        """Start every child (simulator first) and the watcher thread."""
+        for child in self.children:
+            self._spawn(child)
+            if wait and not wait_port(child.host, child.port, READY_TIMEOUT):
+                log.warning(
+                    "%s did not open port %d within %g s", child.name, child.port, READY_TIMEOUT
+                )
+        self._thread = threading.Thread(target=self._watch, name="hrdash-supervisor", daemon=True)
+        self._thread.start()
+
+    def pid(self, name: str) -> int | None:
+        for child in self.children:
+            if child.name == name and child.proc is not None:
+                return child.proc.pid
+        return None
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(0.2):
+            with self._lock:
+                for child in self.children:
+                    self._check(child)
+
+    def _check(self, child: Child) -> None:
+        if child.given_up or child.proc is None:
+            return
+        now = time.monotonic()
+        if child.restart_at is not None:
+            if now >= child.restart_at and not self._stopping.is_set():
+                self._spawn(child)
+                child.restarts += 1
+                log.warning("%s restarted (restart #%d)", child.name, child.restarts)
+            return
+        code = child.proc.poll()
+        if code is None:
+            if now - child.started_at > HEALTHY_AFTER:
+                child.delay = RESTART_FIRST
+            return
+        child.exit_codes.append(code)
+        if code == USAGE_ERROR:
+            child.given_up = True
+            message = f"{child.name} exited with a usage error (status 2); not restarting it"
+            log.error(message)
+            if self.on_fatal is not None:
+                self.on_fatal(message)
+            return
+        log.warning("%s exited (status %s); restarting in %.1f s", child.name, code, child.delay)
+        child.restart_at = now + child.delay
+        child.delay = min(RESTART_CAP, child.delay * 2)
+
+    def stop(self, timeout: float = STOP_GRACE) -> None:
+        """SIGTERM every child, SIGKILL what is left after ``timeout`` seconds, reap them all."""
+        self._stopping.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=1.0)
+        with self._lock:
+            procs = [c.proc for c in reversed(self.children) if c.proc is not None]
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.terminate()
+            deadline = time.monotonic() + timeout
+            for proc in procs:
+                try:
+                    proc.wait(timeout=max(0.05, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=1.0)
