@@ -297,7 +297,7 @@ class Bridge:
                 "run": self.run_id,
                 "readings": [item.as_dict() for item in items],
                 "first_seq": self.buffer.first_seq,
-                "last_seq": self.buffer.last_seq,
+                "last_seq": self._flushed_seq,
                 **extra,
             }
         )
@@ -346,7 +346,7 @@ class Bridge:
             "detail": self.upstream_detail,
             "source": self.settings.display_source,
             "first_seq": self.buffer.first_seq,
-            "last_seq": self.buffer.last_seq,
+            "last_seq": self._flushed_seq,  # what viewers have been sent, never ahead of it
             "last_reading_age": age,
             "now": self._now_ms(),
             "viewers": len(self.viewers),
@@ -422,7 +422,7 @@ class Bridge:
 
     def _flushed_only(self, items: list[Stored]) -> list[Stored]:
         # Readings still pending go out with the next live frame; do not send them twice.
-        return [item for item in items if item.seq <= self._flushed_seq]
+        return items
 
     async def _handle_viewer(self, ws: ServerConnection) -> None:
         # Write the snapshot and join the fan-out in one synchronous step, so that no live

@@ -1,0 +1,550 @@
+/*
+ * hrdash — the per-reading path, entirely in the browser (no request to the Dash server).
+ *
+ * Wired by hrdash/callbacks/live.py as clientside callbacks in the namespace
+ * window.dash_clientside.hrdash:
+ *   on_message(message, store, config)  a frame from the bridge → window, table, chart, cards
+ *   on_state(state, store, config)      socket opened/closed → reconnect with backoff
+ *   on_tick(n, wsState, store, config)  badge, staleness, watchdog on a silent socket
+ *
+ * Bridge protocol (JSON text frames, each with a "type"; unknown types are ignored):
+ *   {"type":"readings","run":R,"readings":[{"seq","time","bpm"}...],"first_seq":N,"last_seq":M}
+ *   {"type":"status","run":R,"upstream":"connecting"|"live"|"down","detail":"...",
+ *    "first_seq":N,"last_seq":M,...}                       on change and at least once a second
+ *   browser → bridge: {"type":"resend","since":N,"run":R,"nonce":k}  (reply: readings after N)
+ *   reconnect URL:    <ws_url>?since=<seq>&run=<run>&n=<nonce>
+ *
+ * Dash coalesces socket messages that arrive within one render (only the last reaches us), so
+ * every frame triggers a check of the current run's window for missing seqs, and a hole is filled
+ * by a resend request (at most one a second) until the window is whole.
+ *
+ * The window lives in the hr-store (dcc.Store); per-tab mutable state (timers, nonce, arrival
+ * times on the browser's monotonic clock) lives in the module-level object S below.
+ */
+(function () {
+    "use strict";
+
+    var BACKOFF_MIN_MS = 500; // first reconnect delay; doubles per failed attempt
+    var BACKOFF_MAX_MS = 5000;
+    var RESEND_EVERY_MS = 1000; // at most one resend request per second
+    var SILENT_SOCKET_MS = 3000; // open socket with no frame at all (heartbeats included) → reconnect
+    var CONNECT_TIMEOUT_MS = 5000; // socket stuck in CONNECTING → reconnect
+    var Y_PAD = 5; // bpm of room kept above/below a reading outside the base range
+
+    var WS_OPEN = 1;
+    var WS_CLOSED = 3;
+
+    // Per-tab mutable state. Times are performance.now() milliseconds.
+    var S = {
+        nonce: 0,
+        backoff: BACKOFF_MIN_MS,
+        timer: null, // pending reconnect
+        readyState: undefined,
+        openedAt: 0,
+        connectStartedAt: 0,
+        lastFrameAt: 0,
+        lastReadingAt: 0, // arrival of the newest reading (fills of older holes do not count)
+        lastResendAt: -Infinity,
+        status: null, // last status frame
+        run: null, // current bridge run, and where to resume it
+        resumeSeq: null,
+        badge: null, // last badge text+class written, to skip identical writes
+        badgeTitle: "",
+        timeText: null,
+    };
+
+    function now() {
+        return performance.now();
+    }
+
+    function pad(n, width) {
+        var s = String(n);
+        while (s.length < width) {
+            s = "0" + s;
+        }
+        return s;
+    }
+
+    /** Unix ms → local "HH:MM:SS.mmm". */
+    function clock(ms) {
+        if (typeof ms !== "number" || !isFinite(ms)) {
+            return "";
+        }
+        var d = new Date(ms);
+        return (
+            pad(d.getHours(), 2) + ":" + pad(d.getMinutes(), 2) + ":" + pad(d.getSeconds(), 2) +
+            "." + pad(d.getMilliseconds(), 3)
+        );
+    }
+
+    /** Unix ms → local "YYYY-MM-DD HH:MM:SS.mmm" (Plotly reads date strings as local wall time). */
+    function plotTime(ms) {
+        var d = new Date(ms);
+        return (
+            d.getFullYear() + "-" + pad(d.getMonth() + 1, 2) + "-" + pad(d.getDate(), 2) + " " +
+            clock(ms)
+        );
+    }
+
+    function emptyStore() {
+        return {runs: [], rows: [], run: null, first_seq: null, last_seq: null, y_range: null};
+    }
+
+    function finite(x) {
+        return typeof x === "number" && isFinite(x);
+    }
+
+    function rank(store, run) {
+        var i = store.runs.indexOf(run);
+        return i === -1 ? store.runs.length : i;
+    }
+
+    function compareRows(store) {
+        return function (a, b) {
+            return rank(store, a.run) - rank(store, b.run) || a.seq - b.seq;
+        };
+    }
+
+    /** Seqs the current run's part of the window must hold: [lo, hi], or null if unknown. */
+    function neededRange(store, windowSize) {
+        if (store.run === null || !finite(store.last_seq)) {
+            return null;
+        }
+        var lo = store.last_seq - windowSize + 1;
+        if (finite(store.first_seq)) {
+            lo = Math.max(lo, store.first_seq);
+        }
+        return [lo, store.last_seq];
+    }
+
+    /** The first missing seq of the current run's window, or null when it is whole. */
+    function firstHole(store, windowSize) {
+        var range = neededRange(store, windowSize);
+        if (!range) {
+            return null;
+        }
+        var have = {};
+        store.rows.forEach(function (r) {
+            if (r.run === store.run) {
+                have[r.seq] = true;
+            }
+        });
+        for (var s = range[0]; s <= range[1]; s++) {
+            if (!have[s]) {
+                return s;
+            }
+        }
+        return null;
+    }
+
+    /** Seq after which the bridge must send everything for our window to be whole. */
+    function resumeSeq(store, windowSize) {
+        var hole = firstHole(store, windowSize);
+        if (hole !== null) {
+            return hole - 1;
+        }
+        var best = null;
+        store.rows.forEach(function (r) {
+            if (r.run === store.run && (best === null || r.seq > best)) {
+                best = r.seq;
+            }
+        });
+        return best;
+    }
+
+    function reconnectUrl(base, store) {
+        var parts = [];
+        if (S.run !== null && S.resumeSeq !== null) {
+            parts.push("since=" + encodeURIComponent(S.resumeSeq));
+            parts.push("run=" + encodeURIComponent(S.run));
+        }
+        parts.push("n=" + S.nonce);
+        return base + (base.indexOf("?") === -1 ? "?" : "&") + parts.join("&");
+    }
+
+    /** Base y range widened to the window's readings (multiples of 10), or the base range. */
+    function yRange(rows, base) {
+        var lo = base[0];
+        var hi = base[1];
+        rows.forEach(function (r) {
+            lo = Math.min(lo, Math.floor((r.bpm - Y_PAD) / 10) * 10);
+            hi = Math.max(hi, Math.ceil((r.bpm + Y_PAD) / 10) * 10);
+        });
+        return [lo, hi];
+    }
+
+    /**
+     * Merge a readings frame into the store (a new object; the old one is not modified).
+     * Returns {store, added}: added = the readings new to the window, in window order.
+     */
+    function merge(store, frame, windowSize) {
+        var run = typeof frame.run === "string" || typeof frame.run === "number"
+            ? String(frame.run) : (store.run === null ? "" : store.run);
+        var next = {
+            runs: store.runs.slice(),
+            rows: store.rows.slice(),
+            run: store.run,
+            first_seq: store.first_seq,
+            last_seq: store.last_seq,
+            y_range: store.y_range,
+        };
+        if (run !== next.run && next.runs.indexOf(run) === -1) {
+            // A new bridge run (restart): keep the old rows, stop gap-checking them.
+            next.runs.push(run);
+            next.run = run;
+            next.first_seq = null;
+            next.last_seq = null;
+        }
+        var seen = {};
+        next.rows.forEach(function (r) {
+            seen[r.id] = true;
+        });
+        var fresh = {};
+        var maxSeq = null;
+        (Array.isArray(frame.readings) ? frame.readings : []).forEach(function (r) {
+            if (!r || !finite(r.seq) || !finite(r.time) || !finite(r.bpm)) {
+                return;
+            }
+            var id = run + "-" + r.seq;
+            if (maxSeq === null || r.seq > maxSeq) {
+                maxSeq = r.seq;
+            }
+            if (seen[id]) {
+                return;
+            }
+            seen[id] = true;
+            fresh[id] = true;
+            next.rows.push({id: id, run: run, seq: r.seq, time: r.time, bpm: r.bpm});
+        });
+        next.rows.sort(compareRows(next));
+        if (next.rows.length > windowSize) {
+            next.rows = next.rows.slice(next.rows.length - windowSize);
+        }
+        // Forget runs that no longer have rows (except the current one).
+        next.runs = next.runs.filter(function (name) {
+            return name === next.run || next.rows.some(function (r) {
+                return r.run === name;
+            });
+        });
+        if (run === next.run) {
+            bounds(next, frame, maxSeq);
+        }
+        var added = next.rows.filter(function (r) {
+            return fresh[r.id];
+        });
+        return {store: next, added: added};
+    }
+
+    /** Take first_seq/last_seq of a frame of the current run into the store. */
+    function bounds(store, frame, maxSeq) {
+        if (finite(frame.first_seq)) {
+            store.first_seq = frame.first_seq;
+        }
+        var last = finite(frame.last_seq) ? frame.last_seq : maxSeq;
+        if (finite(last) && (!finite(store.last_seq) || last > store.last_seq)) {
+            store.last_seq = last;
+        }
+    }
+
+    function normalise(store) {
+        if (!store || !Array.isArray(store.rows) || !Array.isArray(store.runs)) {
+            return emptyStore();
+        }
+        return store;
+    }
+
+    function setProps(id, props) {
+        window.dash_clientside.set_props(id, props);
+    }
+
+    function setBadge(config, text, cls, title) {
+        var key = text + "|" + cls;
+        if (S.badge === key) {
+            return;
+        }
+        S.badge = key;
+        setProps(config.ids.status, {children: text, className: "hr-badge " + cls, title: title || ""});
+    }
+
+    function reconnect(config) {
+        if (S.timer !== null) {
+            clearTimeout(S.timer);
+            S.timer = null;
+        }
+        S.nonce += 1;
+        S.connectStartedAt = now();
+        S.openedAt = 0;
+        setProps(config.ids.ws, {url: reconnectUrl(config.ws_url)});
+    }
+
+    function scheduleReconnect(config) {
+        if (S.timer !== null) {
+            return;
+        }
+        var delay = S.backoff;
+        S.backoff = Math.min(S.backoff * 2, BACKOFF_MAX_MS);
+        S.timer = setTimeout(function () {
+            S.timer = null;
+            reconnect(config);
+        }, delay);
+    }
+
+    function stats(rows) {
+        if (!rows.length) {
+            return ["–", "–", "–"];
+        }
+        var lo = Infinity;
+        var hi = -Infinity;
+        var sum = 0;
+        rows.forEach(function (r) {
+            lo = Math.min(lo, r.bpm);
+            hi = Math.max(hi, r.bpm);
+            sum += r.bpm;
+        });
+        return [String(lo), String(Math.round(sum / rows.length)), String(hi)];
+    }
+
+    /** The chart's gd (Plotly's div) when it already shows exactly `rows`, else null. */
+    function chartInSync(config, rows) {
+        var host = document.getElementById(config.ids.chart);
+        var gd = host && host.querySelector(".js-plotly-plot");
+        var trace = gd && gd.data && gd.data[0];
+        if (!trace || !trace.x || trace.x.length !== rows.length || !rows.length) {
+            return false;
+        }
+        return trace.x[trace.x.length - 1] === plotTime(rows[rows.length - 1].time);
+    }
+
+    /** [extendData, figurePatch]: one of them is no_update. */
+    function chartUpdate(config, before, after, added) {
+        var noUpdate = window.dash_clientside.no_update;
+        var base = config.y_range || [40, 160];
+        var range = yRange(after.rows, base);
+        var sameRange = before.y_range && before.y_range[0] === range[0] &&
+            before.y_range[1] === range[1];
+        after.y_range = range;
+        var lastBefore = before.rows.length ? before.rows[before.rows.length - 1] : null;
+        var appendOnly = lastBefore !== null && added.length > 0 && after.rows.some(function (r) {
+            return r.id === lastBefore.id;
+        }) && added.every(function (r) {
+            return compareRows(after)(r, lastBefore) > 0;
+        });
+        if (sameRange && appendOnly && chartInSync(config, before.rows)) {
+            return [[{
+                x: [added.map(function (r) {
+                    return plotTime(r.time);
+                })],
+                y: [added.map(function (r) {
+                    return r.bpm;
+                })],
+            }, [0], config.window], noUpdate];
+        }
+        var patch = new window.dash_clientside.Patch();
+        patch.assign(["data", 0, "x"], after.rows.map(function (r) {
+            return plotTime(r.time);
+        }));
+        patch.assign(["data", 0, "y"], after.rows.map(function (r) {
+            return r.bpm;
+        }));
+        patch.assign(["layout", "yaxis", "range"], range);
+        return [noUpdate, patch.build()];
+    }
+
+    function tableRows(rows, order) {
+        var out = rows.map(function (r) {
+            return {id: r.id, seq: r.seq, time: r.time, bpm: r.bpm};
+        });
+        return order === "newest-first" ? out.reverse() : out;
+    }
+
+    function on_message(message, store, config) {
+        var nu = window.dash_clientside.no_update;
+        var out = [nu, nu, nu, nu, nu, nu, nu, nu, nu, nu];
+        if (!message || typeof message.data !== "string" || !config) {
+            return out;
+        }
+        var t = now();
+        S.lastFrameAt = t;
+        S.backoff = BACKOFF_MIN_MS;
+        var frame;
+        try {
+            frame = JSON.parse(message.data);
+        } catch (e) {
+            return out;
+        }
+        if (!frame || typeof frame !== "object") {
+            return out;
+        }
+        var before = normalise(store);
+        var after;
+        if (frame.type === "readings") {
+            var merged = merge(before, frame, config.window);
+            after = merged.store;
+            var newest = after.rows.length ? after.rows[after.rows.length - 1] : null;
+            var oldNewest = before.rows.length ? before.rows[before.rows.length - 1] : null;
+            if (newest && (!oldNewest || newest.id !== oldNewest.id)) {
+                S.lastReadingAt = t;
+            }
+            if (merged.added.length) {
+                var chart = chartUpdate(config, before, after, merged.added);
+                var s = stats(after.rows);
+                S.timeText = clock(newest.time);
+                out = [
+                    after,
+                    tableRows(after.rows, config.order),
+                    chart[0],
+                    chart[1],
+                    String(newest.bpm),
+                    S.timeText,
+                    s[0],
+                    s[1],
+                    s[2],
+                    nu,
+                ];
+            } else {
+                out[0] = after;
+            }
+        } else if (frame.type === "status") {
+            S.status = frame;
+            after = {
+                runs: before.runs.slice(),
+                rows: before.rows,
+                run: before.run,
+                first_seq: before.first_seq,
+                last_seq: before.last_seq,
+                y_range: before.y_range,
+            };
+            var run = frame.run === undefined || frame.run === null ? after.run : String(frame.run);
+            if (run !== null && run !== after.run && after.runs.indexOf(run) === -1) {
+                after.runs.push(run); // restarted bridge announced before its readings
+                after.run = run;
+                after.first_seq = null;
+                after.last_seq = null;
+            }
+            if (run === after.run) {
+                bounds(after, frame, null);
+            }
+            out[0] = after;
+        } else {
+            return out; // unknown type: ignore
+        }
+        S.run = after.run;
+        S.resumeSeq = resumeSeq(after, config.window);
+        var hole = firstHole(after, config.window);
+        if (hole !== null && S.readyState === WS_OPEN && t - S.lastResendAt >= RESEND_EVERY_MS) {
+            S.lastResendAt = t;
+            S.nonce += 1;
+            out[9] = JSON.stringify({type: "resend", since: hole - 1, run: after.run, nonce: S.nonce});
+        }
+        return out;
+    }
+
+    function on_state(state, store, config) {
+        if (!state || !config) {
+            return;
+        }
+        var t = now();
+        S.readyState = state.readyState;
+        if (state.readyState === WS_OPEN) {
+            S.openedAt = t;
+        } else if (state.readyState === WS_CLOSED) {
+            setBadge(config, "Reconnecting…", "hr-badge--reconnecting", "");
+            scheduleReconnect(config);
+        } else {
+            S.connectStartedAt = t;
+        }
+    }
+
+    function on_tick(n, wsState, store, config) {
+        var nu = window.dash_clientside.no_update;
+        if (!config) {
+            return [nu, nu, nu, nu];
+        }
+        var t = now();
+        var rs = wsState ? wsState.readyState : undefined;
+        if (rs !== undefined) {
+            S.readyState = rs;
+        }
+        // Watchdogs: a socket can look open and be dead (no TCP reset), or hang while connecting.
+        if (rs === WS_OPEN && S.openedAt && t - Math.max(S.lastFrameAt, S.openedAt) > SILENT_SOCKET_MS) {
+            reconnect(config);
+            rs = 0;
+        } else if (rs === 0 && S.connectStartedAt && t - S.connectStartedAt > CONNECT_TIMEOUT_MS) {
+            reconnect(config);
+        } else if (rs === WS_CLOSED && S.timer === null) {
+            scheduleReconnect(config);
+        }
+
+        store = normalise(store);
+        var rows = store.rows;
+        var newest = rows.length ? rows[rows.length - 1] : null;
+        var age = newest && S.lastReadingAt ? (t - S.lastReadingAt) / 1000 : null;
+        var stale = newest !== null && (age === null || age > config.stale_after);
+        var status = S.status;
+        var upstream = status && status.upstream;
+        var text;
+        var cls;
+        var title = status && status.detail ? String(status.detail) : "";
+        if (rs !== WS_OPEN) {
+            var everOpen = S.nonce > 0 || S.openedAt > 0 || rows.length > 0;
+            text = everOpen || rs === WS_CLOSED ? "Reconnecting…" : "Connecting…";
+            cls = rs === WS_CLOSED || everOpen ? "hr-badge--reconnecting" : "hr-badge--connecting";
+        } else if (upstream === "down" || (upstream === "connecting" && title)) {
+            text = "Upstream down";
+            cls = "hr-badge--down";
+        } else if (stale) {
+            text = "Stale · " + (age === null ? "?" : age.toFixed(1)) + " s";
+            cls = "hr-badge--stale";
+        } else if (newest && upstream !== "connecting") {
+            text = "Live";
+            cls = "hr-badge--live";
+        } else {
+            text = "Connecting…";
+            cls = "hr-badge--connecting";
+        }
+        var badgeKey = text + "|" + cls;
+        var badgeText = nu;
+        var badgeClass = nu;
+        if (S.badge !== badgeKey) {
+            S.badge = badgeKey;
+            badgeText = text;
+            badgeClass = "hr-badge " + cls;
+        }
+        if (title !== S.badgeTitle) {
+            S.badgeTitle = title;
+            setProps(config.ids.status, {title: title});
+        }
+
+        var card = "hr-card hr-current" + (!newest ? " hr-current--empty" : stale ? " hr-current--stale" : "");
+        var timeText = nu;
+        if (stale) {
+            var ago = age === null ? "a while" : Math.floor(age) + " s";
+            var label = "Last reading " + ago + " ago · " + clock(newest.time);
+            if (label !== S.timeText) {
+                S.timeText = label;
+                timeText = label;
+            }
+        }
+        return [badgeText, badgeClass, card, timeText];
+    }
+
+    // Merge into the existing object: the renderer keeps set_props, Patch, no_update there.
+    window.dash_clientside = window.dash_clientside || {};
+    window.dash_clientside.hrdash = {on_message: on_message, on_state: on_state, on_tick: on_tick};
+
+    // AG Grid valueFormatter: {"function": "hrdashTime(params.value)"}.
+    window.dashAgGridFunctions = window.dashAgGridFunctions || {};
+    window.dashAgGridFunctions.hrdashTime = clock;
+
+    // Pure helpers, for tests and the console.
+    window.hrdashCore = {
+        clock: clock,
+        plotTime: plotTime,
+        merge: merge,
+        firstHole: firstHole,
+        resumeSeq: resumeSeq,
+        yRange: yRange,
+        stats: stats,
+        state: S,
+    };
+})();

@@ -1,0 +1,249 @@
+"""The page's component tree, as a pure function of the settings and the bridge URL.
+
+Nothing here talks to the network or reads a request: :func:`hrdash.webapp.create_app` derives the
+URL per request and calls :func:`build_layout`. The live values are filled in by the clientside
+functions in ``assets/hrdash.js``; the ids come from :mod:`hrdash.ids`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash_ag_grid as dag
+from dash import dcc, html
+from dash_extensions import WebSocket
+
+from hrdash import ids
+from hrdash.settings import Settings
+
+# The chart's y axis stays on this range (bpm) unless a reading in the window falls outside it;
+# then it widens to the next multiple of 10 around that reading, and narrows back once it leaves.
+Y_RANGE = (40, 160)
+TICK_MS = 250  # period of the clientside staleness check (no server requests)
+CHART_HEIGHT_PX = 320
+LINE_COLOUR = "#c2410c"
+PLACEHOLDER = "\u2013"  # en dash: "no value yet"
+
+
+def initial_figure(settings: Settings) -> dict[str, Any]:
+    """The empty line chart: one trace, x = local time, y = bpm, fixed y range, no animation."""
+    return {
+        "data": [
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "x": [],
+                "y": [],
+                "line": {"color": LINE_COLOUR, "width": 2, "shape": "linear"},
+                "marker": {"color": LINE_COLOUR, "size": 5},
+                "hovertemplate": "%{x|%H:%M:%S.%L}<br><b>%{y} bpm</b><extra></extra>",
+                "cliponaxis": False,
+            }
+        ],
+        "layout": {
+            "autosize": True,
+            "height": CHART_HEIGHT_PX,
+            "margin": {"l": 48, "r": 16, "t": 12, "b": 40},
+            "paper_bgcolor": "rgba(0,0,0,0)",
+            "plot_bgcolor": "rgba(0,0,0,0)",
+            "showlegend": False,
+            "hovermode": "closest",
+            "font": {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif"},
+            "xaxis": {
+                "type": "date",
+                "tickformat": "%H:%M:%S",
+                "fixedrange": True,
+                "showgrid": False,
+                "linecolor": "#cbd5e1",
+                "ticks": "outside",
+                "tickcolor": "#cbd5e1",
+            },
+            "yaxis": {
+                "title": {"text": "bpm"},
+                "range": list(Y_RANGE),
+                "autorange": False,
+                "fixedrange": True,
+                "gridcolor": "#e2e8f0",
+                "zeroline": False,
+                "dtick": 20,
+            },
+        },
+    }
+
+
+def _column_defs() -> list[dict[str, Any]]:
+    return [
+        {
+            "field": "time",
+            "headerName": "Time",
+            "valueFormatter": {"function": "hrdashTime(params.value)"},
+            "cellClass": "hr-num",
+            "flex": 2,
+            "minWidth": 120,
+        },
+        {
+            "field": "bpm",
+            "headerName": "BPM",
+            "type": "rightAligned",
+            "cellClass": "hr-num hr-bpm-cell ag-right-aligned-cell",
+            "flex": 1,
+            "minWidth": 70,
+        },
+        {
+            "field": "seq",
+            "headerName": "Seq",
+            "type": "rightAligned",
+            "cellClass": "hr-num hr-seq-cell ag-right-aligned-cell",
+            "flex": 1,
+            "minWidth": 70,
+        },
+    ]
+
+
+def _attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    """``aria-*``/``data-*`` attributes, which Dash accepts as keyword arguments."""
+    return attrs
+
+
+def _stat(label: str, value_id: str) -> html.Div:
+    return html.Div(
+        className="hr-stat",
+        children=[
+            html.Div(label, className="hr-stat__label"),
+            html.Div(PLACEHOLDER, id=value_id, className="hr-stat__value"),
+        ],
+    )
+
+
+def build_layout(settings: Settings, ws_url: str) -> html.Div:
+    """The whole page for ``settings``, with the browser connecting to ``ws_url``.
+
+    The WebSocket component is a direct child of the returned top-level Div: it closes its socket
+    when unmounted, so it must never sit inside something that re-renders.
+    """
+    config = {
+        "window": settings.window,
+        "order": settings.order,
+        "stale_after": settings.stale_after,
+        "ws_url": ws_url,
+        "y_range": list(Y_RANGE),
+        # The clientside code addresses components through these, never through literals.
+        "ids": {
+            "ws": ids.WS,
+            "chart": ids.CHART,
+            "status": ids.STATUS,
+            "current_card": ids.CURRENT_CARD,
+            "current_time": ids.CURRENT_TIME,
+        },
+    }
+    header = html.Header(
+        className="hr-header",
+        children=[
+            html.Div(
+                className="hr-brand",
+                children=[
+                    html.Span("♥", className="hr-brand__mark", **_attrs({"aria-hidden": "true"})),
+                    html.H1("hrdash", className="hr-brand__title"),
+                    html.Span(settings.display_source, id=ids.SOURCE, className="hr-source"),
+                ],
+            ),
+            html.Span(
+                "Connecting…",
+                id=ids.STATUS,
+                className="hr-badge hr-badge--connecting",
+                role="status",
+                **_attrs({"aria-live": "polite"}),
+            ),
+        ],
+    )
+    current = html.Div(
+        id=ids.CURRENT_CARD,
+        className="hr-card hr-current hr-current--empty",
+        children=[
+            html.Div("Heart rate", className="hr-card__label"),
+            html.Div(
+                className="hr-current__reading",
+                children=[
+                    html.Span(PLACEHOLDER, id=ids.CURRENT_BPM, className="hr-current__bpm"),
+                    html.Span("bpm", className="hr-current__unit"),
+                ],
+            ),
+            html.Div(
+                "waiting for the first reading", id=ids.CURRENT_TIME, className="hr-current__time"
+            ),
+        ],
+    )
+    stats = html.Div(
+        className="hr-card hr-stats",
+        children=[
+            html.Div(f"Last {settings.window} readings", className="hr-card__label"),
+            html.Div(
+                className="hr-stats__row",
+                children=[
+                    _stat("Min", ids.STAT_MIN),
+                    _stat("Avg", ids.STAT_AVG),
+                    _stat("Max", ids.STAT_MAX),
+                ],
+            ),
+        ],
+    )
+    chart = html.Div(
+        className="hr-card hr-chart",
+        children=[
+            dcc.Graph(
+                id=ids.CHART,
+                figure=initial_figure(settings),
+                config={"displayModeBar": False, "responsive": True, "staticPlot": False},
+                animate=False,
+                style={"height": f"{CHART_HEIGHT_PX}px"},
+            )
+        ],
+    )
+    table = html.Div(
+        className="hr-card hr-table",
+        children=[
+            html.Div(
+                f"Readings (newest {'first' if settings.order == 'newest-first' else 'last'})",
+                className="hr-card__label",
+            ),
+            dag.AgGrid(
+                id=ids.TABLE,
+                rowData=[],
+                columnDefs=_column_defs(),
+                columnSize="sizeToFit",
+                getRowId="params.data.id",
+                defaultColDef={"sortable": False, "resizable": False, "suppressMovable": True},
+                dashGridOptions={
+                    "animateRows": False,
+                    "domLayout": "autoHeight",
+                    "suppressCellFocus": True,
+                    "suppressPaginationPanel": True,
+                    "rowHeight": 32,
+                    "headerHeight": 34,
+                    "localeText": {"noRowsToShow": "Waiting for readings…"},
+                },
+                className="hr-grid",
+            ),
+        ],
+    )
+    return html.Div(
+        className="hr-app",
+        children=[
+            WebSocket(id=ids.WS, url=ws_url),
+            dcc.Store(id=ids.CONFIG, data=config),
+            dcc.Store(id=ids.STORE, data=None),
+            dcc.Interval(id=ids.TICK, interval=TICK_MS),
+            header,
+            html.Main(
+                className="hr-main",
+                children=[
+                    html.Div(
+                        className="hr-top",
+                        children=[chart, html.Div(className="hr-side", children=[current, stats])],
+                    ),
+                    table,
+                ],
+            ),
+            html.Footer("Not a medical device.", className="hr-footer"),
+        ],
+    )

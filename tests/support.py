@@ -1,0 +1,185 @@
+"""Helpers shared by the end-to-end tests: free ports, the app as a subprocess, headless Chromium.
+
+Chromium comes from Debian (/usr/bin/chromium, override with HRDASH_TEST_CHROMIUM); Playwright
+drives it through ``executable_path`` and never downloads a browser of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("HRDASH_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float, proc: subprocess.Popen[Any] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with status {proc.returncode} before port {port}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"port {port} did not open within {timeout} s")
+
+
+def get_json(url: str, timeout: float = 5.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+@dataclass
+class Running:
+    """A started hrdash (``python app.py`` or gunicorn) and its ports."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    bridge_port: int
+    simulator_port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def health(self) -> dict[str, Any]:
+        return dict(get_json(f"http://127.0.0.1:{self.bridge_port}/healthz"))
+
+    def wait_readings(self, count: int, timeout: float = 30.0) -> dict[str, Any]:
+        """Wait until the bridge holds at least ``count`` readings; returns /healthz."""
+        deadline = time.monotonic() + timeout
+        while True:
+            health = self.health()
+            if health["last_seq"] >= count:
+                return health
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"bridge has {health['last_seq']} readings, wanted {count}")
+            time.sleep(0.1)
+
+    def child(self, word: str) -> psutil.Process:
+        """The descendant process whose command line contains ``word`` (e.g. "bridge")."""
+        for proc in psutil.Process(self.proc.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if word in proc.cmdline():
+                    return proc
+        raise LookupError(f"no child process running {word!r}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_hrdash(command: list[str], extra_env: dict[str, str] | None = None) -> Running:
+    """Start ``command`` in the repo root with fresh ports; returns once the page port answers."""
+    port, bridge_port, simulator_port = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "HRDASH_PORT": str(port),
+        "HRDASH_BRIDGE_PORT": str(bridge_port),
+        "HRDASH_SIMULATOR_PORT": str(simulator_port),
+        "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
+    }
+    log_file = tempfile.NamedTemporaryFile(prefix="hrdash-", suffix=".log", delete=False)  # noqa: SIM115
+    proc = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    running = Running(proc, port, bridge_port, simulator_port, Path(log_file.name))
+    try:
+        wait_port(port, 30, proc)
+        wait_port(bridge_port, 30, proc)
+    except Exception:
+        stop(running)
+        raise RuntimeError(f"hrdash did not start:\n{running.log()}") from None
+    return running
+
+
+def stop(running: Running, timeout: float = 5.0) -> list[int]:
+    """SIGTERM the main process; returns the pids of descendants still alive after ``timeout``
+    (then kills them, so that a failing test leaves nothing behind)."""
+    try:
+        family = psutil.Process(running.proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        family = []
+    running.proc.send_signal(signal.SIGTERM)
+    try:
+        running.proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        running.proc.kill()
+        running.proc.wait(timeout=5)
+    _, alive = psutil.wait_procs(family, timeout=0.5)
+    leftovers = [p.pid for p in alive]
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    return leftovers
+
+
+def app_command() -> list[str]:
+    return [sys.executable, "app.py"]
+
+
+def gunicorn_command(workers: int = 2) -> list[str]:
+    return [sys.executable, "-m", "gunicorn", "-w", str(workers), "app:server"]
+
+
+@contextlib.contextmanager
+def chromium_page(width: int = 1280, height: int = 900) -> Iterator[Any]:
+    """A fresh headless Chromium (persistent context on a new profile) and one page."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError(
+            f"Chromium not found at {CHROMIUM}: apt-get install -y chromium "
+            "(or set HRDASH_TEST_CHROMIUM)"
+        )
+    with tempfile.TemporaryDirectory(prefix="hrdash-chromium-") as profile, sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            profile,
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": width, "height": height},
+        )
+        try:
+            page = context.pages[0] if context.pages else context.new_page()
+            yield page
+        finally:
+            context.close()

@@ -1,0 +1,201 @@
+"""End to end, the way a newcomer meets hrdash: `python app.py` (and `gunicorn -w 2 app:server`)
+started as a subprocess, the page opened in a real headless Chromium."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psutil
+import pytest
+
+from hrdash import ids
+from tests.support import (
+    Running,
+    app_command,
+    chromium_page,
+    gunicorn_command,
+    start_hrdash,
+    stop,
+)
+
+pytestmark = pytest.mark.browser
+
+# Reads what a person sees: the grid's rows in display order, the chart's points, the cards.
+SNAPSHOT_JS = """
+(ids) => {
+  const rows = [...document.querySelectorAll(`#${ids.table} .ag-center-cols-container .ag-row`)]
+    .map((row) => ({
+      index: Number(row.getAttribute('row-index')),
+      id: row.getAttribute('row-id'),
+      seq: Number(row.querySelector('[col-id="seq"]')?.textContent),
+      bpm: Number(row.querySelector('[col-id="bpm"]')?.textContent),
+      time: row.querySelector('[col-id="time"]')?.textContent.trim(),
+    }))
+    .sort((a, b) => a.index - b.index);
+  const gd = document.querySelector(`#${ids.chart} .js-plotly-plot`);
+  const trace = gd && gd.data && gd.data[0];
+  return {
+    rows,
+    points: trace ? trace.x.length : 0,
+    lastPoint: trace && trace.y.length ? trace.y[trace.y.length - 1] : null,
+    bpm: document.getElementById(ids.bpm)?.textContent.trim(),
+    time: document.getElementById(ids.time)?.textContent.trim(),
+    status: document.getElementById(ids.status)?.textContent.trim(),
+  };
+}
+"""
+IDS = {
+    "table": ids.TABLE,
+    "chart": ids.CHART,
+    "bpm": ids.CURRENT_BPM,
+    "time": ids.CURRENT_TIME,
+    "status": ids.STATUS,
+}
+WINDOW = 20
+
+
+def snapshot(page: Any) -> dict[str, Any]:
+    return dict(page.evaluate(SNAPSHOT_JS, IDS))
+
+
+def wait_until(page: Any, predicate: Any, timeout: float, what: str) -> dict[str, Any]:
+    """Poll the page's snapshot until ``predicate`` holds; fail with the last snapshot."""
+    deadline = time.monotonic() + timeout
+    while True:
+        snap = snapshot(page)
+        if predicate(snap):
+            return snap
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; page shows {snap}")
+        page.wait_for_timeout(50)
+
+
+def newest(snap: dict[str, Any]) -> dict[str, Any]:
+    """The newest row: the last one, since the default order appends the newest last."""
+    return dict(snap["rows"][-1])
+
+
+def open_and_check_live_page(running: Running) -> None:
+    """The checks every deployment must pass (see the test docstrings)."""
+    running.wait_readings(WINDOW + 2, timeout=30)  # the bridge has run for >= 10 s
+    with chromium_page() as page:
+        dash_requests: list[str] = []
+        errors: list[str] = []
+        page.on(
+            "request",
+            lambda r: dash_requests.append(r.url) if "_dash-update-component" in r.url else None,
+        )
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(running.url)
+        first = wait_until(page, lambda s: len(s["rows"]) > 0, 15, "the first rows")
+        # The snapshot arrives as one frame: the table starts full rather than filling up over
+        # 10 s. A lost first frame is repaired by the gap fill within about a second.
+        wait_until(
+            page,
+            lambda s: len(s["rows"]) == WINDOW and s["points"] == WINDOW,
+            2.0,
+            f"{WINDOW} rows and {WINDOW} chart points",
+        )
+        assert first["rows"], first
+
+        # The current card equals the newest row, and the chart's last point too.
+        snap = wait_until(
+            page,
+            lambda s: len(s["rows"]) == WINDOW and s["bpm"] == str(newest(s)["bpm"]),
+            3,
+            "current card = newest row",
+        )
+        assert snap["time"] == newest(snap)["time"], snap
+        assert snap["lastPoint"] == newest(snap)["bpm"], snap
+        assert "Live" in snap["status"], snap
+
+        # Rows are ordered oldest first (newest appended last), seqs contiguous.
+        seqs = [row["seq"] for row in snap["rows"]]
+        assert seqs == list(range(seqs[0], seqs[0] + WINDOW)), seqs
+
+        # Ten seconds of streaming: the cards keep changing, no request reaches the Dash server.
+        dash_requests.clear()
+        seen = set()
+        start = time.monotonic()
+        while time.monotonic() - start < 10:
+            snap = snapshot(page)
+            seen.add(snap["time"])
+            assert len(snap["rows"]) == WINDOW
+            page.wait_for_timeout(200)
+        assert len(seen) >= 15, f"the current-time card changed only {len(seen)} times in 10 s"
+        assert dash_requests == [], dash_requests
+        assert errors == [], errors
+
+
+@pytest.fixture(scope="module")
+def python_app() -> Iterator[Running]:
+    running = start_hrdash(app_command())
+    yield running
+    leftovers = stop(running)
+    assert leftovers == [], f"processes left behind: {leftovers}"
+
+
+def test_python_app_shows_live_page(python_app: Running) -> None:
+    """`python app.py`: 20 rows and 20 points at once, card = newest row, cards keep changing,
+    zero Dash requests in 10 s of streaming, no console error."""
+    open_and_check_live_page(python_app)
+
+
+def test_bridge_restart_resumes_without_duplicates(python_app: Running) -> None:
+    """The bridge SIGKILLed while the page is open: it is restarted and the page resumes with
+    no duplicate row and no hole in the new run's readings."""
+    python_app.wait_readings(WINDOW + 2)
+    with chromium_page() as page:
+        page.goto(python_app.url)
+        before = wait_until(page, lambda s: len(s["rows"]) == WINDOW, 15, "a full table")
+        old_run = before["rows"][-1]["id"].split("-")[0]
+        old_bridge = python_app.child("bridge")
+        old_bridge.kill()
+        wait_until(page, lambda s: "Live" not in s["status"], 5, "the badge to leave Live")
+        after = wait_until(
+            page,
+            lambda s: sum(not row["id"].startswith(old_run) for row in s["rows"]) >= 6,
+            20,
+            "readings from the restarted bridge",
+        )
+        new_bridge = python_app.child("bridge")
+        assert new_bridge.pid != old_bridge.pid
+        rows = after["rows"]
+        assert len(rows) == WINDOW
+        assert len({row["id"] for row in rows}) == WINDOW, "duplicate rows"
+        assert len({row["time"] for row in rows}) == WINDOW, "duplicate times"
+        assert [r["time"] for r in rows] == sorted(r["time"] for r in rows), "rows out of order"
+        new_seqs = [row["seq"] for row in rows if not row["id"].startswith(old_run)]
+        assert new_seqs == list(range(new_seqs[0], new_seqs[0] + len(new_seqs))), new_seqs
+        wait_until(page, lambda s: "Live" in s["status"], 5, "the badge to say Live again")
+        assert "restarted" in python_app.log()
+
+
+def test_python_app_stops_cleanly_on_sigterm() -> None:
+    """SIGTERM to `python app.py` stops it and every child within 5 s, leaving no process."""
+    running = start_hrdash(app_command())
+    children = psutil.Process(running.proc.pid).children(recursive=True)
+    assert {"bridge", "simulate"} <= {word for c in children for word in c.cmdline()}
+    started = time.monotonic()
+    leftovers = stop(running, timeout=5)
+    assert leftovers == []
+    assert running.proc.returncode is not None
+    assert time.monotonic() - started < 5.5
+
+
+def test_gunicorn_two_workers_serve_the_live_page() -> None:
+    """`gunicorn -w 2 app:server`: exactly one bridge and one simulator, and the same page checks
+    hold."""
+    running = start_hrdash(gunicorn_command(workers=2))
+    try:
+        family = psutil.Process(running.proc.pid).children(recursive=True)
+        cmdlines = [c.cmdline() for c in family]
+        assert sum("bridge" in c for c in cmdlines) == 1, cmdlines
+        assert sum("simulate" in c for c in cmdlines) == 1, cmdlines
+        open_and_check_live_page(running)
+    finally:
+        leftovers = stop(running)
+    assert leftovers == [], f"processes left behind: {leftovers}"
