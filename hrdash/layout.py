@@ -7,6 +7,7 @@ functions in ``assets/hrdash.js``; the ids come from :mod:`hrdash.ids`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import dash_ag_grid as dag
@@ -115,7 +116,7 @@ def _stat(label: str, value_id: str) -> html.Div:
     )
 
 
-def build_layout(settings: Settings, ws_url: str) -> html.Div:
+def build_layout(settings: Settings, ws_url: str, extras: Sequence[Any] = ()) -> html.Div:
     """The whole page for ``settings``, with the browser connecting to ``ws_url``.
 
     The WebSocket component is a direct child of the returned top-level Div: it closes its socket
@@ -242,6 +243,7 @@ def build_layout(settings: Settings, ws_url: str) -> html.Div:
                         children=[chart, html.Div(className="hr-side", children=[current, stats])],
                     ),
                     table,
+                    *([html.Section(list(extras), className="hr-extras")] if extras else []),
                 ],
             ),
             html.Footer("Not a medical device.", className="hr-footer"),

@@ -78,9 +78,11 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
         update_title="",  # no "Updating..." flicker in the tab title
     )
 
+    extras = callbacks.extra_layout(settings)
+
     def layout() -> object:
         host, scheme = _request_origin(settings)
-        return build_layout(settings, browser_ws_url(settings, host, scheme))
+        return build_layout(settings, browser_ws_url(settings, host, scheme), extras)
 
     app.layout = layout
     callbacks.register_all(app, settings)

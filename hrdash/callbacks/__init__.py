@@ -13,6 +13,9 @@
         @app.callback(Output("my-alarm", "children"), Input(ids.TICK, "n_intervals"))
         def ...
 
+A module may also define ``layout(settings)`` returning a component (or a list of them): it is
+placed below the table, in module order.
+
 Keep the per-reading path clientside (``assets/hrdash.js``): a Python callback on
 ``hr-ws.message`` would cost one HTTP request per reading and viewer. Modules whose name starts
 with ``_`` are skipped.
@@ -23,7 +26,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import dash
@@ -52,3 +55,14 @@ def register_all(app: dash.Dash, settings: Settings) -> list[str]:
         register(app, settings)
         registered.append(module.__name__)
     return registered
+
+
+def extra_layout(settings: Settings) -> list[Any]:
+    """Components from the ``layout(settings)`` functions of the callback modules, in order."""
+    extras: list[Any] = []
+    for module in modules():
+        build = getattr(module, "layout", None)
+        if callable(build):
+            part = build(settings)
+            extras.extend(part if isinstance(part, (list, tuple)) else [part])
+    return extras

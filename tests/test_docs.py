@@ -1,0 +1,67 @@
+"""The README is the documentation people follow: it must match the code and CI."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from hrdash import callbacks
+from hrdash.settings import SETTINGS
+from hrdash.webapp import create_app
+from tests.support import ROOT
+
+README = (ROOT / "README.md").read_text()
+
+
+def _code_blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+
+
+def test_every_setting_is_in_the_readme_table_with_its_default() -> None:
+    """Each setting has a README table row naming its variable, flag and default."""
+    rows = {
+        line.split("|")[1].strip(" `"): line for line in README.splitlines() if "| `HRDASH_" in line
+    }
+    for setting in SETTINGS:
+        assert setting.env in rows, f"{setting.env} is missing from the README settings table"
+        row = rows[setting.env]
+        assert f"`{setting.flag}`" in row
+        default = f"`{setting.default}`" if setting.default else "empty"
+        assert f"| {default} |" in row, f"README default of {setting.env} differs from the code"
+    assert set(rows) == {s.env for s in SETTINGS}, "README documents a setting the code lacks"
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    """.ci/run runs the README's test command unchanged."""
+    blocks = _code_blocks("bash")
+    test_commands = [b.strip() for b in blocks if "pytest" in b]
+    assert len(test_commands) == 1, test_commands
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test_commands[0] in ci
+
+
+def test_readme_run_command_starts_app_py() -> None:
+    """The README's run command installs the package and runs app.py."""
+    runs = [b.strip() for b in _code_blocks("bash") if b.strip().endswith("python app.py")]
+    assert runs and "pip install -e ." in runs[0]
+
+
+def test_readme_callback_module_example_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's callback-module example, dropped into hrdash/callbacks, adds its component and
+    its callback to the app."""
+    example = next(b for b in _code_blocks("python") if "def register(app, settings)" in b)
+    (tmp_path / "note.py").write_text(example)
+    monkeypatch.setattr(callbacks, "__path__", [*callbacks.__path__, str(tmp_path)])
+    try:
+        app = create_app()
+        with app.server.test_request_context("/"):
+            layout = app.layout()  # type: ignore[operator]
+        assert "note-input" in str(layout.to_plotly_json())
+        assert any("note-echo.children" in key for key in app.callback_map)
+    finally:
+        sys.modules.pop("hrdash.callbacks.note", None)
