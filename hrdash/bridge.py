@@ -422,7 +422,7 @@ class Bridge:
 
     def _flushed_only(self, items: list[Stored]) -> list[Stored]:
         # Readings still pending go out with the next live frame; do not send them twice.
-        return items
+        return [item for item in items if item.seq <= self._flushed_seq]
 
     async def _handle_viewer(self, ws: ServerConnection) -> None:
         # Write the snapshot and join the fan-out in one synchronous step, so that no live

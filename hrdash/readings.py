@@ -127,7 +127,12 @@ def to_bpm(value: Any) -> int | float | Rejected:
         if number.is_integer():
             number = int(number)
     if not BPM_MIN <= number <= BPM_MAX:
-        shown = str(number) if abs(number) < 1e9 else f"{number:.3g}"
+        if abs(number) < 1e9:
+            shown = str(number)
+        elif isinstance(number, float):
+            shown = f"{number:.3g}"
+        else:  # formatting a huge int as a float would raise OverflowError
+            shown = f"a {len(str(abs(number)))}-digit integer"
         return Rejected("out_of_range", f"{shown} bpm is outside {BPM_MIN}-{BPM_MAX}")
     return number
 
@@ -149,9 +154,15 @@ def to_time_ms(value: Any, received_ms: int) -> int | Rejected:
                 return Rejected("bad_time", f"time {value[:40]!r} is not a number or ISO-8601")
             if parsed.tzinfo is None:
                 parsed = parsed.replace(tzinfo=UTC)
-            return round(parsed.timestamp() * 1000)
+            iso_ms = round(parsed.timestamp() * 1000)
+            if not 0 < iso_ms <= 1e14:  # the same range as numeric times
+                return Rejected("bad_time", f"time {value[:40]!r} is out of range")
+            return iso_ms
     elif isinstance(value, (int, float)):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer too large for a float
+            return Rejected("bad_time", "time is too far in the future")
     else:
         return Rejected("bad_time", f"time is a {type(value).__name__}")
     if not math.isfinite(number) or number <= 0:

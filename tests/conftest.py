@@ -1,0 +1,231 @@
+"""Shared fixtures for the server-core tests: a simulator, bridges, viewers and a scripted upstream.
+
+Everything runs on real sockets on 127.0.0.1 with port 0; every wait is bounded by a timeout
+(scaled by ``HRDASH_TEST_TIMEOUT_FACTOR`` on slow machines) so that no test can hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.server import Server, ServerConnection, serve
+
+from hrdash.bridge import Bridge
+from hrdash.settings import Settings
+from hrdash.simulator import Simulator
+
+FACTOR = float(os.environ.get("HRDASH_TEST_TIMEOUT_FACTOR", "1"))
+
+
+def timeout(seconds: float) -> float:
+    """A time bound for a test step, scaled for slow machines."""
+    return seconds * FACTOR
+
+
+def strict_json(text: str | bytes) -> Any:
+    """Parse JSON the way a browser does: ``NaN`` and ``Infinity`` are errors."""
+
+    def refuse(name: str) -> Any:
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def server_port(server: Server) -> int:
+    return int(server.sockets[0].getsockname()[1])
+
+
+async def read_until(
+    ws: ClientConnection,
+    predicate: Callable[[dict[str, Any]], bool],
+    seconds: float = 5.0,
+) -> list[dict[str, Any]]:
+    """Read frames (strict JSON) until one satisfies ``predicate``; returns all of them, the
+    matching one last. Raises ``TimeoutError`` after ``seconds``."""
+    frames: list[dict[str, Any]] = []
+    try:
+        async with asyncio.timeout(timeout(seconds)):
+            while True:
+                message = await ws.recv()
+                frame = strict_json(message)
+                frames.append(frame)
+                if predicate(frame):
+                    return frames
+    except TimeoutError:
+        types = [f.get("type") for f in frames[-5:]]
+        raise TimeoutError(
+            f"no matching frame within {seconds} s ({len(frames)} frames, last types {types})"
+        ) from None
+
+
+def seqs_of(frames: list[dict[str, Any]]) -> list[int]:
+    """Every reading's seq, in the order received."""
+    return [r["seq"] for f in frames if f.get("type") == "readings" for r in f["readings"]]
+
+
+def http_get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """A plain HTTP/1.1 GET on 127.0.0.1 (blocking: call through ``asyncio.to_thread``)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout(5))
+    try:
+        conn.request("GET", path, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+async def healthz(port: int) -> dict[str, Any]:
+    status, body = await asyncio.to_thread(http_get, port, "/healthz")
+    assert status == 200, body
+    return dict(strict_json(body))
+
+
+async def wait_for(condition: Callable[[], bool], seconds: float = 5.0, what: str = "") -> None:
+    """Poll ``condition`` every 10 ms until it holds; ``TimeoutError`` after ``seconds``."""
+    try:
+        async with asyncio.timeout(timeout(seconds)):
+            while not condition():  # noqa: ASYNC110 - polls state another task changes
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise TimeoutError(f"not within {seconds} s: {what or condition}") from None
+
+
+# -- simulator ---------------------------------------------------------------------------------
+
+
+class RunningSimulator:
+    """A started :class:`Simulator` and its server; ``url`` is what a bridge connects to."""
+
+    def __init__(self, sim: Simulator, server: Server) -> None:
+        self.sim = sim
+        self.server = server
+        self.port = server_port(server)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+    async def stop(self) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def restart(self) -> None:
+        """Start a fresh simulator on the same port (after :meth:`stop`)."""
+        self.sim = Simulator(period=self.sim.period, seed=2)
+        self.server = await self.sim.start(port=self.port)
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[RunningSimulator]:
+    """A simulator on a free port sending a frame every 20 ms."""
+    sim = Simulator(period=0.02, seed=1)
+    running = RunningSimulator(sim, await sim.start(port=0))
+    yield running
+    await running.stop()
+
+
+# -- bridge ------------------------------------------------------------------------------------
+
+StartBridge = Callable[..., Awaitable[Bridge]]
+
+
+def bridge_settings(upstream_url: str, **overrides: Any) -> Settings:
+    return Settings.load(env={}).replace(upstream_url=upstream_url, bridge_port=0, **overrides)
+
+
+@pytest.fixture
+async def start_bridge() -> AsyncIterator[StartBridge]:
+    """Factory: ``await start_bridge(url, **settings)`` starts a bridge on a free port; every
+    bridge started is closed at teardown."""
+    bridges: list[Bridge] = []
+
+    async def start(upstream_url: str, **overrides: Any) -> Bridge:
+        bridge = Bridge(bridge_settings(upstream_url, **overrides))
+        bridges.append(bridge)
+        await bridge.start()
+        return bridge
+
+    yield start
+    for bridge in bridges:
+        async with asyncio.timeout(timeout(5)):
+            await bridge.close()
+
+
+def viewer_url(bridge: Bridge, query: str = "") -> str:
+    return f"ws://127.0.0.1:{bridge.port}/ws" + (f"?{query}" if query else "")
+
+
+# -- scripted upstream -------------------------------------------------------------------------
+
+
+class Upstream:
+    """A WebSocket server whose test decides every frame. It records each connection and keeps
+    it open until the test (or the client) closes it; it can stop and restart on its port."""
+
+    def __init__(self) -> None:
+        self.connections: list[ServerConnection] = []
+        self.server: Server | None = None
+        self.port = 0
+        self._changed = asyncio.Event()
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+    async def _handler(self, ws: ServerConnection) -> None:
+        self.connections.append(ws)
+        self._changed.set()
+        await ws.wait_closed()
+
+    async def start(self) -> None:
+        self.server = await serve(self._handler, "127.0.0.1", self.port, compression=None)
+        self.port = server_port(self.server)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+            self.server = None
+
+    async def wait_connections(self, count: int, seconds: float = 5.0) -> ServerConnection:
+        """Wait until ``count`` connections have been accepted in all; returns the latest."""
+        try:
+            async with asyncio.timeout(timeout(seconds)):
+                while len(self.connections) < count:
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            raise TimeoutError(
+                f"{len(self.connections)} upstream connections within {seconds} s, wanted {count}"
+            ) from None
+        return self.connections[-1]
+
+    async def send(self, *frames: str | bytes) -> None:
+        """Send frames, in order, on the latest connection."""
+        ws = self.connections[-1]
+        for data in frames:
+            await ws.send(data)
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[Upstream]:
+    """A scripted upstream server on a free port."""
+    server = Upstream()
+    await server.start()
+    yield server
+    await server.stop()

@@ -1,0 +1,100 @@
+"""hrdash.buffer: the bounded ring of readings and their sequence numbers."""
+
+from __future__ import annotations
+
+import pytest
+
+from hrdash.buffer import RingBuffer, Stored
+
+
+def filled(capacity: int, count: int) -> RingBuffer:
+    """A ring of ``capacity`` that was given ``count`` readings (bpm = 60 + i, time = 1000 * i)."""
+    ring = RingBuffer(capacity)
+    for i in range(1, count + 1):
+        ring.append(1000 * i, 60 + i)
+    return ring
+
+
+def test_seq_starts_at_1_and_increments_by_1() -> None:
+    """The first reading gets seq 1 and each next one exactly one more."""
+    ring = RingBuffer(10)
+    stored = [ring.append(1000 + i, 70 + i) for i in range(25)]
+    assert [s.seq for s in stored] == list(range(1, 26))
+    assert stored[0] == Stored(1, 1000, 70)
+    assert stored[0].as_dict() == {"seq": 1, "time": 1000, "bpm": 70}
+
+
+def test_capacity_bounds_the_ring() -> None:
+    """The ring holds the newest ``capacity`` readings, oldest first, and nothing else."""
+    ring = filled(5, 12)
+    assert len(ring) == 5
+    assert [s.seq for s in ring] == [8, 9, 10, 11, 12]
+    assert [s.bpm for s in ring] == [68, 69, 70, 71, 72]
+    assert (ring.first_seq, ring.last_seq) == (8, 12)
+
+
+def test_capacity_must_be_positive() -> None:
+    """A ring that could hold nothing is refused."""
+    with pytest.raises(ValueError):
+        RingBuffer(0)
+
+
+@pytest.mark.parametrize(
+    ("count", "n", "expected"),
+    [
+        (12, 3, [10, 11, 12]),
+        (12, 5, [8, 9, 10, 11, 12]),
+        (12, 6, [8, 9, 10, 11, 12]),  # more than the ring holds
+        (2, 5, [1, 2]),  # more than was ever stored
+        (12, 0, []),
+        (12, -1, []),
+        (0, 3, []),
+    ],
+)
+def test_last(count: int, n: int, expected: list[int]) -> None:
+    """last(n) gives the newest n readings held, oldest first."""
+    assert [s.seq for s in filled(5, count).last(n)] == expected
+
+
+@pytest.mark.parametrize(
+    ("seq", "limit", "expected"),
+    [
+        (10, None, [11, 12]),
+        (11, None, [12]),
+        (12, None, []),  # nothing newer
+        (50, None, []),  # a seq from the future
+        (7, None, [8, 9, 10, 11, 12]),  # exactly the oldest held is next
+        (3, None, [8, 9, 10, 11, 12]),  # 4..7 left the ring: they are simply absent
+        (0, None, [8, 9, 10, 11, 12]),
+        (-5, None, [8, 9, 10, 11, 12]),
+        (3, 2, [11, 12]),  # the limit keeps the newest
+        (9, 2, [11, 12]),
+        (10, 5, [11, 12]),
+        (10, 0, []),
+    ],
+)
+def test_since(seq: int, limit: int | None, expected: list[int]) -> None:
+    """since(seq) gives the readings after seq that are still held, the newest ``limit``."""
+    ring = filled(5, 12)
+    items = ring.since(seq, limit)
+    assert [s.seq for s in items] == expected
+    assert all(s.bpm == 60 + s.seq and s.time == 1000 * s.seq for s in items)
+
+
+def test_empty_ring() -> None:
+    """An empty ring reports last_seq 0, first_seq 1, and gives nothing."""
+    ring = RingBuffer(3)
+    assert (ring.first_seq, ring.last_seq, len(ring)) == (1, 0, 0)
+    assert ring.since(0) == []
+    assert ring.last(3) == []
+    assert list(ring) == []
+
+
+def test_first_seq_follows_the_ring() -> None:
+    """first_seq is the oldest seq held; last_seq the newest handed out."""
+    ring = RingBuffer(3)
+    seen = []
+    for _ in range(5):
+        ring.append(0, 80)
+        seen.append((ring.first_seq, ring.last_seq))
+    assert seen == [(1, 1), (1, 2), (1, 3), (2, 4), (3, 5)]
