@@ -16,7 +16,12 @@ Viewer side (``ws://BRIDGE_HOST:BRIDGE_PORT/ws``), JSON text frames, each with a
   change and at least once a second, placed between readings (the browser's heartbeat).
 
 A viewer may send ``{"type": "resend", "since": N, "run": RUN}``; it gets one readings frame with
-everything after ``N``. ``GET /healthz`` answers 200 with the state and counters.
+everything after ``N``. A viewer that connects with ``?overlap=1`` gets, in each live frame, the
+``OVERLAP`` readings before the new ones too: Dash hands a page only the last of several messages
+that arrive within one render, and the repeat lets the page recover such a loss without asking
+(it drops seqs it already has). ``{"type": "detail", "on": true}`` adds a ``source_detail``
+object (redacted URL, mapping, last raw frame) to the status frames that viewer receives.
+``GET /healthz`` answers 200 with the state and counters.
 
 Fan-out uses :func:`websockets.asyncio.server.broadcast`: each frame is encoded once and written
 to every viewer without waiting. A viewer whose unread bytes exceed ``viewer_buffer`` is dropped
@@ -46,15 +51,20 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.http11 import Request, Response
 
 from hrdash.buffer import RingBuffer, Stored
-from hrdash.readings import FieldMapping, Reading, RejectCounter, parse_frame
+from hrdash.readings import Reading, RejectCounter, Rejected
 from hrdash.settings import PortInUseError, Settings, redact_url
+from hrdash.upstream import (
+    UPSTREAM_MAX_SIZE,
+    FrameReader,
+    connect_options,
+    load_transform,
+)
+
+__all__ = ["UPSTREAM_MAX_SIZE", "Bridge", "reconnect_delays", "run_bridge"]
 
 log = logging.getLogger("hrdash.bridge")
 
-# Upstream connection. Documented here because they shape what a person sees.
-UPSTREAM_MAX_SIZE = 64 * 1024  # bytes; a larger frame closes the connection (counted too_large)
-UPSTREAM_OPEN_TIMEOUT = 5.0  # seconds for TCP + TLS + WebSocket handshake
-UPSTREAM_MAX_QUEUE = 64  # frames buffered by websockets before it stops reading the socket
+# Upstream connection limits (UPSTREAM_MAX_SIZE etc.) live in hrdash.upstream.
 RECONNECT_FIRST = 0.5  # seconds: the first retry comes within this (jittered down to half)
 RECONNECT_FACTOR = 2.0
 RECONNECT_CAP = 10.0  # seconds between attempts at most
@@ -62,8 +72,11 @@ SHORT_CONNECTION = 2.0  # seconds: a connection that dies sooner is followed by 
 # Viewers.
 VIEWER_MAX_MESSAGE = 4096  # bytes; viewers only send small resend requests
 VIEWER_RESEND_PER_S = 5  # more resend requests than this in a second are ignored
+OVERLAP = 3  # readings repeated in each live frame for viewers that ask with ?overlap=1
 STATUS_EVERY = 1.0  # seconds between heartbeat status frames at most
 REJECT_LOG_EVERY = 10.0  # seconds between two log lines for the same rejection reason
+LAST_FRAME_CHARS = 4096  # the Source panel shows at most this much of the last raw frame
+LAST_REJECTED_CHARS = 1024
 
 
 def reconnect_delays(
@@ -117,10 +130,17 @@ class Bridge:
     ) -> None:
         self.settings = settings
         self.clock = clock
-        self.mapping = FieldMapping.from_settings(settings.value_field, settings.time_field)
+        self.reader = FrameReader(
+            settings.value_field, settings.time_field, load_transform(settings.transform)
+        )
         self.buffer = RingBuffer(settings.buffer)
         self.run_id = secrets.token_hex(4)
         self.viewers: set[ServerConnection] = set()
+        self.detail_viewers: set[ServerConnection] = set()  # Source panel open: full status
+        self.overlap_viewers: set[ServerConnection] = set()  # asked for ?overlap=1
+        self.last_frame: str | None = None
+        self.last_frame_at: int | None = None
+        self.last_rejected_frame: str | None = None
         self.rejects = RejectCounter(REJECT_LOG_EVERY)
         self.counters: dict[str, int] = {
             "frames": 0,
@@ -223,22 +243,23 @@ class Bridge:
     async def _upstream_forever(self) -> None:
         s = self.settings
         pause = reconnect_delays()
+        if s.insecure:
+            log.warning("HRDASH_INSECURE is set: the service's TLS certificate is not verified")
         quiet_logger = logging.getLogger("hrdash.bridge.reconnect")
         quiet_logger.setLevel(logging.WARNING)  # we log failures ourselves, once per cause
         async for ws in connect(
             self._upstream_url(),
-            open_timeout=UPSTREAM_OPEN_TIMEOUT,
-            ping_interval=s.ping_interval,
-            ping_timeout=s.ping_timeout,
-            max_size=UPSTREAM_MAX_SIZE,
-            max_queue=UPSTREAM_MAX_QUEUE,
             reconnect_delays=reconnect_delays,
             process_exception=self._retry,
             logger=quiet_logger,
+            **connect_options(s),
         ):
             opened = time.monotonic()
             self.counters["upstream_connects"] += 1
             log.info("upstream connected: %s", redact_url(self._upstream_url()))
+            if s.send:
+                with contextlib.suppress(ConnectionClosed):
+                    await ws.send(s.send)  # the request body, after every (re)connect
             self._set_upstream("live")
             cause = await self._receive(ws)
             log.warning("upstream lost: %s; reconnecting", cause)
@@ -265,24 +286,68 @@ class Bridge:
                 self._reject("too_large", "frame larger than the 64 KiB limit")
             return describe_error(exc)
 
-    def on_frame(self, data: str | bytes) -> Reading | None:
-        """Handle one upstream frame: parse, validate, buffer, schedule the fan-out."""
-        self.counters["frames"] += 1
-        result = parse_frame(data, self.mapping, self._now_ms())
-        if not isinstance(result, Reading):
-            self._reject(result.reason, result.detail)
-            return None
-        self.counters["accepted"] += 1
-        self.last_reading_at = self.clock()
-        item = self.buffer.append(result.time, result.bpm)
-        self._pending.append(item)
-        if self._flush_handle is None:
-            # Everything that arrives in this loop iteration goes out in one frame.
-            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
-        return result
+    def on_frame(self, data: str | bytes) -> list[Reading]:
+        """Handle one upstream frame: parse, validate, buffer, schedule the fan-out.
 
-    def _reject(self, reason: str, detail: str) -> None:
+        Returns the readings accepted now (frames held while the mapping is being inferred are
+        accepted later, all at once)."""
+        self.counters["frames"] += 1
+        if isinstance(data, str):
+            self.last_frame = data[:LAST_FRAME_CHARS]
+        else:
+            self.last_frame = f"<binary frame of {len(data)} bytes>"
+        self.last_frame_at = self._now_ms()
+        deciding = self.reader.deciding
+        results = self.reader.feed(data, self._now_ms(), time.monotonic())
+        if deciding and not self.reader.deciding:
+            self._log_mapping()
+        return self._accept(results, data)
+
+    def _log_mapping(self) -> None:
+        mapping, inference = self.reader.describe(), self.reader.inference
+        if inference is None:
+            log.info("frames fit the default mapping: value=value time=time")
+            return
+        if inference.value_path is None:
+            log.warning(
+                "could not infer the heart-rate field (%s); using value/time. "
+                "Set HRDASH_VALUE_FIELD (try `hrdash probe URL`)",
+                "; ".join(inference.notes) or "no candidate",
+            )
+        else:
+            log.info(
+                "inferred mapping from %d frames: value=%s time=%s (confidence %s)%s",
+                inference.frames,
+                mapping["value"],
+                mapping["time"],
+                inference.confidence,
+                "".join(f"; {note}" for note in inference.notes),
+            )
+        self._broadcast_status()
+
+    def _accept(self, results: list[Reading | Rejected], data: str | bytes | None) -> list[Reading]:
+        accepted: list[Reading] = []
+        for result in results:
+            if not isinstance(result, Reading):
+                self._reject(result.reason, result.detail, data)
+                continue
+            accepted.append(result)
+            item = self.buffer.append(result.time, result.bpm)
+            self._pending.append(item)
+        if accepted:
+            self.counters["accepted"] += len(accepted)
+            self.last_reading_at = self.clock()
+            if self._flush_handle is None:
+                # Everything that arrives in this loop iteration goes out in one frame.
+                self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+        return accepted
+
+    def _reject(self, reason: str, detail: str, data: str | bytes | None = None) -> None:
         self.last_rejection = {"reason": reason, "detail": detail, "at": self._now_ms()}
+        if isinstance(data, str):
+            self.last_rejected_frame = data[:LAST_REJECTED_CHARS]
+        elif data is not None:
+            self.last_rejected_frame = f"<binary frame of {len(data)} bytes>"
         suppressed = self.rejects.add(reason, time.monotonic())
         if suppressed is not None:
             extra = f" ({suppressed} more since the last report)" if suppressed else ""
@@ -314,18 +379,31 @@ class Bridge:
             if 0.01 < gap < 5:
                 self._period_estimate = 0.8 * self._period_estimate + 0.2 * gap
         self._last_flush_at = now
-        self._send_all(self._readings_frame(items))
+        if self.overlap_viewers:
+            plain = self.viewers - self.overlap_viewers
+            repeated = self.buffer.last(len(items) + OVERLAP)
+            self._send_all(self._readings_frame(repeated), set(self.overlap_viewers))
+            self._send_all(self._readings_frame(items), plain)
+        else:
+            self._send_all(self._readings_frame(items))
 
-    def _send_all(self, frame: str) -> None:
+    def _send_all(self, frame: str, viewers: set[ServerConnection] | None = None) -> None:
+        """Write ``frame`` to ``viewers`` (default: all), dropping those too far behind."""
+        targets = self.viewers if viewers is None else viewers
         limit = self.settings.viewer_buffer
-        for ws in list(self.viewers):
+        for ws in list(targets):
             transport = ws.transport
             if transport is not None and transport.get_write_buffer_size() > limit:
                 self._drop_slow(ws)
-        broadcast(self.viewers, frame)
+        broadcast(targets, frame)
+
+    def _forget(self, ws: ServerConnection) -> None:
+        self.viewers.discard(ws)
+        self.detail_viewers.discard(ws)
+        self.overlap_viewers.discard(ws)
 
     def _drop_slow(self, ws: ServerConnection) -> None:
-        self.viewers.discard(ws)
+        self._forget(ws)
         self.counters["viewers_dropped_slow"] += 1
         log.info("dropped a viewer that fell behind (%s)", ws.remote_address)
         if ws.transport is not None:
@@ -355,14 +433,35 @@ class Bridge:
                 "rejected": self.rejects.total,
                 "rejected_by_reason": dict(self.rejects),
             },
-            "mapping": {"value": self.mapping.value, "time": self.mapping.time},
+            "mapping": self.reader.describe(),
             "last_rejection": self.last_rejection,
+        }
+
+    def source_detail(self) -> dict[str, Any]:
+        """What the Source panel shows beyond the status: never a secret (URL redacted, header
+        values never included)."""
+        return {
+            "url": redact_url(self._upstream_url()),
+            "mapping": {**self.reader.describe(), "transform": self.settings.transform or None},
+            "last_frame": self.last_frame,
+            "last_frame_at": self.last_frame_at,
+            "last_rejected_frame": self.last_rejected_frame,
         }
 
     def _broadcast_status(self) -> None:
         self._last_status_at = time.monotonic()
-        if self.viewers:
-            self._send_all(_json(self.status()))
+        if not self.viewers:
+            return
+        status = self.status()
+        if self.detail_viewers:
+            self.detail_viewers &= self.viewers
+            plain = self.viewers - self.detail_viewers
+            self._send_all(_json(status), plain)
+            self._send_all(
+                _json({**status, "source_detail": self.source_detail()}), self.detail_viewers
+            )
+        else:
+            self._send_all(_json(status))
 
     def _next_status_delay(self) -> float:
         """Seconds until the next heartbeat: at most STATUS_EVERY after the last status, and,
@@ -381,6 +480,11 @@ class Bridge:
     async def _status_forever(self) -> None:
         while True:
             await asyncio.sleep(self._next_status_delay())
+            if self.reader.deciding:
+                decided = self.reader.due(time.monotonic())
+                if not self.reader.deciding:
+                    self._log_mapping()
+                    self._accept(decided, None)
             if time.monotonic() - self._last_status_at >= STATUS_EVERY / 2 - 0.01:
                 self._broadcast_status()
 
@@ -427,9 +531,12 @@ class Bridge:
     async def _handle_viewer(self, ws: ServerConnection) -> None:
         # Write the snapshot and join the fan-out in one synchronous step, so that no live
         # frame can slip in before it and none is missed after it.
-        broadcast([ws], self._first_frame(urlsplit(ws.request.path).query if ws.request else ""))
+        query = urlsplit(ws.request.path).query if ws.request else ""
+        broadcast([ws], self._first_frame(query))
         broadcast([ws], _json(self.status()))
         self.viewers.add(ws)
+        if parse_qs(query).get("overlap", ["0"])[0] not in ("", "0"):
+            self.overlap_viewers.add(ws)
         self.counters["viewers_connected"] += 1
         window_start, count = time.monotonic(), 0
         try:
@@ -443,14 +550,24 @@ class Bridge:
         except ConnectionClosed:
             pass
         finally:
-            self.viewers.discard(ws)
+            self._forget(ws)
 
     def _on_viewer_message(self, ws: ServerConnection, message: str | bytes) -> None:
         try:
             request = json.loads(message)
         except (ValueError, RecursionError):
             return
-        if not isinstance(request, dict) or request.get("type") != "resend":
+        if not isinstance(request, dict):
+            return
+        if request.get("type") == "detail":
+            if request.get("on") is True:
+                self.detail_viewers.add(ws)
+                status = {**self.status(), "source_detail": self.source_detail()}
+                broadcast([ws], _json(status))
+            else:
+                self.detail_viewers.discard(ws)
+            return
+        if request.get("type") != "resend":
             return
         since = request.get("since")
         if isinstance(since, bool) or not isinstance(since, int):

@@ -24,7 +24,7 @@ DEFAULT_TIME_FIELD = "time"
 
 # Why a frame was rejected. These names are stable: they are counter keys in /healthz and in
 # the bridge's status frames.
-REJECT_REASONS: tuple[str, ...] = (
+FRAME_REASONS: tuple[str, ...] = (
     "binary",  # a binary WebSocket frame
     "not_json",  # text that is not JSON (or nests too deep, or holds an absurd integer)
     "not_object",  # JSON, but not an object holding the value
@@ -34,7 +34,12 @@ REJECT_REASONS: tuple[str, ...] = (
     "not_finite",  # NaN or +-Infinity
     "out_of_range",  # outside BPM_MIN..BPM_MAX
     "bad_time",  # the time field is present but not a usable time
+)
+REJECT_REASONS: tuple[str, ...] = (
+    *FRAME_REASONS,
     "too_large",  # the frame exceeded the bridge's max_size (counted by the bridge)
+    "transform_error",  # the HRDASH_TRANSFORM hook raised or returned something unusable
+    "transform_skipped",  # the hook returned None: skipped on purpose, still counted
 )
 
 
@@ -181,27 +186,95 @@ def to_time_ms(value: Any, received_ms: int) -> int | Rejected:
     return round(ms)
 
 
-def extract(obj: Any, mapping: FieldMapping, received_ms: int) -> Reading | Rejected:
-    """One decoded JSON object → one reading or a rejection."""
-    if not isinstance(obj, dict):
-        return Rejected("not_object", f"frame is a JSON {type(obj).__name__}, not an object")
-    bpm = to_bpm(get_path(obj, mapping.value))
+def _reading(value: Any, time_value: Any, received_ms: int, value_path: str) -> Reading | Rejected:
+    bpm = to_bpm(value)
     if isinstance(bpm, Rejected):
         if bpm.reason == "no_value":
-            return Rejected("no_value", f"no field {mapping.value!r}")
+            return Rejected("no_value", f"no field {value_path!r}")
         return bpm
-    time_ms = to_time_ms(get_path(obj, mapping.time), received_ms)
+    time_ms = to_time_ms(time_value, received_ms)
     if isinstance(time_ms, Rejected):
         return time_ms
     return Reading(time_ms, bpm)
 
 
+def extract(obj: Any, mapping: FieldMapping, received_ms: int) -> Reading | Rejected:
+    """One decoded JSON object → one reading or a rejection (paths without ``*``)."""
+    if not isinstance(obj, dict):
+        return Rejected("not_object", f"frame is a JSON {type(obj).__name__}, not an object")
+    value = get_path(obj, mapping.value)
+    return _reading(value, get_path(obj, mapping.time), received_ms, mapping.value)
+
+
+def _split_star(path: str) -> tuple[str, str] | None:
+    """``readings.*.hr`` → (``readings``, ``hr``); ``None`` for a path without ``*``."""
+    if "*" not in path.split("."):
+        return None
+    prefix, _, suffix = path.partition("*")
+    return prefix.rstrip("."), suffix.lstrip(".")
+
+
+def extract_all(obj: Any, mapping: FieldMapping, received_ms: int) -> list[Reading | Rejected]:
+    """One decoded frame → every reading it holds, in order, or rejections.
+
+    - A value path with a ``*`` segment (``readings.*.hr``, ``*.value``) yields one reading per
+      element of that list; the time comes from the same element when the time path has the
+      same ``prefix.*``, otherwise from the frame (``ts`` for all) or the receive time.
+    - A frame that is a JSON array, with a mapping without ``*``, is read element by element.
+    - Anything else is one object, one reading.
+    """
+    star = _split_star(mapping.value)
+    if star is None:
+        if isinstance(obj, list):
+            if not obj:
+                return [Rejected("no_value", "empty array")]
+            return [extract(item, mapping, received_ms) for item in obj]
+        return [extract(obj, mapping, received_ms)]
+    prefix, suffix = star
+    records = get_path(obj, prefix) if prefix else obj
+    if not isinstance(records, list):
+        where = repr(prefix) if prefix else "the top of the frame"
+        kind = "missing" if records is _MISSING else f"a {type(records).__name__}"
+        return [
+            Rejected(
+                "no_value" if records is _MISSING else "not_object",
+                f"expected a list of readings at {where}, found {kind}",
+            )
+        ]
+    if not records:
+        return [Rejected("no_value", "empty list of readings")]
+    time_star = _split_star(mapping.time)
+    per_record_time = time_star is not None and time_star[0] == prefix
+    frame_time = _MISSING if per_record_time else get_path(obj, mapping.time)
+    out: list[Reading | Rejected] = []
+    for record in records:
+        value = get_path(record, suffix) if suffix else record
+        if per_record_time and time_star is not None:
+            time_value = get_path(record, time_star[1]) if time_star[1] else _MISSING
+        else:
+            time_value = frame_time
+        out.append(_reading(value, time_value, received_ms, mapping.value))
+    return out
+
+
 def parse_frame(data: str | bytes, mapping: FieldMapping, received_ms: int) -> Reading | Rejected:
-    """One upstream WebSocket frame → one reading, or why it was rejected. Never raises."""
+    """One upstream WebSocket frame → one reading, or why it was rejected. Never raises.
+
+    For frames that may hold several readings use :func:`parse_readings`."""
     obj = decode(data)
     if isinstance(obj, Rejected):
         return obj
     return extract(obj, mapping, received_ms)
+
+
+def parse_readings(
+    data: str | bytes, mapping: FieldMapping, received_ms: int
+) -> list[Reading | Rejected]:
+    """One upstream frame → its readings and rejections, in order. Never raises."""
+    obj = decode(data)
+    if isinstance(obj, Rejected):
+        return [obj]
+    return extract_all(obj, mapping, received_ms)
 
 
 class RejectCounter:

@@ -11,12 +11,14 @@ raises :class:`SettingError`, whose message is one line naming the setting and w
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 PREFIX = "HRDASH_"
 
@@ -126,6 +128,88 @@ def _text(raw: str) -> str:
     return raw.strip()
 
 
+def _raw_text(raw: str) -> str:
+    return raw
+
+
+def _pairs(raw: str) -> tuple[tuple[str, str], ...]:
+    """``a=1,b=2`` → (("a", "1"), ("b", "2"))."""
+    out = []
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"expected name=value pairs separated by commas, got {item.strip()!r}")
+        out.append((name.strip(), value.strip()))
+    return tuple(out)
+
+
+def _query(raw: str) -> str:
+    value = raw.strip().lstrip("?")
+    for item in value.split("&"):
+        if item and "=" not in item:
+            raise ValueError(f"expected name=value pairs separated by &, got {item!r}")
+    return value
+
+
+def _headers(raw: str) -> tuple[tuple[str, str], ...]:
+    """A JSON object, or ``Name: value`` entries, one per line."""
+    text = raw.strip()
+    if not text:
+        return ()
+    if text.startswith("{"):
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            raise ValueError("expected a JSON object of header names to values") from None
+        if not isinstance(obj, dict) or not all(isinstance(v, str) for v in obj.values()):
+            raise ValueError("expected a JSON object of header names to string values")
+        items = list(obj.items())
+    else:
+        items = []
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            name, sep, value = line.partition(":")
+            if not sep or not name.strip():
+                raise ValueError("expected 'Name: value' lines (or a JSON object)")
+            items.append((name.strip(), value.strip()))
+    for name, value in items:
+        if not name.replace("-", "").isalnum() or "\n" in value or "\r" in value:
+            raise ValueError(f"invalid header {name!r}")
+    return tuple(items)
+
+
+def _names(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _file(raw: str) -> str:
+    value = raw.strip()
+    if value and not os.path.isfile(value):
+        raise ValueError(f"no such file: {value!r}")
+    return value
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}")
+
+
+def _hook(raw: str) -> str:
+    value = raw.strip()
+    if value:
+        module, sep, func = value.partition(":")
+        if not sep or not module or not func.isidentifier():
+            raise ValueError(f"expected package.module:function, got {raw!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Setting:
     """One row of the settings table."""
@@ -155,6 +239,41 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         _ws_url,
         "The heart-rate service (ws:// or wss://). Empty: start the embedded simulator.",
+    ),
+    Setting(
+        "path_params",
+        "",
+        _pairs,
+        "Values for {name} placeholders in the upstream URL, e.g. patient=7,bed=3.",
+    ),
+    Setting("query", "", _query, "Query parameters added to the upstream URL, e.g. a=1&b=2."),
+    Setting(
+        "send",
+        "",
+        _raw_text,
+        "Message (text or JSON) sent to the service after every (re)connect.",
+    ),
+    Setting(
+        "headers",
+        "",
+        _headers,
+        "Extra request headers for the upstream handshake: a JSON object or 'Name: value' "
+        "lines. Values are secret: never logged or shown.",
+    ),
+    Setting("subprotocols", "", _names, "WebSocket subprotocols to offer, comma-separated."),
+    Setting("ca_file", "", _file, "CA bundle (PEM) to verify the service's TLS certificate."),
+    Setting(
+        "insecure",
+        "false",
+        _bool,
+        "Skip TLS certificate verification (warns at start). For testing only.",
+    ),
+    Setting(
+        "transform",
+        "",
+        _hook,
+        "Python hook package.module:function that turns each parsed frame into a reading "
+        "dict, a list of them, or None to skip.",
     ),
     Setting("host", "127.0.0.1", _host, "Address the Dash server listens on.", _WEB),
     Setting("port", "8050", _int_range(1, 65535), "Port of the Dash server.", _WEB),
@@ -283,6 +402,14 @@ class Settings:
     """Validated settings. Build with :meth:`load`; every field is documented in ``SETTINGS``."""
 
     upstream_url: str = ""
+    path_params: tuple[tuple[str, str], ...] = ()
+    query: str = ""
+    send: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    subprotocols: tuple[str, ...] = ()
+    ca_file: str = ""
+    insecure: bool = False
+    transform: str = ""
     host: str = "127.0.0.1"
     port: int = 8050
     bridge_host: str = "127.0.0.1"
@@ -333,6 +460,19 @@ class Settings:
         return settings
 
     def _check_consistency(self) -> None:
+        if self.upstream_url:
+            placeholders = set(re.findall(r"{([^{}]*)}", self.upstream_url))
+            given = {name for name, _ in self.path_params}
+            if placeholders - given:
+                missing = ", ".join(sorted(placeholders - given))
+                raise SettingError(
+                    f"HRDASH_PATH_PARAMS: the upstream URL needs a value for {missing}"
+                )
+            if given - placeholders:
+                extra = ", ".join(sorted(given - placeholders))
+                raise SettingError(
+                    f"HRDASH_PATH_PARAMS: the upstream URL has no {{{extra}}} placeholder"
+                )
         if self.buffer < self.window:
             raise SettingError(
                 f"HRDASH_BUFFER ({self.buffer}) must be at least HRDASH_WINDOW ({self.window})"
@@ -351,8 +491,18 @@ class Settings:
 
     @property
     def effective_upstream_url(self) -> str:
-        """The URL the bridge connects to: the configured one, or the embedded simulator."""
-        return self.upstream_url or f"ws://127.0.0.1:{self.simulator_port}/"
+        """The URL the bridge connects to: the configured one with its path parameters filled in
+        and the extra query appended, or the embedded simulator."""
+        if not self.upstream_url:
+            return f"ws://127.0.0.1:{self.simulator_port}/"
+        url = self.upstream_url
+        for name, value in self.path_params:
+            url = url.replace("{" + name + "}", quote(value, safe=""))
+        if self.query:
+            parts = urlsplit(url)
+            query = f"{parts.query}&{self.query}" if parts.query else self.query
+            url = urlunsplit(parts._replace(query=query))
+        return url
 
     @property
     def uses_simulator(self) -> bool:
@@ -372,7 +522,7 @@ class Settings:
             return self.source_name
         if self.uses_simulator:
             return "Embedded simulator"
-        return redact_url(self.upstream_url)
+        return redact_url(self.effective_upstream_url)
 
     def to_env(self) -> dict[str, str]:
         """Every setting as ``HRDASH_*`` variables, for child processes."""
@@ -381,6 +531,12 @@ class Settings:
             value = getattr(self, setting.name)
             if value is None:
                 text = ""
+            elif isinstance(value, bool):
+                text = "true" if value else "false"
+            elif setting.name == "headers":
+                text = json.dumps(dict(value))
+            elif isinstance(value, tuple) and value and isinstance(value[0], tuple):
+                text = ",".join(f"{k}={v}" for k, v in value)
             elif isinstance(value, tuple):
                 text = ",".join(value)
             else:

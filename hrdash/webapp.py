@@ -54,6 +54,12 @@ def browser_ws_url(settings: Settings, request_host: str, scheme: str) -> str:
     return f"ws://{hostname}:{settings.bridge_port}/ws"
 
 
+def with_overlap(url: str) -> str:
+    """The page asks the bridge to repeat recent readings in each live frame (``overlap=1``):
+    Dash may hand the page only the last of several frames, and the repeat makes up for it."""
+    return url + ("&" if "?" in url else "?") + "overlap=1"
+
+
 def _request_origin(settings: Settings) -> tuple[str, str]:
     """(host, scheme) of the current request; the configured server address outside a request."""
     if not flask.has_request_context():
@@ -82,7 +88,7 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
 
     def layout() -> object:
         host, scheme = _request_origin(settings)
-        return build_layout(settings, browser_ws_url(settings, host, scheme), extras)
+        return build_layout(settings, with_overlap(browser_ws_url(settings, host, scheme)), extras)
 
     app.layout = layout
     callbacks.register_all(app, settings)

@@ -17,7 +17,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from hrdash.bridge import UPSTREAM_MAX_SIZE, reconnect_delays
-from hrdash.readings import REJECT_REASONS
+from hrdash.readings import FRAME_REASONS
 from tests.conftest import (
     RunningSimulator,
     StartBridge,
@@ -327,7 +327,7 @@ HOSTILE: list[tuple[str, str | bytes]] = [
 
 def test_hostile_table_covers_every_reason_but_too_large() -> None:
     """The hostile frames exercise every reason the parser can give."""
-    assert {r for r, _ in HOSTILE} == set(REJECT_REASONS) - {"too_large"}
+    assert {r for r, _ in HOSTILE} == set(FRAME_REASONS)
 
 
 async def test_hostile_frames_are_never_relayed(

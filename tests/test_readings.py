@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from hrdash.readings import (
     BPM_MAX,
     BPM_MIN,
+    FRAME_REASONS,
     REJECT_REASONS,
     FieldMapping,
     Reading,
@@ -80,7 +81,7 @@ REJECTIONS: list[tuple[str, str | bytes]] = [
 
 def test_rejection_table_covers_every_reason_but_too_large() -> None:
     """The table exercises every rejection reason the parser itself can give."""
-    assert {reason for reason, _ in REJECTIONS} == set(REJECT_REASONS) - {"too_large"}
+    assert {reason for reason, _ in REJECTIONS} == set(FRAME_REASONS)
 
 
 @pytest.mark.parametrize(("reason", "data"), REJECTIONS, ids=lambda v: str(v)[:40])
@@ -271,7 +272,7 @@ def test_parse_frame_never_raises_and_accepts_only_plausible_readings(
     """parse_frame never raises; an accepted reading is a finite bpm in 20-300 with an int time."""
     result = parse_frame(data, mapping, RECEIVED_MS)
     if isinstance(result, Rejected):
-        assert result.reason in REJECT_REASONS
+        assert result.reason in FRAME_REASONS
         assert result.reason != "too_large"
     else:
         assert isinstance(result, Reading)
