@@ -11,6 +11,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -112,6 +113,50 @@ def simulate(**flags: Any) -> None:
     _run_async(
         run_simulator(settings.simulator_port, settings.simulator_period, settings.simulator_seed)
     )
+
+
+@cli.command()
+@click.argument("url", required=False)
+@click.option(
+    "--count",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Frames to receive before inferring.",
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 3600),
+    help="Seconds to wait for the frames.",
+)
+@click.option(
+    "--sample",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Infer from a saved sample (JSON lines or a JSON array) instead of connecting.",
+)
+@settings_options("probe")
+def probe(url: str | None, count: int, timeout_s: float, sample: Path | None, **flags: Any) -> None:
+    """Connect to the heart-rate service at URL, print its first frames, and infer where the
+    heart rate and the time are: prints the settings to use. Exit status 0 when a mapping was
+    found, 1 when the service could not be reached or sent nothing in time, 3 when no field
+    fits."""
+    from hrdash import probe as probing
+
+    if (url is None) == (sample is None):
+        fail("give a service URL or --sample FILE (one of them)")
+    if url is not None and not url.startswith(("ws://", "wss://")):
+        fail(f"URL: expected a ws:// or wss:// URL, got {url!r}")
+    settings = load_settings({**flags, "upstream_url": url or None})
+    try:
+        text, status = probing.probe(settings, count, timeout_s, sample)
+    except probing.ProbeError as exc:
+        fail(str(exc), status=1)
+    click.echo(text)
+    sys.exit(status)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

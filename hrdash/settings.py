@@ -232,6 +232,7 @@ class Setting:
 _ALL = frozenset({"run", "bridge", "simulate"})
 _SIM = frozenset({"run", "simulate"})
 _WEB = frozenset({"run"})
+_UPSTREAM = frozenset({"run", "bridge", "probe"})
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -245,13 +246,17 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         _pairs,
         "Values for {name} placeholders in the upstream URL, e.g. patient=7,bed=3.",
+        _UPSTREAM,
     ),
-    Setting("query", "", _query, "Query parameters added to the upstream URL, e.g. a=1&b=2."),
+    Setting(
+        "query", "", _query, "Query parameters added to the upstream URL, e.g. a=1&b=2.", _UPSTREAM
+    ),
     Setting(
         "send",
         "",
         _raw_text,
         "Message (text or JSON) sent to the service after every (re)connect.",
+        _UPSTREAM,
     ),
     Setting(
         "headers",
@@ -259,14 +264,20 @@ SETTINGS: tuple[Setting, ...] = (
         _headers,
         "Extra request headers for the upstream handshake: a JSON object or 'Name: value' "
         "lines. Values are secret: never logged or shown.",
+        _UPSTREAM,
     ),
-    Setting("subprotocols", "", _names, "WebSocket subprotocols to offer, comma-separated."),
-    Setting("ca_file", "", _file, "CA bundle (PEM) to verify the service's TLS certificate."),
+    Setting(
+        "subprotocols", "", _names, "WebSocket subprotocols to offer, comma-separated.", _UPSTREAM
+    ),
+    Setting(
+        "ca_file", "", _file, "CA bundle (PEM) to verify the service's TLS certificate.", _UPSTREAM
+    ),
     Setting(
         "insecure",
         "false",
         _bool,
         "Skip TLS certificate verification (warns at start). For testing only.",
+        _UPSTREAM,
     ),
     Setting(
         "transform",

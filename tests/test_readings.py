@@ -14,7 +14,6 @@ from hrdash.readings import (
     BPM_MAX,
     BPM_MIN,
     FRAME_REASONS,
-    REJECT_REASONS,
     FieldMapping,
     Reading,
     RejectCounter,
