@@ -28,6 +28,7 @@ log = logging.getLogger("hrdash.upstream")
 UPSTREAM_MAX_SIZE = 64 * 1024  # bytes; a larger frame closes the connection (counted too_large)
 UPSTREAM_OPEN_TIMEOUT = 5.0  # seconds for TCP + TLS + WebSocket handshake
 UPSTREAM_MAX_QUEUE = 64  # frames buffered by websockets before it stops reading the socket
+UPSTREAM_CLOSE_TIMEOUT = 2.0  # seconds to wait for a dead service's close frame before dropping
 INFER_FRAMES = 3  # frames looked at before choosing a mapping, when none is configured
 INFER_WAIT = 1.5  # seconds: choose with fewer frames after this long
 
@@ -51,6 +52,7 @@ def connect_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for ``websockets.asyncio.client.connect`` (besides the URL)."""
     options: dict[str, Any] = {
         "open_timeout": UPSTREAM_OPEN_TIMEOUT,
+        "close_timeout": UPSTREAM_CLOSE_TIMEOUT,
         "ping_interval": settings.ping_interval,
         "ping_timeout": settings.ping_timeout,
         "max_size": UPSTREAM_MAX_SIZE,
