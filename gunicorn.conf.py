@@ -8,10 +8,9 @@ the default bind address (a -b/--bind flag overrides it).
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from hrdash.cli import LOG_FORMAT, fail
+from hrdash.cli import configure_logging, fail
 from hrdash.settings import SettingError, Settings
 from hrdash.supervisor import Supervisor
 
@@ -36,7 +35,7 @@ def _bound_port(server: Any) -> int | None:
 def on_starting(server: Any) -> None:
     """Master, before workers: start the background processes once."""
     global _supervisor
-    logging.basicConfig(level=_settings.log_level.upper(), format=LOG_FORMAT)
+    configure_logging(_settings.log_level)
     settings = _settings
     port = _bound_port(server)
     if port is not None and port != settings.port:

@@ -54,8 +54,15 @@ def load_settings(flags: dict[str, Any]) -> Settings:
         settings = Settings.load(overrides=flags)
     except SettingError as exc:
         fail(str(exc))
-    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+    configure_logging(settings.log_level)
     return settings
+
+
+def configure_logging(level: str) -> None:
+    """Our loggers at ``level``; websockets' per-connection chatter only when debugging."""
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
+    if level != "debug":
+        logging.getLogger("websockets").setLevel(logging.WARNING)
 
 
 def _run_async(main: Any) -> None:
