@@ -153,6 +153,9 @@ def probe(url: str | None, count: int, timeout_s: float, sample: Path | None, **
     fits."""
     from hrdash import probe as probing
 
+    # `hrdash probe ... | head` ends quietly. Only here: the bridge and simulator must keep
+    # Python's default (SIGPIPE ignored), or a viewer vanishing mid-write would kill them.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     if (url is None) == (sample is None):
         fail("give a service URL or --sample FILE (one of them)")
     if url is not None and not url.startswith(("ws://", "wss://")):
@@ -168,5 +171,4 @@ def probe(url: str | None, count: int, timeout_s: float, sample: Path | None, **
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `hrdash ... | head` ends quietly
     cli.main(args=list(argv) if argv is not None else None, prog_name="hrdash")

@@ -219,3 +219,46 @@ async def test_bridge_binds_loopback_by_default(
     bridge = await start_bridge(upstream.url)
     assert bridge.server is not None
     assert {sock.getsockname()[0] for sock in bridge.server.sockets} == {"127.0.0.1"}
+
+
+def test_bridge_process_survives_viewers_that_vanish_mid_stream() -> None:
+    """`hrdash bridge` (a real process) keeps running when viewers close their sockets without a
+    close frame while readings are being written to them (no death by SIGPIPE)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from tests.support import free_port, wait_port
+
+    sim_port, bridge_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "HRDASH_SIMULATOR_PORT": str(sim_port),
+        "HRDASH_BRIDGE_PORT": str(bridge_port),
+        "HRDASH_SIMULATOR_PERIOD": "0.02",
+        "HRDASH_LOG_LEVEL": "warning",
+    }
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "hrdash", command], env=env)
+        for command in ("simulate", "bridge")
+    ]
+    try:
+        wait_port(sim_port, 10)
+        wait_port(bridge_port, 10)
+        handshake = (
+            b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        for _ in range(15):
+            with socket.create_connection(("127.0.0.1", bridge_port), timeout=5) as sock:
+                sock.sendall(handshake)
+                assert sock.recv(4096).startswith(b"HTTP/1.1 101")
+            time.sleep(0.2)  # the bridge writes readings into the closed socket meanwhile
+            assert procs[1].poll() is None, f"bridge died with status {procs[1].returncode}"
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=10)

@@ -1,0 +1,1 @@
+"""hrdash benchmarks: measured and reported, never asserted. Run ``python benchmarks/run.py``."""

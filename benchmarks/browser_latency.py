@@ -1,0 +1,336 @@
+"""(a) Browser end to end: reading ``time`` (stamped by the simulator, same machine clock) → what
+headless Chromium shows, for hrdash and the two peers (``benchmarks/peers``) on the SAME bridge.
+
+A MutationObserver (``page.add_init_script``) records, on the page's wall clock
+``performance.timeOrigin + performance.now()``, when each reading first appears on
+(1) the current card (``#hr-current-card``: ``#hr-current-bpm`` + ``#hr-current-time``, updated
+together; the reading is identified by its HH:MM:SS.mmm time), (2) the AG Grid (a row whose
+``seq`` cell holds its seq), (3) the chart (``plotly_afterplot`` on the graph div, plus a
+requestAnimationFrame poll of ``gd.data[0].x`` as a fallback). Times are DOM commit times (the
+next paint follows within one frame, ~16 ms).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from typing import Any
+
+import psutil
+
+from benchmarks.common import PY, CpuSampler, end, spawn, summary
+from tests.support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    app_command,
+    free_port,
+    get_json,
+    start_hrdash,
+    stop,
+    wait_port,
+)
+
+WINDOW = 20
+SETTLE_MS = 2000
+
+INIT_JS = r"""
+(() => {
+  if (window.__bench) return;
+  const W = () => performance.timeOrigin + performance.now();
+  const R = window.__bench = {card: {}, table: {}, chart: {}, rows20: null, cardBpm: {}};
+  const dayMs = 86400000;
+  R.longtasks = [];
+  try {
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) {
+        R.longtasks.push([performance.timeOrigin + e.startTime, e.duration]);
+      }
+    }).observe({type: "longtask", buffered: true});
+  } catch (e) { /* not supported */ }
+  function cardKey(text) {
+    const m = /(\d{2}):(\d{2}):(\d{2})\.(\d{3})\s*$/.exec(text || "");
+    if (!m) return null;
+    const d = new Date();
+    d.setHours(+m[1], +m[2], +m[3], +m[4]);
+    let t = d.getTime();
+    const now = Date.now();
+    if (t - now > dayMs / 2) t -= dayMs; else if (now - t > dayMs / 2) t += dayMs;
+    return t;
+  }
+  function xKey(x) {
+    if (typeof x === "number") return x;
+    if (typeof x !== "string") return null;
+    const t = Date.parse(x.replace(" ", "T"));
+    return isFinite(t) ? t : null;
+  }
+  function onCard() {
+    const t = W();
+    const el = document.getElementById("hr-current-time");
+    const k = el && cardKey(el.textContent);
+    if (k !== null && k !== undefined && !(k in R.card)) {
+      R.card[k] = t;
+      const b = document.getElementById("hr-current-bpm");
+      R.cardBpm[k] = b ? b.textContent.trim() : null;
+    }
+  }
+  function onTable() {
+    const t = W();
+    const rows = document.querySelectorAll("#hr-table .ag-center-cols-container .ag-row");
+    let full = 0;
+    rows.forEach((row) => {
+      const cell = row.querySelector('[col-id="seq"]');
+      const seq = cell ? Number(cell.textContent) : NaN;
+      if (seq > 0) {
+        full += 1;
+        if (!(seq in R.table)) R.table[seq] = t;
+      }
+    });
+    if (full >= 20 && R.rows20 === null) R.rows20 = t;
+  }
+  function onPlot() {
+    const gd = document.querySelector("#hr-chart .js-plotly-plot");
+    const trace = gd && gd.data && gd.data[0];
+    if (!trace || !trace.x || !trace.x.length) return;
+    const last = xKey(trace.x[trace.x.length - 1]);
+    if (last === null || last in R.chart) return;
+    const t = W();
+    for (const x of trace.x) {
+      const k = xKey(x);
+      if (k !== null && !(k in R.chart)) R.chart[k] = t;
+    }
+  }
+  const opts = {childList: true, subtree: true, characterData: true};
+  const cardObs = new MutationObserver(onCard);
+  const tableObs = new MutationObserver(onTable);
+  let cardEl = null, tableEl = null, gdEl = null;
+  function frame() {
+    const card = document.getElementById("hr-current-card");
+    if (card && card !== cardEl) {
+      cardObs.disconnect(); cardObs.observe(card, opts); cardEl = card; onCard();
+    }
+    const table = document.getElementById("hr-table");
+    if (table && table !== tableEl) {
+      tableObs.disconnect(); tableObs.observe(table, opts); tableEl = table; onTable();
+    }
+    const gd = document.querySelector("#hr-chart .js-plotly-plot");
+    if (gd && gd !== gdEl && typeof gd.on === "function") {
+      gd.on("plotly_afterplot", onPlot); gdEl = gd;
+    }
+    onPlot();
+    requestAnimationFrame(frame);
+  }
+  requestAnimationFrame(frame);
+})();
+"""
+
+WAIT_ROWS20 = "() => window.__bench && window.__bench.rows20 !== null"
+
+
+def _chromium_pids(profile: str) -> list[int]:
+    out = []
+    for proc in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            cmd = proc.info["cmdline"] or []
+            if any(profile in part for part in cmd):
+                out.append(proc.pid)
+    return out
+
+
+def _latencies(
+    bench: dict[str, Any], readings: list[dict[str, Any]]
+) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """Per display: first-seen wall time - reading time (ms), over ``readings``."""
+    out: dict[str, list[float]] = {"card": [], "table": [], "chart": []}
+    card_bpm_mismatch = 0
+    for r in readings:
+        t, seq = r["time"], r["seq"]
+        if str(t) in bench["card"]:
+            out["card"].append(bench["card"][str(t)] - t)
+            if bench["cardBpm"].get(str(t)) != str(r["bpm"]):
+                card_bpm_mismatch += 1
+        if str(seq) in bench["table"]:
+            out["table"].append(bench["table"][str(seq)] - t)
+        if str(t) in bench["chart"]:
+            out["chart"].append(bench["chart"][str(t)] - t)
+    return out, {"card_bpm_mismatch": card_bpm_mismatch}
+
+
+def measure_app(
+    context: Any,
+    name: str,
+    url: str,
+    server_pid: int,
+    bridge_pid: Any,
+    bridge_port: int,
+    profile: str,
+    window_s: float,
+    loads: int,
+) -> dict[str, Any]:
+    """Latency window on one page, then ``loads`` page loads timed to 20 rows.
+
+    ``bridge_pid()`` is looked up at the start of the window: the bridge may have been restarted
+    (see the README: a viewer closing its socket can kill it with SIGPIPE)."""
+    result: dict[str, Any] = {"name": name, "url": url}
+    page = context.new_page()
+    dash_requests = [0]
+
+    def on_request(request: Any) -> None:
+        if "_dash-update-component" in request.url:
+            dash_requests[0] += 1
+
+    page.on("request", on_request)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)[:300]))
+    page.goto(url)
+    page.wait_for_function(WAIT_ROWS20, timeout=30_000)
+    page.wait_for_timeout(SETTLE_MS)  # after-load work (GC, compile) is not steady state
+    server = CpuSampler([server_pid])
+    run_before = get_json(f"http://127.0.0.1:{bridge_port}/healthz")["run"]
+    bridge = CpuSampler([bridge_pid()])
+    browser = CpuSampler(_chromium_pids(profile))
+    dash_requests[0] = 0
+    for sampler in (server, bridge, browser):
+        sampler.start()
+    t_start = time.time() * 1000
+    deadline = time.monotonic() + window_s
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(min(1000, max(1, (deadline - time.monotonic()) * 1000)))
+        for sampler in (server, bridge, browser):
+            sampler.sample()
+    t_end = time.time() * 1000
+    requests = dash_requests[0]
+    result["server"] = server.stop()
+    result["bridge"] = bridge.stop()
+    result["browser"] = browser.stop()
+    page.wait_for_timeout(1000)  # let late readings land before reading the record
+    bench = page.evaluate("() => window.__bench")
+    heap = page.evaluate("() => performance.memory ? performance.memory.usedJSHeapSize : null")
+    page.close()
+    body = get_json(f"http://127.0.0.1:{bridge_port}/readings")
+    result["bridge_restarted_in_window"] = body["run"] != run_before
+    all_readings = body["readings"]
+    readings = [r for r in all_readings if t_start <= r["time"] <= t_end]
+    lat, checks = _latencies(bench, readings)
+    window = (t_end - t_start) / 1000
+    result.update(
+        readings=len(readings),
+        window_s=round(window, 2),
+        latency_ms={k: summary(v) for k, v in lat.items()},
+        coverage={k: len(v) / len(readings) if readings else None for k, v in lat.items()},
+        raw_ms={k: [round(x, 2) for x in v] for k, v in lat.items()},
+        dash_requests=requests,
+        dash_requests_per_min=requests / window * 60 if window > 0 else None,
+        js_heap_mb=heap / 2**20 if heap else None,
+        page_errors=errors,
+        long_tasks=[
+            [round(t - t_start), round(d)] for t, d in bench.get("longtasks", []) if t >= t_start
+        ],
+        **checks,
+    )
+    times = []
+    for _ in range(loads):
+        p = context.new_page()
+        t0 = time.time() * 1000
+        try:
+            p.goto(url, wait_until="commit")
+            p.wait_for_function(WAIT_ROWS20, timeout=20_000)
+            times.append(p.evaluate("() => window.__bench.rows20") - t0)
+        except Exception as exc:
+            result.setdefault("load_errors", []).append(str(exc)[:200])
+        finally:
+            p.close()
+    result["load_to_20_rows_ms"] = {"runs": [round(t, 1) for t in times], **summary(times)}
+    return result
+
+
+def run(quick: bool, period: float = 0.1) -> dict[str, Any]:
+    """hrdash + both peers, one after the other, on hrdash's bridge."""
+    from playwright.sync_api import sync_playwright
+
+    window_s = 11.0 if quick else 32.0
+    loads = 3 if quick else 5
+    env = {
+        "HRDASH_SIMULATOR_PERIOD": str(period),
+        # The peers' pages live on other origins and connect to the same bridge.
+        "HRDASH_ALLOWED_ORIGINS": "*",
+        "HRDASH_LOG_LEVEL": "warning",
+    }
+    out: dict[str, Any] = {"period_s": period, "window_s": window_s, "loads": loads, "apps": {}}
+    running = start_hrdash(app_command(), env)
+    peers: list[Any] = []
+    try:
+        running.wait_readings(WINDOW + 5, timeout=30)
+
+        def bridge_pid() -> int:
+            return running.child("bridge").pid
+
+        bridge_ws = f"ws://127.0.0.1:{running.bridge_port}/ws"
+        with tempfile.TemporaryDirectory(prefix="hrdash-bench-") as profile, sync_playwright() as p:
+            context = p.chromium.launch_persistent_context(
+                profile,
+                executable_path=CHROMIUM,
+                headless=True,
+                args=CHROMIUM_ARGS,
+                viewport={"width": 1280, "height": 900},
+            )
+            try:
+                context.add_init_script(INIT_JS)
+                out["apps"]["hrdash"] = measure_app(
+                    context,
+                    "hrdash",
+                    running.url,
+                    running.proc.pid,
+                    bridge_pid,
+                    running.bridge_port,
+                    profile,
+                    window_s,
+                    loads,
+                )
+                for peer in ("interval_peer", "server_callback_peer"):
+                    port = free_port()
+                    child = spawn(
+                        peer,
+                        [
+                            PY,
+                            "-m",
+                            f"benchmarks.peers.{peer}",
+                            "--port",
+                            str(port),
+                            "--bridge",
+                            bridge_ws,
+                        ],
+                    )
+                    peers.append(child)
+                    wait_port(port, 30, child.proc)
+                    out["apps"][peer] = measure_app(
+                        context,
+                        peer,
+                        f"http://127.0.0.1:{port}/",
+                        child.proc.pid,
+                        bridge_pid,
+                        running.bridge_port,
+                        profile,
+                        window_s,
+                        loads,
+                    )
+                    end(child)
+            finally:
+                context.close()
+    finally:
+        for child in peers:
+            end(child)
+        log = running.log()
+        out["bridge_restarts"] = log.count("bridge restarted")
+        out["bridge_exit_lines"] = [ln for ln in log.splitlines() if "bridge exited" in ln]
+        leftovers = stop(running)
+        if leftovers:
+            out["leftover_pids"] = leftovers
+    return out
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    print(json.dumps(run("--quick" in sys.argv), indent=1)[:5000])
