@@ -60,6 +60,7 @@ from hrdash.upstream import (
     UPSTREAM_MAX_SIZE,
     FrameReader,
     connect_options,
+    connect_url,
     load_transform,
 )
 
@@ -241,7 +242,7 @@ class Bridge:
         return None
 
     def _upstream_url(self) -> str:
-        return self.settings.effective_upstream_url
+        return connect_url(self.settings)
 
     async def _upstream_forever(self) -> None:
         s = self.settings

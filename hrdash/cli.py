@@ -68,7 +68,7 @@ def configure_logging(level: str) -> None:
 def _run_async(main: Any) -> None:
     try:
         asyncio.run(main)
-    except PortInUseError as exc:
+    except SettingError as exc:  # a port in use, or a HRDASH_TRANSFORM hook that cannot load
         fail(str(exc))
     except KeyboardInterrupt:
         pass

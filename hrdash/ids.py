@@ -17,3 +17,53 @@ STAT_AVG = "hr-stat-avg"
 STAT_MAX = "hr-stat-max"
 CURRENT_CARD = "hr-current-card"
 SOURCE = "hr-source"
+
+# Source panel (a collapsible <details> below the header), filled from the bridge's status frames.
+SOURCE_PANEL = "hr-source-panel"  # html.Details
+SOURCE_SUMMARY_NAME = "hr-source-summary-name"
+SOURCE_SUMMARY_STATE = "hr-source-summary-state"
+SOURCE_SUMMARY_COUNTS = "hr-source-summary-counts"
+SOURCE_URL = "hr-source-url"
+SOURCE_STATE = "hr-source-state"
+SOURCE_SINCE = "hr-source-since"
+SOURCE_DETAIL = "hr-source-detail"
+SOURCE_FRAMES = "hr-source-frames"
+SOURCE_ACCEPTED = "hr-source-accepted"
+SOURCE_REJECTED = "hr-source-rejected"
+SOURCE_REASONS = "hr-source-reasons"  # <tbody>: one row per rejection reason
+SOURCE_MAP_VALUE = "hr-source-map-value"
+SOURCE_MAP_TIME = "hr-source-map-time"
+SOURCE_MAP_ORIGIN = "hr-source-map-origin"  # inferred (and confidence) / configured / default
+SOURCE_MAP_TRANSFORM = "hr-source-map-transform"
+SOURCE_LAST_FRAME = "hr-source-last-frame"  # html.Pre, text only
+SOURCE_LAST_FRAME_AT = "hr-source-last-frame-at"
+SOURCE_REJ_REASON = "hr-source-rej-reason"
+SOURCE_REJ_DETAIL = "hr-source-rej-detail"
+SOURCE_REJ_AT = "hr-source-rej-at"
+SOURCE_REJ_FRAME = "hr-source-rej-frame"  # html.Pre, text only
+
+# Name (as the clientside code knows it) → element id, handed to the browser in the config store.
+SOURCE_IDS = {
+    "panel": SOURCE_PANEL,
+    "summary_name": SOURCE_SUMMARY_NAME,
+    "summary_state": SOURCE_SUMMARY_STATE,
+    "summary_counts": SOURCE_SUMMARY_COUNTS,
+    "url": SOURCE_URL,
+    "state": SOURCE_STATE,
+    "since": SOURCE_SINCE,
+    "detail": SOURCE_DETAIL,
+    "frames": SOURCE_FRAMES,
+    "accepted": SOURCE_ACCEPTED,
+    "rejected": SOURCE_REJECTED,
+    "reasons": SOURCE_REASONS,
+    "map_value": SOURCE_MAP_VALUE,
+    "map_time": SOURCE_MAP_TIME,
+    "map_origin": SOURCE_MAP_ORIGIN,
+    "map_transform": SOURCE_MAP_TRANSFORM,
+    "last_frame": SOURCE_LAST_FRAME,
+    "last_frame_at": SOURCE_LAST_FRAME_AT,
+    "rej_reason": SOURCE_REJ_REASON,
+    "rej_detail": SOURCE_REJ_DETAIL,
+    "rej_at": SOURCE_REJ_AT,
+    "rej_frame": SOURCE_REJ_FRAME,
+}

@@ -193,6 +193,8 @@ def infer(frames: list[Any]) -> Inference:
     # The time must live beside the value: same list (same "*" prefix) or at the frame's top.
     prefix = best.path.rsplit("*", 1)[0] if "*" in best.path else ""
     beside = [c for c in time_cands if c.path.startswith(prefix) or "*" not in c.path]
+    if "*" in best.path:  # a time in the same record beats one for the whole frame
+        beside.sort(key=lambda c: "*" not in c.path)
     time_path = beside[0].path if beside else None
     time_unit = _unit([v for _, v in seen[time_path]]) if time_path else None
     if time_path is None:

@@ -116,6 +116,119 @@ def _stat(label: str, value_id: str) -> html.Div:
     )
 
 
+def _field(label: str, value_id: str, mono: bool = False) -> list[Any]:
+    """One ``<dt>``/``<dd>`` pair of a definition list; the value is filled in clientside."""
+    return [
+        html.Dt(label, className="hr-dl__label"),
+        html.Dd(PLACEHOLDER, id=value_id, className="hr-dl__value" + (" hr-mono" if mono else "")),
+    ]
+
+
+def _section(title: str, *children: Any, wide: bool = False) -> html.Section:
+    return html.Section(
+        className="hr-panel__section" + (" hr-panel__section--wide" if wide else ""),
+        children=[html.H2(title, className="hr-panel__heading"), *children],
+    )
+
+
+def source_panel(settings: Settings) -> html.Details:
+    """The collapsible Source panel: where the readings come from and how they are read.
+
+    Everything in it is filled by ``assets/source_panel.js`` from the bridge's status frames (the
+    summary line always, the body only while the panel is open, from the ``source_detail`` the
+    bridge adds once the page asks for it). Upstream text is only ever set as text children
+    (``html.Pre`` strings), never as HTML. The service URL shown is the bridge's redacted one.
+    """
+    summary = html.Summary(
+        className="hr-panel__summary",
+        children=[
+            html.Span("Source", className="hr-panel__title"),
+            html.Span(" — ", className="hr-panel__sep", **_attrs({"aria-hidden": "true"})),
+            html.Span(
+                settings.display_source, id=ids.SOURCE_SUMMARY_NAME, className="hr-panel__name"
+            ),
+            html.Span(" · ", className="hr-panel__sep", **_attrs({"aria-hidden": "true"})),
+            html.Span(
+                "connecting", id=ids.SOURCE_SUMMARY_STATE, className="hr-state hr-state--connecting"
+            ),
+            html.Span("", id=ids.SOURCE_SUMMARY_COUNTS, className="hr-panel__counts"),
+        ],
+    )
+    connection = _section(
+        "Connection",
+        html.Dl(
+            className="hr-dl",
+            children=[
+                *_field("Service", ids.SOURCE_URL, mono=True),
+                *_field("State", ids.SOURCE_STATE),
+                *_field("Since", ids.SOURCE_SINCE),
+                *_field("Detail", ids.SOURCE_DETAIL),
+            ],
+        ),
+    )
+    frames = _section(
+        "Frames",
+        html.Dl(
+            className="hr-dl hr-dl--numbers",
+            children=[
+                *_field("Received", ids.SOURCE_FRAMES),
+                *_field("Accepted", ids.SOURCE_ACCEPTED),
+                *_field("Rejected", ids.SOURCE_REJECTED),
+            ],
+        ),
+        html.Table(
+            className="hr-reasons",
+            children=[
+                html.Thead(html.Tr([html.Th("Rejected because"), html.Th("Count")])),
+                html.Tbody(id=ids.SOURCE_REASONS, children=[]),
+            ],
+        ),
+    )
+    mapping = _section(
+        "Mapping",
+        html.Dl(
+            className="hr-dl",
+            children=[
+                *_field("Value", ids.SOURCE_MAP_VALUE, mono=True),
+                *_field("Time", ids.SOURCE_MAP_TIME, mono=True),
+                *_field("Chosen", ids.SOURCE_MAP_ORIGIN),
+                *_field("Transform", ids.SOURCE_MAP_TRANSFORM, mono=True),
+            ],
+        ),
+    )
+    last_frame = _section(
+        "Last frame",
+        html.Div(PLACEHOLDER, id=ids.SOURCE_LAST_FRAME_AT, className="hr-panel__meta"),
+        html.Pre("", id=ids.SOURCE_LAST_FRAME, className="hr-raw"),
+        wide=True,
+    )
+    last_rejection = _section(
+        "Last rejection",
+        html.Dl(
+            className="hr-dl",
+            children=[
+                *_field("Reason", ids.SOURCE_REJ_REASON, mono=True),
+                *_field("Detail", ids.SOURCE_REJ_DETAIL),
+                *_field("When", ids.SOURCE_REJ_AT),
+            ],
+        ),
+        html.Pre("", id=ids.SOURCE_REJ_FRAME, className="hr-raw hr-raw--rejected"),
+        wide=True,
+    )
+    return html.Details(
+        id=ids.SOURCE_PANEL,
+        className="hr-card hr-panel",
+        disable_n_clicks=True,
+        children=[
+            summary,
+            html.Div(
+                className="hr-panel__body",
+                children=[connection, frames, mapping, last_frame, last_rejection],
+            ),
+        ],
+    )
+
+
 def build_layout(settings: Settings, ws_url: str, extras: Sequence[Any] = ()) -> html.Div:
     """The whole page for ``settings``, with the browser connecting to ``ws_url``.
 
@@ -135,6 +248,7 @@ def build_layout(settings: Settings, ws_url: str, extras: Sequence[Any] = ()) ->
             "status": ids.STATUS,
             "current_card": ids.CURRENT_CARD,
             "current_time": ids.CURRENT_TIME,
+            "source": ids.SOURCE_IDS,
         },
     }
     header = html.Header(
@@ -238,6 +352,7 @@ def build_layout(settings: Settings, ws_url: str, extras: Sequence[Any] = ()) ->
             html.Main(
                 className="hr-main",
                 children=[
+                    source_panel(settings),
                     html.Div(
                         className="hr-top",
                         children=[chart, html.Div(className="hr-side", children=[current, stats])],

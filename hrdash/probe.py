@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import ssl
 import time
@@ -23,7 +24,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from hrdash.inference import Inference, infer
 from hrdash.readings import Rejected, decode
 from hrdash.settings import Settings, redact_url
-from hrdash.upstream import connect_options
+from hrdash.upstream import connect_options, connect_url
 
 FRAME_PREVIEW = 400  # characters of each frame printed
 
@@ -57,11 +58,15 @@ def describe_connect_error(exc: BaseException) -> str:
 
 async def receive_frames(settings: Settings, count: int, wait: float) -> list[str | bytes]:
     """Connect once and return up to ``count`` frames received within ``wait`` seconds."""
-    url = settings.effective_upstream_url
+    url = connect_url(settings)
     frames: list[str | bytes] = []
+    # websockets logs the request line and every header at DEBUG: the URL's token and the
+    # HRDASH_HEADERS values are secrets, so this connection logs warnings only (as the bridge's).
+    quiet_logger = logging.getLogger("hrdash.probe.connection")
+    quiet_logger.setLevel(logging.WARNING)
     try:
         async with asyncio.timeout(wait):
-            async with connect(url, **connect_options(settings)) as ws:
+            async with connect(url, logger=quiet_logger, **connect_options(settings)) as ws:
                 if settings.send:
                     await ws.send(settings.send)
                 while len(frames) < count:

@@ -10,6 +10,7 @@ import logging
 import ssl
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from hrdash.inference import Inference, infer
 from hrdash.readings import (
@@ -48,6 +49,17 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
+def connect_url(settings: Settings) -> str:
+    """The URL to connect to. When ``HRDASH_HEADERS`` carries an Authorization header, the URL's
+    user:password is left out, so that the service receives one Authorization, ours."""
+    url = settings.effective_upstream_url
+    has_auth = any(name.lower() == "authorization" for name, _ in settings.headers)
+    parts = urlsplit(url)
+    if has_auth and (parts.username or parts.password):
+        url = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    return url
+
+
 def connect_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for ``websockets.asyncio.client.connect`` (besides the URL)."""
     options: dict[str, Any] = {
@@ -77,7 +89,9 @@ def load_transform(spec: str) -> Transform | None:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        raise SettingError(f"HRDASH_TRANSFORM: cannot import {module_name!r}: {exc}") from None
+        raise SettingError(
+            f"HRDASH_TRANSFORM: cannot import {module_name!r}: {_describe(exc)}"
+        ) from None
     func = getattr(module, func_name, None)
     if not callable(func):
         raise SettingError(f"HRDASH_TRANSFORM: {module_name!r} has no function {func_name!r}")
@@ -182,8 +196,8 @@ class FrameReader:
             result = self.transform(obj)
         except Exception as exc:
             return [Rejected("transform_error", f"the transform raised {_describe(exc)}")]
-        if result is None:
-            return [Rejected("transform_skipped", "the transform returned None")]
+        if result is None or result == []:
+            return [Rejected("transform_skipped", f"the transform returned {result!r}")]
         items = result if isinstance(result, list) else [result]
         out: list[Reading | Rejected] = []
         for item in items:

@@ -7,16 +7,21 @@ Everything runs on real sockets on 127.0.0.1 with port 0; every wait is bounded 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
+import logging
 import os
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
 
 from hrdash.bridge import Bridge
 from hrdash.settings import Settings
@@ -229,3 +234,144 @@ async def upstream() -> AsyncIterator[Upstream]:
     await server.start()
     yield server
     await server.stop()
+
+
+# -- a recording heart-rate service (any shape, any option) -------------------------------------
+
+
+def reference_frames(count: int = 8, start_ms: int = 1_513_152_655_902) -> list[str]:
+    """``count`` frames in the reference shape: bpm 70, 71, ... every 500 ms from ``start_ms``."""
+    return [json.dumps({"time": start_ms + 500 * i, "value": 70 + i}) for i in range(count)]
+
+
+SERVICE_LOGGER = "tests.service"  # the test services' own log, apart from hrdash's
+
+
+@dataclass
+class Seen:
+    """What a :class:`Service` saw of one connection."""
+
+    path: str
+    headers: Headers
+    subprotocol: str | None
+    first_message: str | bytes | None = None
+
+
+class Service:
+    """A heart-rate service on 127.0.0.1 that records each connection's request path, headers,
+    negotiated subprotocol and first message (waiting up to ``first_wait`` s for it), then sends
+    ``frames`` (default: :func:`reference_frames`) and keeps the connection open.
+
+    ``require(seen)`` false → the service closes the connection (code 1008) without a frame;
+    ``process_request`` is passed to websockets' ``serve`` (e.g. to answer 403 at the handshake).
+    """
+
+    def __init__(
+        self,
+        frames: list[str] | None = None,
+        *,
+        subprotocols: list[str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        first_wait: float = 0.0,
+        require: Callable[[Seen], bool] | None = None,
+        process_request: Callable[..., Any] | None = None,
+    ) -> None:
+        self.frames = reference_frames() if frames is None else frames
+        self.subprotocols = subprotocols
+        self.ssl_context = ssl_context
+        self.first_wait = first_wait
+        self.require = require
+        self.process_request = process_request
+        self.seen: list[Seen] = []
+        self.connections: list[ServerConnection] = []
+        self.server: Server | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        scheme = "wss" if self.ssl_context else "ws"
+        return f"{scheme}://127.0.0.1:{self.port}/"
+
+    async def _handler(self, ws: ServerConnection) -> None:
+        assert ws.request is not None
+        seen = Seen(ws.request.path, ws.request.headers, ws.subprotocol)
+        if self.first_wait:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.first_wait):
+                    seen.first_message = await ws.recv()
+        self.seen.append(seen)
+        self.connections.append(ws)
+        if self.require is not None and not self.require(seen):
+            await ws.close(1008, "forbidden")
+            return
+        for frame in self.frames:
+            await ws.send(frame)
+        await ws.wait_closed()
+
+    async def start(self) -> Service:
+        self.server = await serve(
+            self._handler,
+            "127.0.0.1",
+            0,
+            subprotocols=self.subprotocols,  # type: ignore[arg-type]
+            ssl=self.ssl_context,
+            process_request=self.process_request,
+            compression=None,
+            logger=logging.getLogger(SERVICE_LOGGER),
+        )
+        self.port = server_port(self.server)
+        return self
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+            self.server = None
+
+    async def wait_seen(self, count: int, seconds: float = 5.0) -> Seen:
+        """Wait until ``count`` connections have been seen; returns the ``count``-th."""
+        await wait_for(lambda: len(self.seen) >= count, seconds, f"{count} connections seen")
+        return self.seen[count - 1]
+
+
+ServiceFactory = Callable[..., Awaitable[Service]]
+
+
+@pytest.fixture
+async def services() -> AsyncIterator[ServiceFactory]:
+    """Factory: ``await services(frames, **options)`` starts a :class:`Service`; all stop at
+    teardown."""
+    started: list[Service] = []
+
+    async def start(frames: list[str] | None = None, **options: Any) -> Service:
+        service = await Service(frames, **options).start()
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        async with asyncio.timeout(timeout(5)):
+            await service.stop()
+
+
+@dataclass
+class Tls:
+    """A throwaway CA (``ca_file``, PEM) and a server context whose certificate for 127.0.0.1
+    it signed."""
+
+    ca_file: str
+    server: ssl.SSLContext
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
+    """A test CA made with ``trustme`` (no system trust store knows it)."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server)
+    path = tmp_path_factory.mktemp("tls") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return Tls(str(path), server)
