@@ -6,6 +6,7 @@
  *   on_message(message, store, config)  a frame from the bridge → window, table, chart, cards
  *   on_state(state, store, config)      socket opened/closed → reconnect with backoff
  *   on_tick(n, wsState, store, config)  badge, staleness, watchdog on a silent socket
+ * Status frames and socket states are also handed to the Source panel (assets/source_panel.js).
  *
  * Bridge protocol (JSON text frames, each with a "type"; unknown types are ignored):
  *   {"type":"readings","run":R,"readings":[{"seq","time","bpm"}...],"first_seq":N,"last_seq":M}
@@ -357,6 +358,22 @@
         return order === "newest-first" ? out.reverse() : out;
     }
 
+    /** Hand a status frame / socket state to the Source panel (assets/source_panel.js); a fault
+     * there must never break the live path. */
+    function sourcePanel(method, arg, config) {
+        var panel = window.hrdashSource;
+        if (!panel) {
+            return;
+        }
+        try {
+            panel[method](arg, config);
+        } catch (e) {
+            if (window.console) {
+                window.console.warn("hrdash source panel:", e);
+            }
+        }
+    }
+
     function on_message(message, store, config) {
         var nu = window.dash_clientside.no_update;
         var out = [nu, nu, nu, nu, nu, nu, nu, nu, nu, nu];
@@ -406,6 +423,7 @@
             }
         } else if (frame.type === "status") {
             S.status = frame;
+            sourcePanel("onStatus", frame, config);
             after = {
                 runs: before.runs.slice(),
                 rows: before.rows,
@@ -445,6 +463,7 @@
         }
         var t = now();
         S.readyState = state.readyState;
+        sourcePanel("onSocketState", state.readyState, config);
         if (state.readyState === WS_OPEN) {
             S.openedAt = t;
         } else if (state.readyState === WS_CLOSED) {

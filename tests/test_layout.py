@@ -7,7 +7,9 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from dash import html
 from dash_extensions import WebSocket
+from plotly.utils import PlotlyJSONEncoder
 
 from hrdash import callbacks, ids
 from hrdash.layout import build_layout
@@ -29,6 +31,7 @@ CONTRACT_IDS = [
     ids.STAT_MAX,
     ids.CURRENT_CARD,
     ids.SOURCE,
+    *ids.SOURCE_IDS.values(),
 ]
 
 
@@ -100,6 +103,40 @@ def test_source_name_in_header() -> None:
     """The header shows the display name of the source."""
     source = _by_id(build_layout(_settings(source_name="Ward 3"), "ws://h:1/ws"))[ids.SOURCE]
     assert source.children == "Ward 3"
+
+
+def test_source_panel_is_a_closed_details_below_the_header() -> None:
+    """The Source panel is a <details>, closed at first, the first thing in the main area; its
+    summary names the source, and the browser learns every panel id from the config store."""
+    layout = build_layout(_settings(source_name="Ward 3"), "ws://h:1/ws")
+    found = _by_id(layout)
+    details = found[ids.SOURCE_PANEL]
+    assert isinstance(details, html.Details)
+    assert not getattr(details, "open", None)
+    main = next(c for c in layout.children if isinstance(c, html.Main))
+    assert main.children[0] is details
+    summary = details.children[0]
+    assert isinstance(summary, html.Summary)
+    assert found[ids.SOURCE_SUMMARY_NAME].children == "Ward 3"
+    assert found[ids.CONFIG].data["ids"]["source"] == ids.SOURCE_IDS
+
+
+def test_source_panel_raw_frames_are_text_blocks() -> None:
+    """Raw upstream frames go into <pre> elements as string children (text, never HTML)."""
+    found = _by_id(build_layout(_settings(), "ws://h:1/ws"))
+    for element_id in (ids.SOURCE_LAST_FRAME, ids.SOURCE_REJ_FRAME):
+        assert isinstance(found[element_id], html.Pre)
+        assert found[element_id].children == ""
+    assert isinstance(found[ids.SOURCE_REASONS], html.Tbody)
+
+
+def test_source_panel_never_shows_the_raw_upstream_url() -> None:
+    """Only the redacted display name reaches the page; the URL itself is not in the layout."""
+    settings = _settings(upstream_url="ws://user:pw@example.org/hr?token=s3cret")
+    text = json.dumps(build_layout(settings, "ws://h:1/ws"), cls=PlotlyJSONEncoder)
+    assert "s3cret" not in text
+    assert "user:pw" not in text
+    assert "ws://***@example.org/hr?token=***" in text
 
 
 @pytest.mark.parametrize(
