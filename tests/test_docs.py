@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -65,3 +66,25 @@ def test_readme_callback_module_example_works(
         assert any("note-echo.children" in key for key in app.callback_map)
     finally:
         sys.modules.pop("hrdash.callbacks.note", None)
+
+
+def test_readme_transform_hook_example_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's transform hook, loaded by name, turns its documented frames into readings
+    and skips the others (counted)."""
+    from hrdash.readings import Reading, Rejected
+    from hrdash.upstream import FrameReader, load_transform
+
+    example = next(b for b in _code_blocks("python") if "def heart_rate(frame)" in b)
+    (tmp_path / "myhooks.py").write_text(example)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        reader = FrameReader(transform=load_transform("myhooks:heart_rate"))
+        items = [{"k": "HR", "v": 72}, {"k": "SpO2", "v": 98}]
+        frame = json.dumps({"type": "vitals", "at": 1764324000, "items": items})
+        assert reader.feed(frame, 1, now=0) == [Reading(1_764_324_000_000, 72)]
+        skipped = reader.feed('{"type": "ping"}', 2, now=0)
+        assert [r.reason for r in skipped if isinstance(r, Rejected)] == ["transform_skipped"]
+    finally:
+        sys.modules.pop("myhooks", None)
