@@ -196,9 +196,8 @@ class Bridge:
             )
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise PortInUseError(
-                    f"port {s.bridge_port} on {s.bridge_host} is already in use "
-                    "(set HRDASH_BRIDGE_PORT to another port)"
+                raise PortInUseError.for_port(
+                    s.bridge_host, s.bridge_port, "HRDASH_BRIDGE_PORT"
                 ) from None
             raise
         self._tasks = [

@@ -30,6 +30,10 @@ class SettingError(ValueError):
 class PortInUseError(SettingError):
     """A port we must listen on is taken. ``str(err)`` names the port and its setting."""
 
+    @classmethod
+    def for_port(cls, host: str, port: int, setting: str) -> PortInUseError:
+        return cls(f"port {port} on {host} is already in use (set {setting} to another port)")
+
 
 def _int_range(lo: int, hi: int) -> Callable[[str], int]:
     def parse(raw: str) -> int:

@@ -164,10 +164,7 @@ async def run_simulator(
         await sim.start(host, port)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise PortInUseError(
-                f"port {port} on {host} is already in use "
-                "(set HRDASH_SIMULATOR_PORT to another port)"
-            ) from None
+            raise PortInUseError.for_port(host, port, "HRDASH_SIMULATOR_PORT") from None
         raise
     log.info("simulator on ws://%s:%d/ (one frame every %g s)", host, port, period)
     stop = asyncio.Event()

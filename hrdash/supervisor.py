@@ -45,9 +45,7 @@ def check_port_free(host: str, port: int, setting: str) -> None:
             sock.bind((host, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise PortInUseError(
-                    f"port {port} on {host} is already in use (set {setting} to another port)"
-                ) from None
+                raise PortInUseError.for_port(host, port, setting) from None
             if exc.errno == errno.EADDRNOTAVAIL:
                 raise PortInUseError(
                     f"cannot listen on {host}:{port}: no such local address (check {setting})"

@@ -183,3 +183,29 @@ def chromium_page(width: int = 1280, height: int = 900) -> Iterator[Any]:
             yield page
         finally:
             context.close()
+
+
+def poll(page: Any, read: Any, predicate: Any, timeout: float, what: str) -> dict[str, Any]:
+    """Call ``read(page)`` until ``predicate`` holds on what it returns; fail with the last."""
+    deadline = time.monotonic() + timeout
+    while True:
+        shown = dict(read(page))
+        if predicate(shown):
+            return shown
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; the page shows {shown}")
+        page.wait_for_timeout(50)
+
+
+def watch(page: Any) -> tuple[list[str], list[str]]:
+    """Collect the page's requests to the Dash server (``_dash-update-component``) and its
+    console errors and uncaught exceptions, as they happen."""
+    requests: list[str] = []
+    errors: list[str] = []
+    page.on(
+        "request",
+        lambda r: requests.append(r.url) if "_dash-update-component" in r.url else None,
+    )
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return requests, errors

@@ -16,8 +16,10 @@ from tests.support import (
     app_command,
     chromium_page,
     gunicorn_command,
+    poll,
     start_hrdash,
     stop,
+    watch,
 )
 
 pytestmark = pytest.mark.browser
@@ -62,14 +64,7 @@ def snapshot(page: Any) -> dict[str, Any]:
 
 def wait_until(page: Any, predicate: Any, timeout: float, what: str) -> dict[str, Any]:
     """Poll the page's snapshot until ``predicate`` holds; fail with the last snapshot."""
-    deadline = time.monotonic() + timeout
-    while True:
-        snap = snapshot(page)
-        if predicate(snap):
-            return snap
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; page shows {snap}")
-        page.wait_for_timeout(50)
+    return poll(page, snapshot, predicate, timeout, what)
 
 
 def newest(snap: dict[str, Any]) -> dict[str, Any]:
@@ -81,14 +76,7 @@ def open_and_check_live_page(running: Running) -> None:
     """The checks every deployment must pass (see the test docstrings)."""
     running.wait_readings(WINDOW + 2, timeout=30)  # the bridge has run for >= 10 s
     with chromium_page() as page:
-        dash_requests: list[str] = []
-        errors: list[str] = []
-        page.on(
-            "request",
-            lambda r: dash_requests.append(r.url) if "_dash-update-component" in r.url else None,
-        )
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        dash_requests, errors = watch(page)
         page.goto(running.url)
         first = wait_until(page, lambda s: len(s["rows"]) > 0, 15, "the first rows")
         # The snapshot arrives as one frame: the table starts full rather than filling up over

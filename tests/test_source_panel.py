@@ -20,7 +20,15 @@ from websockets.exceptions import ConnectionClosed
 
 from hrdash import ids
 from hrdash.layout import PLACEHOLDER
-from tests.support import Running, app_command, chromium_page, start_hrdash, stop
+from tests.support import (
+    Running,
+    app_command,
+    chromium_page,
+    poll,
+    start_hrdash,
+    stop,
+    watch,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -50,32 +58,12 @@ def panel(page: Any) -> dict[str, Any]:
 
 def wait_panel(page: Any, predicate: Any, timeout: float, what: str) -> dict[str, Any]:
     """Poll the panel until ``predicate`` holds; fail with what it shows."""
-    deadline = time.monotonic() + timeout
-    while True:
-        shown = panel(page)
-        if predicate(shown):
-            return shown
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; the panel shows {shown}")
-        page.wait_for_timeout(100)
+    return poll(page, panel, predicate, timeout, what)
 
 
 def open_panel(page: Any) -> None:
     page.click(f"#{ids.SOURCE_PANEL} > summary")
     assert page.evaluate(f"document.getElementById('{ids.SOURCE_PANEL}').open") is True
-
-
-def watch(page: Any) -> tuple[list[str], list[str]]:
-    """Collect Dash server requests and console errors / page errors."""
-    requests: list[str] = []
-    errors: list[str] = []
-    page.on(
-        "request",
-        lambda r: requests.append(r.url) if "_dash-update-component" in r.url else None,
-    )
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    return requests, errors
 
 
 @pytest.fixture(scope="module")
