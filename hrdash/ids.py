@@ -67,3 +67,9 @@ SOURCE_IDS = {
     "rej_at": SOURCE_REJ_AT,
     "rej_frame": SOURCE_REJ_FRAME,
 }
+
+# Session card (hrdash/callbacks/session.py): summary and CSV export of the bridge's buffer.
+SESSION_SUMMARY_BUTTON = "hr-session-summarise"
+SESSION_SUMMARY = "hr-session-summary"
+SESSION_EXPORT_BUTTON = "hr-session-export"
+SESSION_DOWNLOAD = "hr-session-download"

@@ -195,4 +195,6 @@ def test_no_python_callback_on_the_reading_path() -> None:
     ]
     assert len(triggered) == 3
     assert all(cb.get("clientside_function") for cb in triggered)
-    assert all("callback" not in cb for cb in app.callback_map.values())
+    live = {ids.WS, ids.TICK, ids.STORE}
+    server_side = [cb for cb in app.callback_map.values() if "callback" in cb]
+    assert all(dep["id"] not in live for cb in server_side for dep in cb["inputs"])
