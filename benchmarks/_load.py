@@ -1,96 +1,394 @@
-"""A load or probe process for the fan-out benchmark (run by ``benchmarks/fanout.py``).
+"""Load, probe and slow-viewer processes for the fan-out benchmark (run by ``benchmarks/fanout.py``
+and ``benchmarks/soak.py``).
 
-``python -m benchmarks._load load URL N``: open N bridge viewers (websockets asyncio clients,
-compression off) in batches, read every frame (a viewer that does not read would be dropped as
-slow), print one JSON line ``{"ready": n, "failed": m}``, then keep reading until SIGTERM, and
-close everything.
+``python -m benchmarks._load load URL N``: open N bridge viewers as raw non-blocking TCP sockets,
+all in ONE thread with one epoll selector: each does the WebSocket handshake (request written as
+soon as the TCP connect completes; the response must start with ``HTTP/1.1 101``), then its bytes
+are drained with ``sock.recv(65536)`` whenever it is readable. Frames are not parsed: the only
+thing looked at is a ping (``0x89 0x04`` + 4 bytes, what websockets' keepalive sends), answered
+with a masked pong, or the bridge would close the viewer after ``ping_interval + ping_timeout``.
+Server frames are unmasked JSON text (ASCII), so the byte 0x89 only appears in frame headers; a
+false match only sends an unsolicited pong, which websockets ignores.
 
-``python -m benchmarks._load probe URL N SECONDS``: open N viewers, and for SECONDS record for
-every live reading its delivery age (receive wall time - reading ``time``, ms), gaps and
-duplicates by seq; print one JSON object at the end.
+At most ``WINDOW`` handshakes are in flight at once (a sliding batch: the bridge's listen backlog
+is asyncio's default of 100, and an overrun accept queue costs 1 s SYN retransmits); a failed
+handshake (refused, reset, non-101, no answer in ``CONNECT_TIMEOUT``) is retried ``RETRIES``
+times, then counted as failed. When the N are settled it prints one JSON line
+``{"ready", "failed", "retried", "closed", "connect_s"}``.
+
+Then it reads commands, one per line, on stdin (ignored when stdin is not a pipe): ``add N`` opens
+N more viewers and prints the same kind of line; ``stats`` prints the counters (``open``,
+``closed`` = viewers the bridge closed, ``bytes``, ``recvs``, ``pongs``, own ``cpu_s``). SIGTERM
+or SIGINT: close every socket (RST, no TIME_WAIT), print the counters, exit.
+
+``python -m benchmarks._load probe URL N SECONDS``: open N websockets clients (they parse every
+frame) and for SECONDS record for every live reading its delivery age (receive wall time -
+reading ``time``, ms) and receive time, gaps and duplicates by seq; print one JSON object.
+
+``python -m benchmarks._load slow URL [RCVBUF]``: one raw viewer with SO_RCVBUF = RCVBUF (default
+4096) set before connect, which reads the handshake response and then never reads again. Prints
+``{"connected": true, "at": wall time}`` and waits for SIGTERM; on exit prints whether the bridge
+closed it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import errno
 import json
+import os
+import selectors
 import signal
+import socket
+import struct
 import sys
 import time
+from collections import deque
 from typing import Any
-
-from websockets.asyncio.client import ClientConnection, connect
+from urllib.parse import urlsplit
 
 from benchmarks.common import raise_nofile
 
-BATCH = 100
+WINDOW = 200  # handshakes in flight at most
 CONNECT_TIMEOUT = 30.0
 RETRIES = 3
+RECV = 65536
+
+CONNECTING, HANDSHAKE, OPEN = 0, 1, 2
+PING = b"\x89\x04"
+PONG_HEAD = b"\x8a\x84\x00\x00\x00\x00"  # FIN+pong, masked, 4 bytes, mask key 0 (payload as is)
 
 
-async def _open(url: str) -> ClientConnection | None:
-    for attempt in range(RETRIES):
+def _request(url: str) -> tuple[tuple[str, int], bytes]:
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    key = base64.b64encode(os.urandom(16)).decode()
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    req = (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    return (host, port), req.encode()
+
+
+class _Conn:
+    __slots__ = ("attempt", "buf", "sock", "started", "state")
+
+    def __init__(self, sock: socket.socket, attempt: int) -> None:
+        self.sock = sock
+        self.state = CONNECTING
+        self.buf = b""
+        self.attempt = attempt
+        self.started = time.monotonic()
+
+
+class Load:
+    """N raw viewers in one thread, one epoll selector."""
+
+    def __init__(self, url: str) -> None:
+        self.addr, self.req = _request(url)
+        self.sel = selectors.EpollSelector()
+        self.stop = False
+        self.todo: deque[int] = deque()  # attempts numbers of connects still to start
+        self.inflight: dict[int, _Conn] = {}
+        self.open: dict[int, _Conn] = {}
+        self.batch = {"ready": 0, "failed": 0, "retried": 0, "t0": 0.0, "active": False}
+        self.counters = {"closed": 0, "bytes": 0, "recvs": 0, "pongs": 0, "failed_total": 0}
+
+    # -- connecting -------------------------------------------------------------------------
+
+    def add(self, n: int) -> None:
+        self.batch.update(ready=0, failed=0, retried=0, t0=time.monotonic(), active=True)
+        self.todo.extend([0] * n)
+        self._check_batch_done()
+
+    def _start(self, attempt: int) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = _Conn(sock, attempt)
+        rc = sock.connect_ex(self.addr)
+        if rc not in (0, errno.EINPROGRESS):
+            sock.close()
+            self._failed(conn)
+            return
+        self.inflight[sock.fileno()] = conn
+        self.sel.register(sock, selectors.EVENT_WRITE, conn)
+
+    def _failed(self, conn: _Conn) -> None:
+        fd = conn.sock.fileno()
+        if fd >= 0:
+            self.inflight.pop(fd, None)
+            with contextlib.suppress(KeyError, ValueError):
+                self.sel.unregister(conn.sock)
+            conn.sock.close()
+        if conn.attempt + 1 < RETRIES:
+            self.batch["retried"] += 1
+            self.todo.append(conn.attempt + 1)
+        else:
+            self.batch["failed"] += 1
+            self.counters["failed_total"] += 1
+
+    def _on_writable(self, conn: _Conn) -> None:
+        err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            self._failed(conn)
+            return
         try:
-            return await connect(
-                url,
-                compression=None,
-                open_timeout=CONNECT_TIMEOUT,
-                ping_interval=None,  # the bridge pings us; our pongs are automatic
-                max_size=2**22,
-                max_queue=64,
+            conn.sock.send(self.req)  # ~200 bytes: always fits an empty send buffer
+        except OSError:
+            self._failed(conn)
+            return
+        conn.state = HANDSHAKE
+        self.sel.modify(conn.sock, selectors.EVENT_READ, conn)
+
+    def _on_handshake(self, conn: _Conn) -> None:
+        try:
+            data = conn.sock.recv(RECV)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._failed(conn)
+            return
+        if not data:
+            self._failed(conn)
+            return
+        conn.buf += data
+        end = conn.buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(conn.buf) > 16384:
+                self._failed(conn)
+            return
+        if not conn.buf.startswith((b"HTTP/1.1 101", b"HTTP/1.0 101")):
+            self._failed(conn)
+            return
+        rest = conn.buf[end + 4 :]
+        conn.buf = b""
+        conn.state = OPEN
+        fd = conn.sock.fileno()
+        del self.inflight[fd]
+        self.open[fd] = conn
+        self.batch["ready"] += 1
+        if rest:
+            self._consume(conn, rest)
+
+    def _check_timeouts(self) -> None:
+        now = time.monotonic()
+        for conn in [c for c in self.inflight.values() if now - c.started > CONNECT_TIMEOUT]:
+            self._failed(conn)
+
+    def _check_batch_done(self) -> None:
+        if self.batch["active"] and not self.todo and not self.inflight:
+            self.batch["active"] = False
+            _emit(
+                {
+                    "ready": self.batch["ready"],
+                    "failed": self.batch["failed"],
+                    "retried": self.batch["retried"],
+                    "closed": self.counters["closed"],
+                    "open": len(self.open),
+                    "connect_s": round(time.monotonic() - self.batch["t0"], 2),
+                }
             )
-        except Exception:
-            await asyncio.sleep(0.2 * (attempt + 1))
-    return None
+
+    # -- draining ---------------------------------------------------------------------------
+
+    def _consume(self, conn: _Conn, data: bytes) -> None:
+        self.counters["bytes"] += len(data)
+        if PING in data:
+            i = data.find(PING)
+            while i >= 0:
+                payload = data[i + 2 : i + 6]
+                if len(payload) == 4:
+                    with contextlib.suppress(OSError):
+                        conn.sock.send(PONG_HEAD + payload)
+                        self.counters["pongs"] += 1
+                i = data.find(PING, i + 2)
+
+    def _on_readable(self, conn: _Conn) -> None:
+        try:
+            data = conn.sock.recv(RECV)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        self.counters["recvs"] += 1
+        if not data:
+            self.counters["closed"] += 1
+            self.open.pop(conn.sock.fileno(), None)
+            self.sel.unregister(conn.sock)
+            conn.sock.close()
+            return
+        self._consume(conn, data)
+
+    # -- main loop --------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        t = os.times()
+        return {
+            "open": len(self.open),
+            **self.counters,
+            "cpu_s": round(t.user + t.system, 2),
+        }
+
+    def _on_command(self, line: str) -> None:
+        words = line.split()
+        if not words:
+            return
+        if words[0] == "add" and len(words) == 2:
+            self.add(int(words[1]))
+        elif words[0] == "stats":
+            _emit(self.stats())
+
+    def run(self, n: int) -> None:
+        stdin_buf = b""
+        if not os.isatty(0) and _is_pipe(0):
+            os.set_blocking(0, False)
+            self.sel.register(0, selectors.EVENT_READ, "stdin")
+        self.add(n)
+        last_timeout_check = time.monotonic()
+        while not self.stop:
+            while self.todo and len(self.inflight) < WINDOW:
+                self._start(self.todo.popleft())
+            for key, _mask in self.sel.select(timeout=0.2):
+                conn = key.data
+                if conn == "stdin":
+                    chunk = b""
+                    with contextlib.suppress(BlockingIOError):
+                        chunk = os.read(0, 4096)
+                    if not chunk:
+                        self.sel.unregister(0)
+                        continue
+                    stdin_buf += chunk
+                    while b"\n" in stdin_buf:
+                        line, stdin_buf = stdin_buf.split(b"\n", 1)
+                        self._on_command(line.decode())
+                    continue
+                if conn.state == OPEN:
+                    self._on_readable(conn)
+                elif conn.state == HANDSHAKE:
+                    self._on_handshake(conn)
+                else:
+                    self._on_writable(conn)
+            now = time.monotonic()
+            if now - last_timeout_check > 1.0:
+                last_timeout_check = now
+                self._check_timeouts()
+            self._check_batch_done()
+        linger = struct.pack("ii", 1, 0)  # close with RST: no TIME_WAIT pile-up between runs
+        for conn in [*self.open.values(), *self.inflight.values()]:
+            with contextlib.suppress(OSError):
+                conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            conn.sock.close()
+        _emit(self.stats())
 
 
-async def _drain(ws: ClientConnection, counts: list[int]) -> None:
-    with contextlib.suppress(Exception):
-        async for _ in ws:
-            counts[0] += 1
+def _is_pipe(fd: int) -> bool:
+    import stat
+
+    try:
+        return stat.S_ISFIFO(os.fstat(fd).st_mode)
+    except OSError:
+        return False
 
 
-async def load(url: str, n: int) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    conns: list[ClientConnection] = []
-    tasks: list[asyncio.Task[None]] = []
-    counts = [0]
-    failed = 0
-    while len(conns) + failed < n and not stop.is_set():
-        size = min(BATCH, n - len(conns) - failed)
-        for ws in await asyncio.gather(*(_open(url) for _ in range(size))):
-            if ws is None:
-                failed += 1
-            else:
-                conns.append(ws)
-                tasks.append(asyncio.create_task(_drain(ws, counts)))
-    closed_early = sum(1 for ws in conns if ws.close_code is not None)
-    print(json.dumps({"ready": len(conns), "failed": failed, "closed": closed_early}), flush=True)
-    await stop.wait()
-    for task in tasks:
-        task.cancel()
-    for ws in conns:  # abort: a close handshake with thousands of peers is not the point here
-        if ws.transport is not None:
-            ws.transport.abort()
-    print(json.dumps({"messages": counts[0]}), flush=True)
+def _emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def load(url: str, n: int) -> None:
+    ld = Load(url)
+
+    def stop(*_: Any) -> None:
+        ld.stop = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    ld.run(n)
+
+
+def slow(url: str, rcvbuf: int) -> None:
+    """One viewer that never reads after the handshake response."""
+    addr, req = _request(url)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # before connect: sets the window
+    sock.settimeout(10)
+    sock.connect(addr)
+    sock.sendall(req)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(1)  # byte by byte: leave every frame after the response unread
+        if not chunk:
+            break
+        head += chunk
+    ok = head.startswith(b"HTTP/1.1 101")
+    _emit(
+        {
+            "connected": ok,
+            "at": time.time(),
+            "rcvbuf": sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+            "port": sock.getsockname()[1],
+        }
+    )
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    while not stopping:
+        time.sleep(0.1)
+    # Was it closed by the bridge? Peek without consuming much: a reset raises.
+    state = "open"
+    sock.setblocking(False)
+    try:
+        while True:
+            data = sock.recv(RECV)
+            if not data:
+                state = "closed (FIN)"
+                break
+    except BlockingIOError:
+        state = "open"
+    except ConnectionResetError:
+        state = "closed (RST)"
+    except OSError as exc:
+        state = f"closed ({exc})"
+    _emit({"state": state})
+    sock.close()
 
 
 async def probe(url: str, n: int, seconds: float) -> None:
-    result: dict[str, Any] = {"ages_ms": [], "gaps": 0, "duplicates": 0, "readings": 0}
+    from websockets.asyncio.client import ClientConnection, connect
+
+    async def open_one() -> ClientConnection | None:
+        for attempt in range(RETRIES):
+            try:
+                return await connect(
+                    url,
+                    compression=None,
+                    open_timeout=CONNECT_TIMEOUT,
+                    ping_interval=None,  # the bridge pings us; our pongs are automatic
+                    max_size=2**22,
+                )
+            except Exception:
+                await asyncio.sleep(0.2 * (attempt + 1))
+        return None
+
+    result: dict[str, Any] = {"ages_ms": [], "at_ms": [], "gaps": 0, "duplicates": 0}
     result["probes"] = []
 
     async def one(ws: ClientConnection, deadline: float) -> None:
         last: int | None = None
         first = True
-        mine = {"readings": 0, "gaps": 0, "duplicates": 0}
-        with contextlib.suppress(Exception):
+        mine = {"readings": 0, "gaps": 0, "duplicates": 0, "closed": False}
+        try:
             while time.monotonic() < deadline:
-                async with asyncio.timeout(max(0.01, deadline - time.monotonic())):
-                    message = await ws.recv()
+                try:
+                    async with asyncio.timeout(max(0.01, deadline - time.monotonic())):
+                        message = await ws.recv()
+                except TimeoutError:
+                    break
                 now = time.time() * 1000
                 frame = json.loads(message)
                 if frame.get("type") != "readings":
@@ -106,26 +404,35 @@ async def probe(url: str, n: int, seconds: float) -> None:
                     last = seq
                     if not first:  # the snapshot on connect holds old readings: not an age
                         result["ages_ms"].append(round(now - r["time"], 2))
+                        result["at_ms"].append(round(now))
                         mine["readings"] += 1
                 first = False
+        except Exception:
+            mine["closed"] = True
         result["probes"].append(mine)
 
-    conns = [ws for ws in await asyncio.gather(*(_open(url) for _ in range(n))) if ws]
+    conns = [ws for ws in await asyncio.gather(*(open_one() for _ in range(n))) if ws]
     deadline = time.monotonic() + seconds
     await asyncio.gather(*(one(ws, deadline) for ws in conns))
-    for key in ("readings", "gaps", "duplicates"):
+    for key in ("readings", "gaps", "duplicates", "closed"):
         result[key] = sum(p[key] for p in result["probes"])
     result["connected"] = len(conns)
+    t = os.times()
+    result["cpu_s"] = round(t.user + t.system, 2)
     for ws in conns:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(ws.close(), 2)
-    print(json.dumps(result), flush=True)
+    _emit(result)
 
 
 if __name__ == "__main__":
     raise_nofile()
-    mode, url, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    mode, url = sys.argv[1], sys.argv[2]
     if mode == "load":
-        asyncio.run(load(url, count))
+        load(url, int(sys.argv[3]))
+    elif mode == "probe":
+        asyncio.run(probe(url, int(sys.argv[3]), float(sys.argv[4])))
+    elif mode == "slow":
+        slow(url, int(sys.argv[3]) if len(sys.argv) > 3 else 4096)
     else:
-        asyncio.run(probe(url, count, float(sys.argv[4])))
+        sys.exit(f"unknown mode {mode!r}")

@@ -108,6 +108,7 @@ class Child:
     name: str
     proc: subprocess.Popen[bytes]
     log_path: Path
+    pending: bytes = b""  # stdout read but not yet returned by read_json_line
 
     def log(self) -> str:
         try:
@@ -122,6 +123,7 @@ def spawn(
     env: dict[str, str] | None = None,
     *,
     stdout: int | None = None,
+    stdin: int | None = None,
     raise_limit: bool = False,
 ) -> Child:
     """Start ``argv`` in the repo root; stderr (and stdout unless piped) go to a log file."""
@@ -133,7 +135,7 @@ def spawn(
         argv,
         cwd=ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-        stdin=subprocess.DEVNULL,
+        stdin=stdin if stdin is not None else subprocess.DEVNULL,
         stdout=stdout if stdout is not None else log_file,
         stderr=log_file,
         start_new_session=True,
@@ -141,6 +143,34 @@ def spawn(
     )
     log_file.close()
     return Child(name, proc, log_path)
+
+
+def read_json_line(child: Child, timeout: float) -> dict[str, Any]:
+    """The next JSON line the child prints on its (piped) stdout, bounded in time. Reads the pipe
+    with os.read, so that two lines arriving together are both seen."""
+    import json
+    import select
+
+    assert child.proc.stdout is not None
+    fd = child.proc.stdout.fileno()
+    deadline = time.monotonic() + timeout
+    while True:
+        if b"\n" in child.pending:
+            line, child.pending = child.pending.split(b"\n", 1)
+            if line.strip():
+                return dict(json.loads(line))
+            continue
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"{child.name}: no answer within {timeout} s")
+        ready, _, _ = select.select([fd], [], [], min(0.5, left))
+        if ready:
+            chunk = os.read(fd, 1 << 20)
+            if chunk:
+                child.pending += chunk
+                continue
+        if child.proc.poll() is not None and b"\n" not in child.pending:
+            raise RuntimeError(f"{child.name} exited: {child.log()[-500:]}")
 
 
 def end(child: Child | None, timeout: float = 5.0) -> None:
@@ -158,7 +188,7 @@ def end(child: Child | None, timeout: float = 5.0) -> None:
                 proc.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
-    for stream in (proc.stdout,):
+    for stream in (proc.stdin, proc.stdout):
         if stream is not None:
             with contextlib.suppress(OSError):
                 stream.close()

@@ -1,8 +1,17 @@
-"""(b) Fan-out: one bridge (``python -m hrdash bridge``, its own process) fed by the simulator
-(``python -m hrdash simulate`` at 0.5 s), and 100 / 1,000 (quick) and also 5,000 / 10,000 (full)
-viewers opened by load processes of their own (at most 2,500 connections each). Delivery age is
-measured on 5 lightly loaded probe viewers in a separate process; the bridge's CPU% and RSS are
-read with psutil over the same window.
+"""(b) Fan-out: one bridge (``python -m hrdash bridge``, its own process, RLIMIT_NOFILE raised)
+fed by the simulator (``python -m hrdash simulate`` at 0.5 s, the real 2 Hz), and 100 / 1,000
+(quick) and also 5,000 / 10,000 (full) viewers opened by ONE load process of raw sockets
+(``benchmarks/_load.py``: one epoll loop, bytes drained, no frame parsing, pings answered).
+Delivery age is measured on 5 probe viewers (websockets clients parsing every frame) in a separate
+process; the bridge's CPU% and RSS, the load process's and the probe's CPU%, and the whole
+machine's CPU% (psutil.cpu_percent, per core too) are read over the same window.
+
+Then the *slow viewer* measurement, on a bridge of its own with the simulator at 100 Hz
+(``HRDASH_SIMULATOR_PERIOD=0.01``) and ``HRDASH_VIEWER_BUFFER=65536`` so that a viewer that never
+reads is dropped within seconds: 100 viewers + 5 probes, probe delivery age for a window without
+a slow viewer, then for a window starting when one viewer that never reads (SO_RCVBUF 4096, set
+before connect) has connected; when the bridge's ``viewers_dropped_slow`` counter moves (polled
+every 50 ms) is the drop time.
 """
 
 from __future__ import annotations
@@ -10,14 +19,21 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections.abc import Callable
 from typing import Any
 
-from benchmarks.common import PY, Child, CpuSampler, end, spawn, summary
+import psutil
+
+from benchmarks.common import PY, Child, CpuSampler, end, read_json_line, spawn, summary
 from tests.support import free_port, get_json, wait_port
 
-PER_PROCESS = 2500
+LOAD_PROCESSES = 1  # raw-socket load processes (one epoll loop each); each "add" is split evenly
 PROBES = 5
 SIM_PERIOD = 0.5
+SLOW_SIM_PERIOD = 0.01
+SLOW_VIEWER_BUFFER = 65536
+SLOW_RCVBUF = 4096
+SLOW_VIEWERS = 100
 
 
 def _health(port: int) -> dict[str, Any]:
@@ -25,51 +41,165 @@ def _health(port: int) -> dict[str, Any]:
 
 
 def _read_json_line(child: Child, timeout: float) -> dict[str, Any]:
-    """The next JSON line a load process prints (select on its stdout, bounded in time)."""
-    import select
-
-    assert child.proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([child.proc.stdout], [], [], 0.5)
-        if ready:
-            line = child.proc.stdout.readline()
-            if line:
-                return dict(json.loads(line))
-        if child.proc.poll() is not None:
-            raise RuntimeError(f"{child.name} exited: {child.log()[-500:]}")
-    raise TimeoutError(f"{child.name}: no answer within {timeout} s")
+    return read_json_line(child, timeout)
 
 
-def run(quick: bool) -> dict[str, Any]:
-    levels = [100, 1000] if quick else [100, 1000, 5000, 10000]
-    seconds = 10.0 if quick else 20.0
-    sim_port, bridge_port = free_port(), free_port()
-    env = {
-        "HRDASH_SIMULATOR_PORT": str(sim_port),
-        "HRDASH_BRIDGE_PORT": str(bridge_port),
-        "HRDASH_SIMULATOR_PERIOD": str(SIM_PERIOD),
-        "HRDASH_LOG_LEVEL": "warning",
+def _command(child: Child, line: str) -> None:
+    assert child.proc.stdin is not None
+    child.proc.stdin.write((line + "\n").encode())
+    child.proc.stdin.flush()
+
+
+class _Stack:
+    """A simulator + bridge pair on fresh ports, and the raw-socket load processes."""
+
+    def __init__(self, tag: str, extra_env: dict[str, str], period: float) -> None:
+        self.tag = tag
+        self.sim_port, self.port = free_port(), free_port()
+        self.env = {
+            "HRDASH_SIMULATOR_PORT": str(self.sim_port),
+            "HRDASH_BRIDGE_PORT": str(self.port),
+            "HRDASH_SIMULATOR_PERIOD": str(period),
+            "HRDASH_LOG_LEVEL": "warning",
+            **extra_env,
+        }
+        self.url = f"ws://127.0.0.1:{self.port}/ws"
+        self.children: list[Child] = []
+        self.loaders: list[Child] = []
+        self.sim: Child | None = None
+        self.bridge: Child | None = None
+
+    def start(self) -> None:
+        self.sim = spawn(f"{self.tag}-simulator", [PY, "-m", "hrdash", "simulate"], self.env)
+        self.children.append(self.sim)
+        wait_port(self.sim_port, 20, self.sim.proc)
+        self.bridge = spawn(
+            f"{self.tag}-bridge", [PY, "-m", "hrdash", "bridge"], self.env, raise_limit=True
+        )
+        self.children.append(self.bridge)
+        wait_port(self.port, 20, self.bridge.proc)
+        deadline = time.monotonic() + 20
+        while self.health()["last_seq"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for i in range(LOAD_PROCESSES):
+            child = spawn(
+                f"{self.tag}-load-{i}",
+                [PY, "-m", "benchmarks._load", "load", self.url, "0"],
+                stdout=subprocess.PIPE,
+                stdin=subprocess.PIPE,
+                raise_limit=True,
+            )
+            self.children.append(child)
+            self.loaders.append(child)
+            read_json_line(child, 30)  # {"ready": 0, ...}: it is listening for commands
+
+    def health(self) -> dict[str, Any]:
+        return _health(self.port)
+
+    def add(self, n: int, timeout: float = 300) -> dict[str, Any]:
+        """Open n more viewers across the load processes; their summed answers."""
+        t0 = time.monotonic()
+        share = [
+            n // len(self.loaders) + (i < n % len(self.loaders)) for i in range(len(self.loaders))
+        ]
+        for child, k in zip(self.loaders, share, strict=True):
+            _command(child, f"add {k}")
+        total: dict[str, Any] = {"ready": 0, "failed": 0, "retried": 0, "open": 0, "closed": 0}
+        for child in self.loaders:
+            answer = read_json_line(child, timeout)
+            for key in total:
+                total[key] += answer.get(key, 0)
+        total["connect_s"] = round(time.monotonic() - t0, 2)
+        return total
+
+    def load_stats(self) -> dict[str, Any]:
+        total: dict[str, Any] = {}
+        for child in self.loaders:
+            _command(child, "stats")
+        for child in self.loaders:
+            for key, value in read_json_line(child, 30).items():
+                total[key] = total.get(key, 0) + value
+        return total
+
+    def probe(self, name: str, seconds: float) -> Child:
+        child = spawn(
+            f"{self.tag}-probe-{name}",
+            [PY, "-m", "benchmarks._load", "probe", self.url, str(PROBES), str(seconds)],
+            stdout=subprocess.PIPE,
+        )
+        self.children.append(child)
+        return child
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            end(child, timeout=10)
+
+
+def _window(
+    stack: _Stack, name: str, seconds: float, on_tick: Callable[[], None] | None = None
+) -> dict[str, Any]:
+    """Run a probe process for ``seconds``; measure bridge / load / probe / machine CPU over it.
+    ``on_tick`` (if any) is called every 0.1 s during the window."""
+    assert stack.bridge is not None
+    before = stack.health()
+    probe = stack.probe(name, seconds)
+    time.sleep(1.0)  # the probes connect; then measure over the rest of the window
+    pids = {"bridge": stack.bridge.proc.pid, "probe": probe.proc.pid}
+    samplers = {k: CpuSampler([pid]) for k, pid in pids.items()}
+    samplers["load"] = CpuSampler([c.proc.pid for c in stack.loaders])
+    psutil.cpu_percent(None)
+    psutil.cpu_percent(None, percpu=True)
+    for s in samplers.values():
+        s.start()
+    stop_at = time.monotonic() + seconds - 1.5
+    while time.monotonic() < stop_at:
+        time.sleep(0.1 if on_tick else 0.5)
+        samplers["bridge"].sample()
+        if on_tick is not None:
+            on_tick()
+    machine_total = psutil.cpu_percent(None)
+    machine_cores = psutil.cpu_percent(None, percpu=True)
+    usage = {k: s.stop() for k, s in samplers.items()}
+    result = read_json_line(probe, seconds + 30)
+    end(probe)
+    after = stack.health()
+    ages = result.pop("ages_ms")
+    out = {
+        "age_ms": summary(ages),
+        "ages_ms": ages,
+        "at_ms": result.pop("at_ms"),
+        "gaps": result["gaps"],
+        "duplicates": result["duplicates"],
+        "probe_readings": result["readings"],
+        "probes_connected": result["connected"],
+        "probes_closed": result.get("closed", 0),
+        "dropped_slow": after["counters"]["viewers_dropped_slow"]
+        - before["counters"]["viewers_dropped_slow"],
+        "bridge_viewers_reported": after["viewers"],
+        "bridge": usage["bridge"],
+        "load_cpu_percent": usage["load"]["cpu_percent"],
+        "probe_cpu_percent": usage["probe"]["cpu_percent"],
+        "machine_cpu_percent": machine_total,
+        "machine_cpu_percent_per_core": machine_cores,
     }
-    url = f"ws://127.0.0.1:{bridge_port}/ws"
+    return out
+
+
+def levels(quick: bool) -> dict[str, Any]:
+    sizes = [100, 1000] if quick else [100, 1000, 5000, 10000]
+    seconds = 8.0 if quick else 20.0
     out: dict[str, Any] = {
         "levels": [],
         "seconds_per_level": seconds,
         "probes": PROBES,
         "simulator_period_s": SIM_PERIOD,
+        "load_processes": LOAD_PROCESSES,
     }
-    children: list[Child] = []
+    stack = _Stack("fanout", {}, SIM_PERIOD)
     try:
-        sim = spawn("fanout-simulator", [PY, "-m", "hrdash", "simulate"], env)
-        children.append(sim)
-        wait_port(sim_port, 20, sim.proc)
-        bridge = spawn("fanout-bridge", [PY, "-m", "hrdash", "bridge"], env, raise_limit=True)
-        children.append(bridge)
-        wait_port(bridge_port, 20, bridge.proc)
-        deadline = time.monotonic() + 20
-        while _health(bridge_port)["last_seq"] < 3 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        idle = CpuSampler([bridge.proc.pid])
+        stack.start()
+        assert stack.bridge is not None
+        idle = CpuSampler([stack.bridge.proc.pid])
         idle.start()
         for _ in range(4):
             time.sleep(0.5)
@@ -77,71 +207,154 @@ def run(quick: bool) -> dict[str, Any]:
         base = idle.stop()
         out["idle"] = base
         base_rss = base["rss_mean_mb"]
-        connected = 0
-        for level in levels:
-            t0 = time.monotonic()
-            todo = level - connected
-            loaders = []
-            while todo > 0:
-                n = min(PER_PROCESS, todo)
-                todo -= n
-                child = spawn(
-                    f"fanout-load-{level}-{len(loaders)}",
-                    [PY, "-m", "benchmarks._load", "load", url, str(n)],
-                    stdout=subprocess.PIPE,
-                    raise_limit=True,
-                )
-                children.append(child)
-                loaders.append(child)
-            ready = failed = 0
-            for child in loaders:
-                answer = _read_json_line(child, 180)
-                ready += answer["ready"]
-                failed += answer["failed"]
-            connected += ready
-            connect_s = time.monotonic() - t0
+        connected = failed = retried = 0
+        for level in sizes:
+            added = stack.add(level - connected)
+            connected = added["open"]
+            failed += added["failed"]
+            retried += added["retried"]
             time.sleep(1.0)
-            before = _health(bridge_port)["counters"]
-            sampler = CpuSampler([bridge.proc.pid])
-            probe = spawn(
-                f"fanout-probe-{level}",
-                [PY, "-m", "benchmarks._load", "probe", url, str(PROBES), str(seconds)],
-                stdout=subprocess.PIPE,
-            )
-            children.append(probe)
-            time.sleep(1.0)  # the probes connect; then measure the bridge over the window
-            sampler.start()
-            stop_at = time.monotonic() + seconds - 1.5
-            while time.monotonic() < stop_at:
-                time.sleep(0.5)
-                sampler.sample()
-            usage = sampler.stop()
-            result = _read_json_line(probe, seconds + 30)
-            health = _health(bridge_port)
-            after = health["counters"]
-            ages = result.pop("ages_ms")
-            level_out = {
-                "viewers": level,
-                "connected": connected,
-                "connect_failed": failed,
-                "connect_seconds": round(connect_s, 2),
-                "bridge_viewers_reported": health["viewers"],
-                "dropped_slow": after["viewers_dropped_slow"] - before["viewers_dropped_slow"],
-                "age_ms": summary(ages),
-                "ages_ms": ages,
-                "gaps": result["gaps"],
-                "duplicates": result["duplicates"],
-                "probe_readings": result["readings"],
-                "bridge": usage,
-                "mem_per_viewer_kb": (usage["rss_mean_mb"] - base_rss) * 1024 / level
+            closed_before = stack.load_stats()["closed"]
+            w = _window(stack, str(level), seconds)
+            stats = stack.load_stats()
+            usage = w["bridge"]
+            w.update(
+                viewers=level,
+                connected=connected,
+                connect_failed=failed,
+                connect_retried=retried,
+                connect_seconds=added["connect_s"],
+                load_closed_by_bridge=stats["closed"] - closed_before,
+                load_open_after=stats["open"],
+                load_pongs=stats["pongs"],
+                mem_per_viewer_kb=(usage["rss_mean_mb"] - base_rss) * 1024 / level
                 if usage["rss_mean_mb"] is not None and base_rss is not None
                 else None,
-            }
-            out["levels"].append(level_out)
-            end(probe)
+            )
+            w.pop("at_ms", None)
+            out["levels"].append(w)
     finally:
-        for child in reversed(children):
-            end(child, timeout=10)
+        stack.stop()
+    return out
+
+
+def _send_queue(bridge_port: int, peer_port: int) -> dict[str, Any] | None:
+    """The bridge side's kernel send queue towards one peer (``ss -tmn``): Send-Q bytes and the
+    socket's send buffer size (skmem tb), or None when the connection is gone."""
+    try:
+        text = subprocess.run(
+            ["ss", "-tmnH", f"( sport = :{bridge_port} and dport = :{peer_port} )"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = text.split()
+    if len(lines) < 3:
+        return None
+    out: dict[str, Any] = {"state": lines[0], "send_q": int(lines[2])}
+    for word in lines:
+        if word.startswith("skmem:("):
+            for item in word[7:].rstrip(")").split(","):
+                key = "".join(c for c in item if c.isalpha())
+                if key in ("tb", "w"):
+                    out[{"tb": "sndbuf", "w": "queued_mem"}[key]] = int(item[len(key) :])
+    return out
+
+
+def slow_viewer(quick: bool) -> dict[str, Any]:
+    base_s = 5.0 if quick else 10.0
+    slow_s = 6.0 if quick else 30.0  # full: long enough to see how it leaves (keepalive: ~20 s)
+    out: dict[str, Any] = {
+        "viewers": SLOW_VIEWERS,
+        "probes": PROBES,
+        "simulator_period_s": SLOW_SIM_PERIOD,
+        "viewer_buffer": SLOW_VIEWER_BUFFER,
+        "rcvbuf": SLOW_RCVBUF,
+        "seconds_baseline": base_s,
+        "seconds_with_slow": slow_s,
+    }
+    stack = _Stack("slow", {"HRDASH_VIEWER_BUFFER": str(SLOW_VIEWER_BUFFER)}, SLOW_SIM_PERIOD)
+    slow: Child | None = None
+    try:
+        stack.start()
+        out["load"] = stack.add(SLOW_VIEWERS)
+        time.sleep(1.0)
+        out["baseline"] = _window(stack, "baseline", base_s)
+        slow = spawn(
+            "slow-viewer",
+            [PY, "-m", "benchmarks._load", "slow", stack.url, str(SLOW_RCVBUF)],
+            stdout=subprocess.PIPE,
+        )
+        stack.children.append(slow)
+        hello = read_json_line(slow, 20)
+        out["slow_connected"] = hello
+        t_conn = hello["at"]
+        first = stack.health()
+        dropped0 = first["counters"]["viewers_dropped_slow"]
+        viewers0 = first["viewers"]  # load + slow (the probes are not connected yet)
+        events: dict[str, float] = {}
+        queue: list[dict[str, Any]] = []
+        last_ss = [0.0]
+
+        def tick() -> None:
+            now = time.time()
+            h = stack.health()
+            if "dropped_slow" not in events and h["counters"]["viewers_dropped_slow"] > dropped0:
+                events["dropped_slow"] = round(now - t_conn, 2)
+            if now - last_ss[0] >= 1.0:
+                last_ss[0] = now
+                q = _send_queue(stack.port, hello["port"])
+                if q is None and "tcp_gone" not in events:
+                    events["tcp_gone"] = round(now - t_conn, 2)
+                queue.append({"t": round(now - t_conn, 1), **(q or {})})
+            # bridge viewer count below (load + slow + probes): someone left.
+            left = h["viewers"] < viewers0 + PROBES
+            if "viewer_count_fell" not in events and left and now - t_conn > 1.5:
+                events["viewer_count_fell"] = round(now - t_conn, 2)  # probes are in by 1.5 s
+
+        with_slow = _window(stack, "with-slow", slow_s, on_tick=tick)
+        out["with_slow"] = with_slow
+        out["events_s_after_connect"] = events
+        out["bridge_send_queue"] = queue
+        out["dropped_slow"] = "dropped_slow" in events
+        out["dropped_after_s"] = events.get("dropped_slow")
+        # The readings the probes received while the slow viewer was attached.
+        left = min(
+            (v for k, v in events.items() if k in ("dropped_slow", "tcp_gone")), default=None
+        )
+        until_ms = (t_conn + left) * 1000 if left is not None else float("inf")
+        attached = [
+            age
+            for age, at in zip(with_slow["ages_ms"], with_slow["at_ms"], strict=True)
+            if at <= until_ms
+        ]
+        out["age_ms_while_attached"] = summary(attached)
+        b99 = out["baseline"]["age_ms"]["p99"]
+        s99 = with_slow["age_ms"]["p99"]
+        a99 = out["age_ms_while_attached"]["p99"]
+        out["p99_delta_ms"] = s99 - b99 if None not in (s99, b99) else None
+        out["p99_delta_while_attached_ms"] = a99 - b99 if None not in (a99, b99) else None
+        slow.proc.terminate()  # it prints whether the bridge closed it, then exits
+        try:
+            out["slow_state_at_end"] = read_json_line(slow, 10).get("state")
+        except Exception:
+            out["slow_state_at_end"] = None
+    finally:
+        stack.stop()
+    for key in ("baseline", "with_slow"):
+        if key in out:
+            out[key].pop("at_ms", None)
+    return out
+
+
+def run(quick: bool) -> dict[str, Any]:
+    out = levels(quick)
+    try:
+        out["slow_viewer"] = slow_viewer(quick)
+    except Exception as exc:  # reported, not fatal to the levels measured above
+        out["slow_viewer"] = {"error": f"{type(exc).__name__}: {exc}"}
     return out
 
 
@@ -151,4 +364,7 @@ if __name__ == "__main__":
     res = run("--quick" in sys.argv)
     for lv in res["levels"]:
         lv.pop("ages_ms")
+        lv.pop("at_ms", None)
+    for key in ("baseline", "with_slow"):
+        res.get("slow_viewer", {}).get(key, {}).pop("ages_ms", None)
     print(json.dumps(res, indent=1))

@@ -164,9 +164,66 @@ def table(results: dict[str, Any]) -> str:
                 f"fan-out {n} viewers: gaps / duplicates / dropped slow",
                 [f"{lv['gaps']} / {lv['duplicates']} / {lv['dropped_slow']}"],
             )
-            row(f"fan-out {n} viewers: bridge CPU %", [_get(lv, "bridge", "cpu_percent")], 1)
+            row(
+                f"fan-out {n} viewers: CPU % bridge / load / probes (of 1 core) / machine (of all)",
+                [
+                    " / ".join(
+                        fmt(v, 0)
+                        for v in (
+                            _get(lv, "bridge", "cpu_percent"),
+                            lv.get("load_cpu_percent"),
+                            lv.get("probe_cpu_percent"),
+                            lv.get("machine_cpu_percent"),
+                        )
+                    )
+                ],
+            )
+            row(
+                f"fan-out {n} viewers: handshakes failed / retried; closed by the bridge",
+                [
+                    f"{lv.get('connect_failed', 0)} / {lv.get('connect_retried', 0)}; "
+                    f"{lv.get('load_closed_by_bridge', 0)}"
+                ],
+            )
             row(f"fan-out {n} viewers: bridge RSS (MB)", [_get(lv, "bridge", "rss_mean_mb")], 1)
             row(f"fan-out {n} viewers: memory per viewer (KB)", [lv.get("mem_per_viewer_kb")], 1)
+        sv = fo.get("slow_viewer")
+        if isinstance(sv, dict) and "baseline" in sv:
+            tag = f"{sv['viewers']} viewers, sim {1 / sv['simulator_period_s']:g} Hz"
+            row(
+                f"slow viewer ({tag}): probe age p50 / p99 without (ms)",
+                [
+                    f"{fmt(_get(sv, 'baseline', 'age_ms', 'p50'), 1)} / "
+                    f"{fmt(_get(sv, 'baseline', 'age_ms', 'p99'), 1)}"
+                ],
+            )
+            row(
+                f"slow viewer: probe age p50 / p99 with 1 never-reading viewer, "
+                f"{sv['seconds_with_slow']:g} s (ms)",
+                [
+                    f"{fmt(_get(sv, 'with_slow', 'age_ms', 'p50'), 1)} / "
+                    f"{fmt(_get(sv, 'with_slow', 'age_ms', 'p99'), 1)}"
+                ],
+            )
+            row("slow viewer: p99 difference (ms)", [sv.get("p99_delta_ms")], 1)
+            ev = sv.get("events_s_after_connect") or {}
+            row(
+                f"slow viewer: dropped as slow (viewer_buffer {sv['viewer_buffer']:,} B)",
+                [
+                    f"after {sv['dropped_after_s']} s"
+                    if sv.get("dropped_slow")
+                    else "no"
+                    + (f"; connection gone after {ev['tcp_gone']} s" if "tcp_gone" in ev else "")
+                ],
+            )
+            sq = [x for x in sv.get("bridge_send_queue") or [] if "send_q" in x]
+            if sq:
+                row(
+                    "slow viewer: bridge kernel send queue at its last sample (bytes; sndbuf)",
+                    [f"{sq[-1]['send_q']:,} at {sq[-1]['t']} s; {sq[-1].get('sndbuf', 0):,}"],
+                )
+        elif isinstance(sv, dict):
+            rows.append(f"| slow viewer: ERROR {fmt(sv.get('error'))[:80]} | — | — | — | — | — |")
     elif fo is not None:
         rows.append(f"| fan-out: ERROR {fmt(_get(fo, 'error'))[:80]} | — | — | — | — | — |")
     ing = sections.get("ingest")
@@ -254,8 +311,18 @@ def plots(results: dict[str, Any]) -> list[str]:
         ax.set_xlabel("viewers")
         ax.set_ylabel("delivery age (ms)")
         ax2 = ax.twinx()
-        ax2.plot(xs, [lv["bridge"]["cpu_percent"] for lv in levels], "^--", color="grey")
-        ax2.set_ylabel("bridge CPU % (grey)")
+        ax2.plot(
+            xs, [lv["bridge"]["cpu_percent"] for lv in levels], "^--", color="grey", label="bridge"
+        )
+        ax2.plot(
+            xs,
+            [lv.get("machine_cpu_percent") for lv in levels],
+            "v:",
+            color="black",
+            label="whole machine",
+        )
+        ax2.set_ylabel("CPU % (bridge: of one core; machine: of all cores)")
+        ax2.legend(loc="center left", fontsize=8)
         ax.legend(loc="upper left")
         ax.grid(True, alpha=0.3)
         ax.set_title("Fan-out: delivery age on 5 probe viewers vs viewers")

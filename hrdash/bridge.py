@@ -40,6 +40,7 @@ import logging
 import random
 import secrets
 import signal
+import socket
 import time
 from collections.abc import Callable, Generator, Iterable
 from typing import Any
@@ -74,6 +75,9 @@ RECONNECT_FACTOR = 2.0
 RECONNECT_CAP = 10.0  # seconds between attempts at most
 SHORT_CONNECTION = 2.0  # seconds: a connection that dies sooner is followed by a backoff pause
 # Viewers.
+VIEWER_SNDBUF = 32 * 1024  # kernel send buffer per viewer (Linux doubles it): keeps what a
+# stalled viewer holds in the kernel small, so that viewer_buffer, counted in user space, is
+# reached quickly and the viewer dropped (autotuning would grow it to ~4 MiB first)
 VIEWER_MAX_MESSAGE = 4096  # bytes; viewers only send small resend requests
 VIEWER_RESEND_PER_S = 5  # more resend requests than this in a second are ignored
 OVERLAP = 3  # readings repeated in each live frame for viewers that ask with ?overlap=1
@@ -544,6 +548,10 @@ class Bridge:
         # Write the snapshot and join the fan-out in one synchronous step, so that no live
         # frame can slip in before it and none is missed after it.
         query = urlsplit(ws.request.path).query if ws.request else ""
+        sock = ws.transport.get_extra_info("socket") if ws.transport is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, VIEWER_SNDBUF)
         broadcast([ws], self._first_frame(query))
         broadcast([ws], _json(self.status()))
         self.viewers.add(ws)
