@@ -240,12 +240,17 @@ class Bridge:
         self.counters["upstream_failures"] += 1
         cause = describe_error(exc)
         if self.upstream != "down" or self.upstream_detail != cause:
-            log.warning("upstream %s: %s; retrying", redact_url(self._upstream_url()), cause)
+            log.warning("upstream %s: %s; retrying", self._shown_url, cause)
         self._set_upstream("down", cause)
         return None
 
     def _upstream_url(self) -> str:
         return connect_url(self.settings)
+
+    @property
+    def _shown_url(self) -> str:
+        """The configured service URL as people may see it (redacted)."""
+        return redact_url(self.settings.effective_upstream_url)
 
     async def _upstream_forever(self) -> None:
         s = self.settings
@@ -263,7 +268,7 @@ class Bridge:
         ):
             opened = time.monotonic()
             self.counters["upstream_connects"] += 1
-            log.info("upstream connected: %s", redact_url(self._upstream_url()))
+            log.info("upstream connected: %s", self._shown_url)
             if s.send:
                 with contextlib.suppress(ConnectionClosed):
                     await ws.send(s.send)  # the request body, after every (re)connect
@@ -457,7 +462,7 @@ class Bridge:
         """What the Source panel shows beyond the status: never a secret (URL redacted, header
         values never included)."""
         return {
-            "url": redact_url(self._upstream_url()),
+            "url": self._shown_url,
             "mapping": {**self.reader.describe(), "transform": self.settings.transform or None},
             "last_frame": self.last_frame,
             "last_frame_at": self.last_frame_at,

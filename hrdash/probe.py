@@ -59,6 +59,7 @@ def describe_connect_error(exc: BaseException) -> str:
 async def receive_frames(settings: Settings, count: int, wait: float) -> list[str | bytes]:
     """Connect once and return up to ``count`` frames received within ``wait`` seconds."""
     url = connect_url(settings)
+    shown = redact_url(settings.effective_upstream_url)
     frames: list[str | bytes] = []
     # websockets logs the request line and every header at DEBUG: the URL's token and the
     # HRDASH_HEADERS values are secrets, so this connection logs warnings only (as the bridge's).
@@ -73,16 +74,14 @@ async def receive_frames(settings: Settings, count: int, wait: float) -> list[st
                     frames.append(await ws.recv())
     except TimeoutError:
         if not frames:
-            raise ProbeError(f"no frame within {wait:g} s from {redact_url(url)}") from None
+            raise ProbeError(f"no frame within {wait:g} s from {shown}") from None
     except ConnectionClosed as exc:
         if not frames:
-            raise ProbeError(f"{redact_url(url)} closed the connection: {exc}") from None
+            raise ProbeError(f"{shown} closed the connection: {exc}") from None
     except ProbeError:
         raise
     except Exception as exc:
-        raise ProbeError(
-            f"cannot connect to {redact_url(url)}: {describe_connect_error(exc)}"
-        ) from exc
+        raise ProbeError(f"cannot connect to {shown}: {describe_connect_error(exc)}") from exc
     return frames
 
 
