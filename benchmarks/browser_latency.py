@@ -248,7 +248,8 @@ def run(quick: bool, period: float = 0.1) -> dict[str, Any]:
     """hrdash + both peers, one after the other, on hrdash's bridge."""
     from playwright.sync_api import sync_playwright
 
-    window_s = 11.0 if quick else 32.0
+    # Full mode: at least 105 readings per app whatever the period (32 s at 10 Hz, 52 s at 2 Hz).
+    window_s = 11.0 if quick else max(32.0, 105 * period)
     loads = 3 if quick else 5
     env = {
         "HRDASH_SIMULATOR_PERIOD": str(period),

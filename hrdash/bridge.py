@@ -2,7 +2,8 @@
 
 Upstream side: connects to the heart-rate service with websockets' reconnect iterator, using our
 own backoff (first retry within 0.5 s, doubling with jitter, capped at ``RECONNECT_CAP``); every
-frame goes through the pure :func:`hrdash.readings.parse_frame`; accepted readings enter the ring
+frame goes through :class:`hrdash.upstream.FrameReader` (the configured or inferred mapping, or
+the transform hook, over the pure :mod:`hrdash.readings`); accepted readings enter the ring
 buffer (:mod:`hrdash.buffer`) and get a ``seq``; rejected frames are counted by reason and logged
 at most once per reason per 10 s.
 
