@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from hrdash.settings import Settings
+from hrdash.settings import Settings, url_host
 
 FETCH_TIMEOUT = 3.0  # seconds
 LOW_BPM = 50  # bradycardia threshold used in the summary (common adult alarm default)
@@ -25,12 +25,7 @@ class HistoryError(Exception):
 
 
 def bridge_http_url(settings: Settings, path: str) -> str:
-    host = settings.bridge_host
-    if host in ("0.0.0.0", "", "::"):
-        host = "127.0.0.1"
-    elif ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{settings.bridge_port}{path}"
+    return f"http://{url_host(settings.bridge_host)}:{settings.bridge_port}{path}"
 
 
 def fetch(settings: Settings) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ import signal
 import sys
 from types import FrameType
 
-from hrdash.settings import Settings
+from hrdash.settings import Settings, url_host
 from hrdash.supervisor import Supervisor, check_port_free
 
 log = logging.getLogger("hrdash")
@@ -28,12 +28,7 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 
 
 def page_url(settings: Settings) -> str:
-    host = settings.host
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    elif ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{settings.port}/"
+    return f"http://{url_host(settings.host)}:{settings.port}/"
 
 
 def run_all(settings: Settings) -> None:

@@ -560,6 +560,14 @@ class Settings:
         return out
 
 
+def url_host(host: str) -> str:
+    """A listening address as a client on this machine puts it in a URL: wildcard addresses
+    become 127.0.0.1 and IPv6 literals get brackets."""
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
 def redact_url(url: str) -> str:
     """``url`` without userinfo and with every query value replaced by ``***``."""
     if not url:
