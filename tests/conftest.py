@@ -157,18 +157,32 @@ def bridge_settings(upstream_url: str, **overrides: Any) -> Settings:
 async def start_bridge() -> AsyncIterator[StartBridge]:
     """Factory: ``await start_bridge(url, **settings)`` starts a bridge on a free port; every
     bridge started is closed at teardown."""
+    async with bridges_closed_after() as start_settings:
+
+        async def start(upstream_url: str, **overrides: Any) -> Bridge:
+            return await start_settings(bridge_settings(upstream_url, **overrides))
+
+        yield start
+
+
+@contextlib.asynccontextmanager
+async def bridges_closed_after() -> AsyncIterator[Callable[[Settings], Awaitable[Bridge]]]:
+    """Yields ``start(settings)``, which starts a bridge; every bridge started is closed on
+    exit."""
     bridges: list[Bridge] = []
 
-    async def start(upstream_url: str, **overrides: Any) -> Bridge:
-        bridge = Bridge(bridge_settings(upstream_url, **overrides))
+    async def start(settings: Settings) -> Bridge:
+        bridge = Bridge(settings)
         bridges.append(bridge)
         await bridge.start()
         return bridge
 
-    yield start
-    for bridge in bridges:
-        async with asyncio.timeout(timeout(5)):
-            await bridge.close()
+    try:
+        yield start
+    finally:
+        for bridge in bridges:
+            async with asyncio.timeout(timeout(5)):
+                await bridge.close()
 
 
 def viewer_url(bridge: Bridge, query: str = "") -> str:

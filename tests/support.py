@@ -131,6 +131,20 @@ def start_hrdash(command: list[str], extra_env: dict[str, str] | None = None) ->
     return running
 
 
+@contextlib.contextmanager
+def hrdash_running(
+    command: list[str], extra_env: dict[str, str] | None = None
+) -> Iterator[Running]:
+    """``start_hrdash`` for the length of a ``with`` block; on exit it must stop leaving no
+    process behind."""
+    running = start_hrdash(command, extra_env)
+    try:
+        yield running
+    finally:
+        leftovers = stop(running)
+    assert leftovers == [], f"processes left behind: {leftovers}"
+
+
 def stop(running: Running, timeout: float = 5.0) -> list[int]:
     """SIGTERM the main process; returns the pids of descendants still alive after ``timeout``
     (then kills them, so that a failing test leaves nothing behind)."""

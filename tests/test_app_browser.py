@@ -16,6 +16,7 @@ from tests.support import (
     app_command,
     chromium_page,
     gunicorn_command,
+    hrdash_running,
     poll,
     start_hrdash,
     stop,
@@ -121,10 +122,8 @@ def open_and_check_live_page(running: Running) -> None:
 
 @pytest.fixture(scope="module")
 def python_app() -> Iterator[Running]:
-    running = start_hrdash(app_command())
-    yield running
-    leftovers = stop(running)
-    assert leftovers == [], f"processes left behind: {leftovers}"
+    with hrdash_running(app_command()) as running:
+        yield running
 
 
 def test_python_app_shows_live_page(python_app: Running) -> None:

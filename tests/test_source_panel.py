@@ -24,6 +24,7 @@ from tests.support import (
     Running,
     app_command,
     chromium_page,
+    hrdash_running,
     poll,
     start_hrdash,
     stop,
@@ -68,10 +69,8 @@ def open_panel(page: Any) -> None:
 
 @pytest.fixture(scope="module")
 def python_app() -> Iterator[Running]:
-    running = start_hrdash(app_command())
-    yield running
-    leftovers = stop(running)
-    assert leftovers == [], f"processes left behind: {leftovers}"
+    with hrdash_running(app_command()) as running:
+        yield running
 
 
 def test_panel_shows_the_simulator_source(python_app: Running) -> None:

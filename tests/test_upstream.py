@@ -31,6 +31,7 @@ from tests.conftest import (
     StartBridge,
     Tls,
     Upstream,
+    bridges_closed_after,
     free_port,
     healthz,
     read_until,
@@ -297,18 +298,12 @@ def test_bridge_command_with_a_broken_hook_is_one_line_status_2() -> None:
 async def env_bridge() -> AsyncIterator[Callable[[dict[str, str]], Awaitable[Bridge]]]:
     """Factory: a bridge configured from HRDASH_* variables (as a user sets them), on a free
     port; closed at teardown."""
-    bridges: list[Bridge] = []
+    async with bridges_closed_after() as start_settings:
 
-    async def start(env: dict[str, str]) -> Bridge:
-        bridge = Bridge(Settings.load(env=env).replace(bridge_port=0))
-        bridges.append(bridge)
-        await bridge.start()
-        return bridge
+        async def start(env: dict[str, str]) -> Bridge:
+            return await start_settings(Settings.load(env=env).replace(bridge_port=0))
 
-    yield start
-    for bridge in bridges:
-        async with asyncio.timeout(timeout(5)):
-            await bridge.close()
+        yield start
 
 
 BridgeFactory = Callable[[dict[str, str]], Awaitable[Bridge]]
