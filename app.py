@@ -3,15 +3,11 @@
 
 import sys
 
-from hrdash.cli import fail, main
-from hrdash.settings import SettingError
-from hrdash.webapp import create_app
+from hrdash.cli import main
 
 if __name__ == "__main__":
     main(["run", *sys.argv[1:]])
 else:
-    try:
-        app = create_app()
-    except SettingError as exc:
-        fail(str(exc))
-    server = app.server
+    from hrdash.wsgi import app, server
+
+    __all__ = ["app", "server"]

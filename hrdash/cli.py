@@ -169,6 +169,17 @@ def probe(url: str | None, count: int, timeout_s: float, sample: Path | None, **
     sys.exit(status)
 
 
+@cli.command(hidden=True)
+@click.option("--report-fd", type=int, required=True, help="Pipe to the gunicorn master.")
+def supervise(report_fd: int) -> None:
+    """Internal (gunicorn): run the simulator and the bridge as this process's children, restart
+    them, and report to the gunicorn master on REPORT_FD. Settings come from HRDASH_*."""
+    from hrdash.supervise import serve
+
+    settings = load_settings({})
+    sys.exit(serve(settings, report_fd))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
     cli.main(args=list(argv) if argv is not None else None, prog_name="hrdash")

@@ -38,10 +38,10 @@ def run_all(settings: Settings) -> None:
     from hrdash.webapp import create_app
 
     check_port_free(settings.host, settings.port, "HRDASH_PORT")
-    fatal: list[str] = []
+    fatal: list[tuple[str, int]] = []
 
-    def on_fatal(message: str) -> None:
-        fatal.append(message)
+    def on_fatal(message: str, status: int) -> None:
+        fatal.append((message, status))
         os.kill(os.getpid(), signal.SIGTERM)
 
     supervisor = Supervisor(settings, on_fatal=on_fatal)
@@ -64,5 +64,6 @@ def run_all(settings: Settings) -> None:
         supervisor.stop()
         print("hrdash: stopped", flush=True)
     if fatal:
-        print(f"hrdash: error: {fatal[0]}", file=sys.stderr)
-        sys.exit(2)
+        message, status = fatal[0]
+        print(f"hrdash: error: {message}", file=sys.stderr)
+        sys.exit(status)

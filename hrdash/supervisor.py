@@ -6,7 +6,12 @@ Children are plain ``python -m hrdash bridge|simulate`` processes that receive t
 ``HRDASH_*`` environment variables. On Linux each child is told to receive SIGTERM when its parent
 dies, so even a SIGKILLed parent leaves no orphan. A child that dies is restarted with backoff
 (0.5 s doubling up to 10 s, reset after 30 s of uptime); one that exits with status 2 (a usage
-error, such as a port in use) is not restarted, since restarting cannot fix it.
+error, such as a port in use) is not restarted, since restarting cannot fix it, and neither is one
+that died ``MAX_UNREADY_STARTS`` times in a row before ever opening its port. Either ends in
+``on_fatal(message, status)``. Each exit is logged with its true cause (``exited with status N``
+or ``killed by signal N (SIGNAME)``), which only the process that started the child can read: in
+gunicorn, whose master reaps every child it has, the supervisor therefore runs in a process of
+its own (:mod:`hrdash.supervise`).
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ HEALTHY_AFTER = 30.0  # seconds of uptime after which the restart backoff resets
 STOP_GRACE = 4.0  # seconds between SIGTERM and SIGKILL when stopping
 READY_TIMEOUT = 15.0  # seconds to wait for a child's port to accept connections
 USAGE_ERROR = 2  # exit status of a child that must not be restarted
+GAVE_UP = 1  # status reported to on_fatal when a child keeps dying before it is ready
+MAX_UNREADY_STARTS = 5  # consecutive starts that die before opening their port, then give up
 PR_SET_PDEATHSIG = 1
 
 
@@ -53,21 +60,45 @@ def check_port_free(host: str, port: int, setting: str) -> None:
             raise
 
 
-def wait_port(host: str, port: int, timeout: float) -> bool:
-    """True once ``host:port`` accepts a TCP connection, False after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+def port_open(host: str, port: int) -> bool:
+    """True if ``host:port`` accepts a TCP connection right now (one attempt)."""
     connect_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
     connect_host = "::1" if connect_host == "::" else connect_host
+    try:
+        with socket.create_connection((connect_host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_port(
+    host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None
+) -> bool:
+    """True once ``host:port`` accepts a TCP connection; False after ``timeout`` seconds, or as
+    soon as ``proc`` (the process that should open it) has exited."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((connect_host, port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
+        if port_open(host, port):
+            return True
+        if proc is not None and proc.poll() is not None:
+            return False
+        time.sleep(0.05)
     return False
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+def describe_exit(code: int) -> str:
+    """A ``Popen.returncode`` in words: ``exited with status 1``, ``killed by signal 9
+    (SIGKILL)``."""
+    if code >= 0:
+        return f"exited with status {code}"
+    try:
+        name = f" ({signal.Signals(-code).name})"
+    except ValueError:
+        name = ""
+    return f"killed by signal {-code}{name}"
+
+
+def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -87,17 +118,24 @@ class Child:
     delay: float = RESTART_FIRST
     restart_at: float | None = None
     given_up: bool = False
+    ready: bool = False  # its port accepted a connection since the last (re)start
+    unready_deaths: int = 0  # consecutive deaths before the port opened
     exit_codes: list[int] = field(default_factory=list)
 
 
 class Supervisor:
-    """Runs the simulator and the bridge as child processes and keeps them running."""
+    """Runs the simulator and the bridge as child processes and keeps them running.
+
+    ``on_fatal(message, status)`` is called (from the watcher thread) once a child is given up:
+    ``status`` 2 when it exited with a usage error, 1 when it kept dying before it was ready.
+    The process that creates a Supervisor must be the only one that reaps its children.
+    """
 
     def __init__(
         self,
         settings: Settings,
         *,
-        on_fatal: Callable[[str], None] | None = None,
+        on_fatal: Callable[[str, int], None] | None = None,
         python: str = sys.executable,
     ) -> None:
         self.settings = settings
@@ -130,19 +168,27 @@ class Supervisor:
             child.argv,
             env=self.env,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,
         )
         child.started_at = time.monotonic()
         child.restart_at = None
+        child.ready = False
 
     def start(self, wait: bool = True) -> None:
-        """Start every child (simulator first) and the watcher thread."""
+        """Start every child (simulator first) and the watcher thread. With ``wait``, wait for
+        each child's port to open (at most ``READY_TIMEOUT`` s, less if the child exits) before
+        starting the next."""
         for child in self.children:
             self._spawn(child)
-            if wait and not wait_port(child.host, child.port, READY_TIMEOUT):
-                log.warning(
-                    "%s did not open port %d within %g s", child.name, child.port, READY_TIMEOUT
-                )
+            if wait:
+                child.ready = wait_port(child.host, child.port, READY_TIMEOUT, child.proc)
+                if not child.ready and child.proc is not None and child.proc.poll() is None:
+                    log.warning(
+                        "%s did not open port %d within %g s",
+                        child.name,
+                        child.port,
+                        READY_TIMEOUT,
+                    )
         self._thread = threading.Thread(target=self._watch, name="hrdash-supervisor", daemon=True)
         self._thread.start()
 
@@ -151,6 +197,11 @@ class Supervisor:
             if child.name == name and child.proc is not None:
                 return child.proc.pid
         return None
+
+    def all_ready(self) -> bool:
+        """True when every child's port has accepted a connection since its last (re)start."""
+        with self._lock:
+            return all(child.ready for child in self.children)
 
     def _watch(self) -> None:
         while not self._stopping.wait(0.2):
@@ -170,20 +221,35 @@ class Supervisor:
             return
         code = child.proc.poll()
         if code is None:
+            if not child.ready and port_open(child.host, child.port):
+                child.ready = True
+                child.unready_deaths = 0
             if now - child.started_at > HEALTHY_AFTER:
                 child.delay = RESTART_FIRST
             return
         child.exit_codes.append(code)
+        cause = describe_exit(code)
         if code == USAGE_ERROR:
-            child.given_up = True
-            message = f"{child.name} exited with a usage error (status 2); not restarting it"
-            log.error(message)
-            if self.on_fatal is not None:
-                self.on_fatal(message)
+            self._give_up(child, f"{child.name} {cause} (a usage error); not restarting it", code)
             return
-        log.warning("%s exited (status %s); restarting in %.1f s", child.name, code, child.delay)
+        if not child.ready:
+            child.unready_deaths += 1
+            if child.unready_deaths >= MAX_UNREADY_STARTS:
+                message = (
+                    f"{child.name} died {child.unready_deaths} times in a row before opening "
+                    f"port {child.port} (last: {cause}); giving up"
+                )
+                self._give_up(child, message, GAVE_UP)
+                return
+        log.warning("%s %s; restarting in %.1f s", child.name, cause, child.delay)
         child.restart_at = now + child.delay
         child.delay = min(RESTART_CAP, child.delay * 2)
+
+    def _give_up(self, child: Child, message: str, status: int) -> None:
+        child.given_up = True
+        log.error(message)
+        if self.on_fatal is not None:
+            self.on_fatal(message, status)
 
     def stop(self, timeout: float = STOP_GRACE) -> None:
         """SIGTERM every child, SIGKILL what is left after ``timeout`` seconds, reap them all."""

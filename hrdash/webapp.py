@@ -8,6 +8,7 @@ Everything per reading runs in the browser (``assets/hrdash.js``); the server on
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 import dash
@@ -17,8 +18,20 @@ from hrdash import callbacks
 from hrdash.layout import build_layout
 from hrdash.settings import Settings
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 TITLE = "hrdash"
+
+
+def assets_folder() -> Path:
+    """The page's scripts and styles: ``hrdash/assets/`` in an installed package (the wheel
+    ships the top-level ``assets/`` there), else the checkout's ``assets/`` (running from the
+    source tree, or an editable install)."""
+    packaged = Path(str(files("hrdash"))) / "assets"
+    if (packaged / "hrdash.js").is_file():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "assets"
+
+
+ASSETS = assets_folder()
 
 
 def _hostname(request_host: str) -> str:

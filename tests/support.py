@@ -100,8 +100,11 @@ class Running:
         return self.log_path.read_text(errors="replace")
 
 
-def start_hrdash(command: list[str], extra_env: dict[str, str] | None = None) -> Running:
-    """Start ``command`` in the repo root with fresh ports; returns once the page port answers."""
+def start_hrdash(
+    command: list[str], extra_env: dict[str, str] | None = None, cwd: Path = ROOT
+) -> Running:
+    """Start ``command`` in ``cwd`` (the repo root) with fresh ports; returns once the page port
+    answers."""
     port, bridge_port, simulator_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
@@ -114,7 +117,7 @@ def start_hrdash(command: list[str], extra_env: dict[str, str] | None = None) ->
     log_file = tempfile.NamedTemporaryFile(prefix="hrdash-", suffix=".log", delete=False)  # noqa: SIM115
     proc = subprocess.Popen(
         command,
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         stdout=log_file,
         stderr=subprocess.STDOUT,
@@ -133,11 +136,11 @@ def start_hrdash(command: list[str], extra_env: dict[str, str] | None = None) ->
 
 @contextlib.contextmanager
 def hrdash_running(
-    command: list[str], extra_env: dict[str, str] | None = None
+    command: list[str], extra_env: dict[str, str] | None = None, cwd: Path = ROOT
 ) -> Iterator[Running]:
     """``start_hrdash`` for the length of a ``with`` block; on exit it must stop leaving no
     process behind."""
-    running = start_hrdash(command, extra_env)
+    running = start_hrdash(command, extra_env, cwd)
     try:
         yield running
     finally:

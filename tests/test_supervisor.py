@@ -8,6 +8,7 @@ import signal
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -15,7 +16,7 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from hrdash.settings import PortInUseError, Settings
-from hrdash.supervisor import Supervisor
+from hrdash.supervisor import MAX_UNREADY_STARTS, Supervisor, describe_exit
 from tests.conftest import free_port, timeout
 
 
@@ -75,9 +76,18 @@ def test_runs_simulator_and_bridge(supervisor: Supervisor) -> None:
     assert all(20 <= r["bpm"] <= 300 for r in frame["readings"])
 
 
-def test_restarts_a_killed_bridge(supervisor: Supervisor) -> None:
+def test_describe_exit_names_status_or_signal() -> None:
+    """A return code in words: the exit status, or the signal number and its name."""
+    assert describe_exit(0) == "exited with status 0"
+    assert describe_exit(2) == "exited with status 2"
+    assert describe_exit(-signal.SIGKILL) == "killed by signal 9 (SIGKILL)"
+    assert describe_exit(-signal.SIGTERM) == "killed by signal 15 (SIGTERM)"
+    assert describe_exit(-200) == "killed by signal 200"
+
+
+def test_restarts_a_killed_bridge(supervisor: Supervisor, caplog: pytest.LogCaptureFixture) -> None:
     """A SIGKILLed bridge is restarted within a few seconds, with a new run id, and viewers get
-    readings from it again."""
+    readings from it again; the log names the signal."""
     port = supervisor.settings.bridge_port
     with viewer(port) as ws:
         run_before = first_readings(ws)["run"]
@@ -92,6 +102,7 @@ def test_restarts_a_killed_bridge(supervisor: Supervisor) -> None:
         frame = first_readings(ws)
     assert frame["run"] != run_before
     assert -signal.SIGKILL in next(c for c in supervisor.children if c.name == "bridge").exit_codes
+    assert "bridge killed by signal 9 (SIGKILL); restarting in 0.5 s" in caplog.messages
     simulator = next(c for c in supervisor.children if c.name == "simulator")
     assert simulator.restarts == 0
 
@@ -131,13 +142,14 @@ def test_check_ports_names_a_taken_port() -> None:
 def test_usage_error_is_not_restarted() -> None:
     """A child that exits with status 2 (its port is taken) is not restarted; on_fatal hears
     about it once."""
-    fatal: list[str] = []
+    fatal: list[tuple[str, int]] = []
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         taken = sock.getsockname()[1]
         sup = Supervisor(
-            settings_on_free_ports(HRDASH_BRIDGE_PORT=str(taken)), on_fatal=fatal.append
+            settings_on_free_ports(HRDASH_BRIDGE_PORT=str(taken)),
+            on_fatal=lambda message, status: fatal.append((message, status)),
         )
         sup.start()
         try:
@@ -149,6 +161,42 @@ def test_usage_error_is_not_restarted() -> None:
             bridge = next(c for c in sup.children if c.name == "bridge")
             assert bridge.exit_codes == [2]
             assert bridge.restarts == 0
-            assert len(fatal) == 1 and "bridge" in fatal[0]
+            assert fatal == [("bridge exited with status 2 (a usage error); not restarting it", 2)]
         finally:
             sup.stop()
+
+
+def test_gives_up_on_a_child_that_keeps_dying_before_it_is_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bridge that dies at every start before opening its port (status 1, not a usage error)
+    is restarted with backoff, then given up after MAX_UNREADY_STARTS starts: on_fatal hears
+    once, with status 1 and the last cause, and nothing more is started."""
+    (tmp_path / "crash_on_import.py").write_text("import os\n\nos._exit(1)\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    fatal: list[tuple[str, int]] = []
+    settings = settings_on_free_ports(
+        HRDASH_UPSTREAM_URL=f"ws://127.0.0.1:{free_port()}/",  # no simulator: the bridge only
+        HRDASH_TRANSFORM="crash_on_import:hook",
+    )
+    sup = Supervisor(settings, on_fatal=lambda message, status: fatal.append((message, status)))
+    sup.start(wait=False)
+    try:
+        deadline = time.monotonic() + timeout(40)  # backoff 0.5 + 1 + 2 + 4 s, and 5 starts
+        while not fatal:
+            assert time.monotonic() < deadline, "the bridge was never given up"
+            time.sleep(0.05)
+        time.sleep(1.0)  # past the next restart delay: nothing more happens
+        (bridge,) = sup.children
+        assert bridge.exit_codes == [1] * MAX_UNREADY_STARTS
+        assert bridge.restarts == MAX_UNREADY_STARTS - 1
+        assert bridge.proc is not None and bridge.proc.poll() == 1
+        assert fatal == [
+            (
+                f"bridge died {MAX_UNREADY_STARTS} times in a row before opening port "
+                f"{settings.bridge_port} (last: exited with status 1); giving up",
+                1,
+            )
+        ]
+    finally:
+        sup.stop()
