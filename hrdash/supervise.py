@@ -129,7 +129,7 @@ class SupervisorProcess:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._settled = threading.Event()  # first incarnation: ready, fatal or ended
-        self._ended = threading.Event()  # the current incarnation has closed its pipe
+        self._ended = threading.Event()  # the current incarnation has ended
         self._started = False  # start() has returned: fatal goes to on_fatal
         self._ready = False
         self._fatal: tuple[str, int] | None = None
