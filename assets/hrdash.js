@@ -163,13 +163,18 @@
         return base + (base.indexOf("?") === -1 ? "?" : "&") + parts.join("&");
     }
 
-    /** Base y range widened to the window's readings (multiples of 10), or the base range. */
+    /** The base y range, widened (to multiples of 10, Y_PAD of room) only around the window's
+     * readings that lie outside it. */
     function yRange(rows, base) {
         var lo = base[0];
         var hi = base[1];
         rows.forEach(function (r) {
-            lo = Math.min(lo, Math.floor((r.bpm - Y_PAD) / 10) * 10);
-            hi = Math.max(hi, Math.ceil((r.bpm + Y_PAD) / 10) * 10);
+            if (r.bpm < base[0]) {
+                lo = Math.min(lo, Math.floor((r.bpm - Y_PAD) / 10) * 10);
+            }
+            if (r.bpm > base[1]) {
+                hi = Math.max(hi, Math.ceil((r.bpm + Y_PAD) / 10) * 10);
+            }
         });
         return [lo, hi];
     }
@@ -474,6 +479,45 @@
         }
     }
 
+    /**
+     * The status badge (pure): {text, cls, title, age, stale}.
+     *   status  the last status frame, or null
+     *   store   the window
+     *   sock    {readyState, everOpen, lastReadingAt}: the socket's readyState; whether a socket was
+     *           opened or asked for before; when the newest reading arrived (ms, 0 = never)
+     *   t       now, on lastReadingAt's clock (ms)
+     * age: seconds since the newest reading arrived (null: unknown); stale: age over stale_after.
+     */
+    function badgeState(status, store, sock, t, config) {
+        var rows = normalise(store).rows;
+        var rs = sock.readyState;
+        var newest = rows.length ? rows[rows.length - 1] : null;
+        var age = newest && sock.lastReadingAt ? (t - sock.lastReadingAt) / 1000 : null;
+        var stale = newest !== null && (age === null || age > config.stale_after);
+        var upstream = status && status.upstream;
+        var text;
+        var cls;
+        var title = status && status.detail ? String(status.detail) : "";
+        if (rs !== WS_OPEN) {
+            var everOpen = sock.everOpen || rows.length > 0;
+            text = everOpen || rs === WS_CLOSED ? "Reconnecting…" : "Connecting…";
+            cls = rs === WS_CLOSED || everOpen ? "hr-badge--reconnecting" : "hr-badge--connecting";
+        } else if (upstream === "down" || (upstream === "connecting" && title)) {
+            text = "Upstream down";
+            cls = "hr-badge--down";
+        } else if (stale) {
+            text = "Stale · " + (age === null ? "?" : age.toFixed(1)) + " s";
+            cls = "hr-badge--stale";
+        } else if (newest && upstream !== "connecting") {
+            text = "Live";
+            cls = "hr-badge--live";
+        } else {
+            text = "Connecting…";
+            cls = "hr-badge--connecting";
+        }
+        return {text: text, cls: cls, title: title, age: age, stale: stale};
+    }
+
     function on_tick(n, wsState, store, config) {
         var nu = window.dash_clientside.no_update;
         if (!config) {
@@ -495,39 +539,23 @@
         }
 
         store = normalise(store);
-        var rows = store.rows;
-        var newest = rows.length ? rows[rows.length - 1] : null;
-        var age = newest && S.lastReadingAt ? (t - S.lastReadingAt) / 1000 : null;
-        var stale = newest !== null && (age === null || age > config.stale_after);
-        var status = S.status;
-        var upstream = status && status.upstream;
-        var text;
-        var cls;
-        var title = status && status.detail ? String(status.detail) : "";
-        if (rs !== WS_OPEN) {
-            var everOpen = S.nonce > 0 || S.openedAt > 0 || rows.length > 0;
-            text = everOpen || rs === WS_CLOSED ? "Reconnecting…" : "Connecting…";
-            cls = rs === WS_CLOSED || everOpen ? "hr-badge--reconnecting" : "hr-badge--connecting";
-        } else if (upstream === "down" || (upstream === "connecting" && title)) {
-            text = "Upstream down";
-            cls = "hr-badge--down";
-        } else if (stale) {
-            text = "Stale · " + (age === null ? "?" : age.toFixed(1)) + " s";
-            cls = "hr-badge--stale";
-        } else if (newest && upstream !== "connecting") {
-            text = "Live";
-            cls = "hr-badge--live";
-        } else {
-            text = "Connecting…";
-            cls = "hr-badge--connecting";
-        }
-        var badgeKey = text + "|" + cls;
+        var newest = store.rows.length ? store.rows[store.rows.length - 1] : null;
+        var sock = {
+            readyState: rs,
+            everOpen: S.nonce > 0 || S.openedAt > 0,
+            lastReadingAt: S.lastReadingAt,
+        };
+        var badge = badgeState(S.status, store, sock, t, config);
+        var age = badge.age;
+        var stale = badge.stale;
+        var title = badge.title;
+        var badgeKey = badge.text + "|" + badge.cls;
         var badgeText = nu;
         var badgeClass = nu;
         if (S.badge !== badgeKey) {
             S.badge = badgeKey;
-            badgeText = text;
-            badgeClass = "hr-badge " + cls;
+            badgeText = badge.text;
+            badgeClass = "hr-badge " + badge.cls;
         }
         if (title !== S.badgeTitle) {
             S.badgeTitle = title;
@@ -555,15 +583,23 @@
     window.dashAgGridFunctions = window.dashAgGridFunctions || {};
     window.dashAgGridFunctions.hrdashTime = clock;
 
-    // Pure helpers, for tests and the console.
+    // Pure helpers (and the per-tab state S), for tests and the console.
     window.hrdashCore = {
         clock: clock,
         plotTime: plotTime,
+        emptyStore: emptyStore,
+        normalise: normalise,
         merge: merge,
+        bounds: bounds,
+        neededRange: neededRange,
         firstHole: firstHole,
         resumeSeq: resumeSeq,
+        reconnectUrl: reconnectUrl,
         yRange: yRange,
         stats: stats,
+        chartUpdate: chartUpdate,
+        tableRows: tableRows,
+        badgeState: badgeState,
         state: S,
     };
 })();
