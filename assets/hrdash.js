@@ -363,6 +363,45 @@
         return order === "newest-first" ? out.reverse() : out;
     }
 
+    /**
+     * The status badge (pure): {text, cls, title, age, stale}.
+     *   status  the last status frame, or null
+     *   store   the window
+     *   sock    {readyState, everOpen, lastReadingAt}: the socket's readyState; whether a socket was
+     *           opened or asked for before; when the newest reading arrived (ms, 0 = never)
+     *   t       now, on lastReadingAt's clock (ms)
+     * age: seconds since the newest reading arrived (null: unknown); stale: age over stale_after.
+     */
+    function badgeState(status, store, sock, t, config) {
+        var rows = normalise(store).rows;
+        var rs = sock.readyState;
+        var newest = rows.length ? rows[rows.length - 1] : null;
+        var age = newest && sock.lastReadingAt ? (t - sock.lastReadingAt) / 1000 : null;
+        var stale = newest !== null && (age === null || age > config.stale_after);
+        var upstream = status && status.upstream;
+        var text;
+        var cls;
+        var title = status && status.detail ? String(status.detail) : "";
+        if (rs !== WS_OPEN) {
+            var everOpen = sock.everOpen || rows.length > 0;
+            text = everOpen || rs === WS_CLOSED ? "Reconnecting…" : "Connecting…";
+            cls = rs === WS_CLOSED || everOpen ? "hr-badge--reconnecting" : "hr-badge--connecting";
+        } else if (upstream === "down" || (upstream === "connecting" && title)) {
+            text = "Upstream down";
+            cls = "hr-badge--down";
+        } else if (stale) {
+            text = "Stale · " + (age === null ? "?" : age.toFixed(1)) + " s";
+            cls = "hr-badge--stale";
+        } else if (newest && upstream !== "connecting") {
+            text = "Live";
+            cls = "hr-badge--live";
+        } else {
+            text = "Connecting…";
+            cls = "hr-badge--connecting";
+        }
+        return {text: text, cls: cls, title: title, age: age, stale: stale};
+    }
+
     /** Hand a status frame / socket state to the Source panel (assets/source_panel.js); a fault
      * there must never break the live path. */
     function sourcePanel(method, arg, config) {
@@ -477,45 +516,6 @@
         } else {
             S.connectStartedAt = t;
         }
-    }
-
-    /**
-     * The status badge (pure): {text, cls, title, age, stale}.
-     *   status  the last status frame, or null
-     *   store   the window
-     *   sock    {readyState, everOpen, lastReadingAt}: the socket's readyState; whether a socket was
-     *           opened or asked for before; when the newest reading arrived (ms, 0 = never)
-     *   t       now, on lastReadingAt's clock (ms)
-     * age: seconds since the newest reading arrived (null: unknown); stale: age over stale_after.
-     */
-    function badgeState(status, store, sock, t, config) {
-        var rows = normalise(store).rows;
-        var rs = sock.readyState;
-        var newest = rows.length ? rows[rows.length - 1] : null;
-        var age = newest && sock.lastReadingAt ? (t - sock.lastReadingAt) / 1000 : null;
-        var stale = newest !== null && (age === null || age > config.stale_after);
-        var upstream = status && status.upstream;
-        var text;
-        var cls;
-        var title = status && status.detail ? String(status.detail) : "";
-        if (rs !== WS_OPEN) {
-            var everOpen = sock.everOpen || rows.length > 0;
-            text = everOpen || rs === WS_CLOSED ? "Reconnecting…" : "Connecting…";
-            cls = rs === WS_CLOSED || everOpen ? "hr-badge--reconnecting" : "hr-badge--connecting";
-        } else if (upstream === "down" || (upstream === "connecting" && title)) {
-            text = "Upstream down";
-            cls = "hr-badge--down";
-        } else if (stale) {
-            text = "Stale · " + (age === null ? "?" : age.toFixed(1)) + " s";
-            cls = "hr-badge--stale";
-        } else if (newest && upstream !== "connecting") {
-            text = "Live";
-            cls = "hr-badge--live";
-        } else {
-            text = "Connecting…";
-            cls = "hr-badge--connecting";
-        }
-        return {text: text, cls: cls, title: title, age: age, stale: stale};
     }
 
     function on_tick(n, wsState, store, config) {

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import dash
 import plotly
 import pytest
 
@@ -190,6 +191,23 @@ def page(browser_page: Any) -> Any:
     yield browser_page
     browser_page.remove_listener("pageerror", on_error)
     assert errors == [], errors
+
+
+def test_stub_matches_the_dash_renderer() -> None:
+    """The installed dash-renderer still defines what the stub imitates: set_props and Patch on
+    window.dash_clientside, Patch operations as {operation, location, params: {value}}, build()
+    as {__dash_patch_update, operations}, and no_update's description."""
+    bundle = (Path(dash.__file__).parent / "dash-renderer/build/dash_renderer.min.js").read_text()
+    for piece in (
+        "window.dash_clientside=window.dash_clientside||{}",
+        ".set_props=function(",
+        ".Patch=",
+        'operation:"Assign",location:',
+        "params:{value:",
+        '{__dash_patch_update:"__dash_patch_update",operations:this.operations}',
+        "Return to prevent updating an Output.",
+    ):
+        assert piece in bundle, piece
 
 
 # -- frames, as the bridge builds them -------------------------------------------------------
