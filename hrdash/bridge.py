@@ -575,9 +575,10 @@ class Bridge:
 
     def _since(self, seq: int) -> list[Stored]:
         """The answer to a since or resend: the readings after ``seq``, at most ``SINCE_LIMIT``
-        (the newest); an answer cut short is counted."""
-        items = self.buffer.since(seq, SINCE_LIMIT)
-        if self.buffer.held_after(seq) > len(items):
+        (the newest of those already sent out); an answer cut short is counted."""
+        pending = self.buffer.last_seq - self._flushed_seq  # go out with the next live frame
+        items = self._flushed_only(self.buffer.since(seq, SINCE_LIMIT + pending))
+        if self.buffer.held_after(seq) - pending > len(items):
             self.counters["since_truncated"] += 1
         return items
 

@@ -290,6 +290,14 @@ async def test_since_and_resend_answers_are_bounded_and_counted(
                 frames = await read_until(ws, lambda f: is_readings(f) and f.get("resend") is True)
                 assert [r["seq"] for r in frames[-1]["readings"]] == expected, since
                 assert bridge.counters["since_truncated"] == cut, since
+            # Readings accepted but not yet sent out do not count against the bound: they go out
+            # in the next live frame, and the answer still holds the newest SINCE_LIMIT sent.
+            for _ in range(5):
+                bridge.on_frame(valid(90))
+            query = f"since={total - SINCE_LIMIT}&run={bridge.run_id}"
+            pending = strict_json(bridge._first_frame(query))
+            assert [r["seq"] for r in pending["readings"]] == newest
+            assert bridge.counters["since_truncated"] == 3
     counters = (await healthz(bridge.port))["counters"]
     assert counters["since_truncated"] == 3
 
