@@ -17,7 +17,11 @@ Viewer side (``ws://BRIDGE_HOST:BRIDGE_PORT/ws``), JSON text frames, each with a
   change and at least once a second, placed between readings (the browser's heartbeat).
 
 A viewer may send ``{"type": "resend", "since": N, "run": RUN}``; it gets one readings frame with
-everything after ``N``. A viewer that connects with ``?overlap=1`` gets, in each live frame, the
+everything after ``N``. Every since/resend answer holds at most ``SINCE_LIMIT`` readings (the
+newest; :mod:`hrdash.buffer`), and a viewer's messages beyond ``VIEWER_RESEND_PER_S`` a second are
+ignored; both are counted (``since_truncated``, ``viewer_messages_refused``).
+
+A viewer that connects with ``?overlap=1`` gets, in each live frame, the
 ``OVERLAP`` readings before the new ones too: Dash hands a page only the last of several messages
 that arrive within one render, and the repeat lets the page recover such a loss without asking
 (it drops seqs it already has). ``{"type": "detail", "on": true}`` adds a ``source_detail``
@@ -55,7 +59,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from hrdash.buffer import RingBuffer, Stored
+from hrdash.buffer import SINCE_LIMIT, RingBuffer, Stored
 from hrdash.readings import Reading, RejectCounter, Rejected
 from hrdash.settings import PortInUseError, Settings, redact_url
 from hrdash.upstream import (
@@ -128,17 +132,38 @@ def _json(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), allow_nan=False)
 
 
+class RateWindow:
+    """At most ``limit`` events per window of ``per`` seconds; the caller passes the clock."""
+
+    def __init__(self, limit: int, per: float = 1.0) -> None:
+        self.limit, self.per = limit, per
+        self._start: float | None = None
+        self._count = 0
+
+    def allow(self, now: float) -> bool:
+        """Count one event at ``now``; true if it is within the limit."""
+        if self._start is None or now - self._start >= self.per:
+            self._start, self._count = now, 0
+        self._count += 1
+        return self._count <= self.limit
+
+
 class Bridge:
-    """Upstream client + viewer fan-out. Start with :meth:`start`, stop with :meth:`close`."""
+    """Upstream client + viewer fan-out. Start with :meth:`start`, stop with :meth:`close`.
+
+    ``clock`` gives Unix seconds (reading ages, status times); ``monotonic`` is the clock of
+    the viewers' message rate limit."""
 
     def __init__(
         self,
         settings: Settings,
         *,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.clock = clock
+        self.monotonic = monotonic
         self.reader = FrameReader(
             settings.value_field, settings.time_field, load_transform(settings.transform)
         )
@@ -159,6 +184,8 @@ class Bridge:
             "viewers_connected": 0,
             "viewers_dropped_slow": 0,
             "resends": 0,
+            "since_truncated": 0,  # since/resend answers cut to SINCE_LIMIT readings
+            "viewer_messages_refused": 0,  # over VIEWER_RESEND_PER_S a second: ignored
         }
         self.upstream = "connecting"
         self.upstream_since = self._now_ms()
@@ -541,10 +568,19 @@ class Bridge:
         since = params.get("since", [""])[0]
         run = params.get("run", [""])[0]
         if run == self.run_id and since.isdigit():
-            items = self.buffer.since(int(since))
+            items = self._since(int(since))
         else:
             items = self.buffer.last(self.settings.window)
         return self._readings_frame(self._flushed_only(items), snapshot=True)
+
+    def _since(self, seq: int) -> list[Stored]:
+        """The answer to a since or resend: the readings after ``seq``, at most ``SINCE_LIMIT``
+        (the newest of those already sent out); an answer cut short is counted."""
+        pending = self.buffer.last_seq - self._flushed_seq  # go out with the next live frame
+        items = self._flushed_only(self.buffer.since(seq, SINCE_LIMIT + pending))
+        if self.buffer.held_after(seq) - pending > len(items):
+            self.counters["since_truncated"] += 1
+        return items
 
     def _flushed_only(self, items: list[Stored]) -> list[Stored]:
         # Readings still pending go out with the next live frame; do not send them twice.
@@ -564,15 +600,13 @@ class Bridge:
         if parse_qs(query).get("overlap", ["0"])[0] not in ("", "0"):
             self.overlap_viewers.add(ws)
         self.counters["viewers_connected"] += 1
-        window_start, count = time.monotonic(), 0
+        rate = RateWindow(VIEWER_RESEND_PER_S)
         try:
             async for message in ws:
-                now = time.monotonic()
-                if now - window_start >= 1.0:
-                    window_start, count = now, 0
-                count += 1
-                if count <= VIEWER_RESEND_PER_S:
+                if rate.allow(self.monotonic()):
                     self._on_viewer_message(ws, message)
+                else:
+                    self.counters["viewer_messages_refused"] += 1
         except ConnectionClosed:
             pass
         finally:
@@ -599,7 +633,7 @@ class Bridge:
         if isinstance(since, bool) or not isinstance(since, int):
             return
         if request.get("run") == self.run_id:
-            items = self.buffer.since(since)
+            items = self._since(since)
         else:
             items = self.buffer.last(self.settings.window)
         self.counters["resends"] += 1

@@ -2,6 +2,10 @@
 
 ``seq`` starts at 1 for each bridge run and increases by exactly one per accepted reading, so a
 viewer can tell a hole from the numbers alone. The ring keeps the newest ``capacity`` readings.
+
+Every answer to a viewer's ``since`` (on connect, or a ``resend`` request) holds at most
+``SINCE_LIMIT`` readings, the newest: however large the ring (``HRDASH_BUFFER``), one request
+costs at most that much to encode and send.
 """
 
 from __future__ import annotations
@@ -10,6 +14,11 @@ from collections import deque
 from collections.abc import Iterator
 from itertools import islice
 from typing import NamedTuple
+
+# Readings in one since/resend answer at most (~45 KB of JSON): the newest win. At least the
+# largest HRDASH_WINDOW (1000), so that a page's whole window always fits in one answer; at 2 Hz
+# it is 8 min 20 s of readings, enough to resume a connection lost for minutes.
+SINCE_LIMIT = 1000
 
 
 class Stored(NamedTuple):
@@ -61,14 +70,19 @@ class RingBuffer:
         start = max(0, len(self._items) - n)
         return list(islice(self._items, start, None))
 
-    def since(self, seq: int, limit: int | None = None) -> list[Stored]:
+    def held_after(self, seq: int) -> int:
+        """How many readings with a seq greater than ``seq`` the ring holds."""
+        if not self._items:
+            return 0
+        return max(0, len(self._items) - max(0, seq + 1 - self._items[0].seq))
+
+    def since(self, seq: int, limit: int = SINCE_LIMIT) -> list[Stored]:
         """Readings with a seq greater than ``seq``, oldest first, at most ``limit`` (the newest
-        ones win when the limit cuts). Readings that have left the ring are simply absent."""
+        ones win when the limit cuts; compare with :meth:`held_after` to tell). Readings that
+        have left the ring are simply absent."""
         if not self._items:
             return []
-        start = max(0, seq + 1 - self._items[0].seq)
-        if limit is not None:
-            start = max(start, len(self._items) - limit)
+        start = max(0, seq + 1 - self._items[0].seq, len(self._items) - max(0, limit))
         if start >= len(self._items):
             return []
         return list(islice(self._items, start, None))

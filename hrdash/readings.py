@@ -183,6 +183,8 @@ def to_time_ms(value: Any, received_ms: int) -> int | Rejected:
         ms = number / 1e6  # nanoseconds
     if ms > 1e14:
         return Rejected("bad_time", f"time {value!r} is too far in the future")
+    if round(ms) <= 0:  # e.g. 2e-6 s: positive, but not one whole ms after the epoch
+        return Rejected("bad_time", f"time {value!r} is not a positive finite number")
     return round(ms)
 
 

@@ -16,7 +16,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -412,40 +412,47 @@ SETTINGS: tuple[Setting, ...] = (
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
 
+def _default(name: str) -> Any:
+    """The parsed default of setting ``name``: the table's raw default, read like a user value."""
+    setting = BY_NAME[name]
+    return setting.parse(setting.default)
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Validated settings. Build with :meth:`load`; every field is documented in ``SETTINGS``."""
+    """Validated settings. Build with :meth:`load`; every field is documented in ``SETTINGS``,
+    and its default is that row's default (written once, in the table)."""
 
-    upstream_url: str = ""
-    path_params: tuple[tuple[str, str], ...] = ()
-    query: str = ""
-    send: str = ""
-    headers: tuple[tuple[str, str], ...] = ()
-    subprotocols: tuple[str, ...] = ()
-    ca_file: str = ""
-    insecure: bool = False
-    transform: str = ""
-    host: str = "127.0.0.1"
-    port: int = 8050
-    bridge_host: str = "127.0.0.1"
-    bridge_port: int = 8765
-    simulator_port: int = 8766
-    simulator_period: float = 0.5
-    simulator_seed: int | None = None
-    window: int = 20
-    order: str = "newest-last"
-    buffer: int = 3600
-    public_ws_url: str = ""
-    allowed_origins: tuple[str, ...] = field(default_factory=tuple)
-    value_field: str = ""
-    time_field: str = ""
-    source_name: str = ""
-    stale_after: float = 2.0
-    ping_interval: float = 10.0
-    ping_timeout: float = 10.0
-    upstream_silence: float = 10.0
-    viewer_buffer: int = 262144
-    log_level: str = "info"
+    upstream_url: str = _default("upstream_url")
+    path_params: tuple[tuple[str, str], ...] = _default("path_params")
+    query: str = _default("query")
+    send: str = _default("send")
+    headers: tuple[tuple[str, str], ...] = _default("headers")
+    subprotocols: tuple[str, ...] = _default("subprotocols")
+    ca_file: str = _default("ca_file")
+    insecure: bool = _default("insecure")
+    transform: str = _default("transform")
+    host: str = _default("host")
+    port: int = _default("port")
+    bridge_host: str = _default("bridge_host")
+    bridge_port: int = _default("bridge_port")
+    simulator_port: int = _default("simulator_port")
+    simulator_period: float = _default("simulator_period")
+    simulator_seed: int | None = _default("simulator_seed")
+    window: int = _default("window")
+    order: str = _default("order")
+    buffer: int = _default("buffer")
+    public_ws_url: str = _default("public_ws_url")
+    allowed_origins: tuple[str, ...] = _default("allowed_origins")
+    value_field: str = _default("value_field")
+    time_field: str = _default("time_field")
+    source_name: str = _default("source_name")
+    stale_after: float = _default("stale_after")
+    ping_interval: float = _default("ping_interval")
+    ping_timeout: float = _default("ping_timeout")
+    upstream_silence: float = _default("upstream_silence")
+    viewer_buffer: int = _default("viewer_buffer")
+    log_level: str = _default("log_level")
 
     @classmethod
     def load(

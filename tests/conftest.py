@@ -11,7 +11,6 @@ import contextlib
 import http.client
 import json
 import logging
-import os
 import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,13 +25,17 @@ from websockets.datastructures import Headers
 from hrdash.bridge import Bridge
 from hrdash.settings import Settings
 from hrdash.simulator import Simulator
+from tests.support import TIMEOUT_FACTOR, scaled
 
-FACTOR = float(os.environ.get("HRDASH_TEST_TIMEOUT_FACTOR", "1"))
+FACTOR = TIMEOUT_FACTOR  # one factor for the whole suite (tests/support.py)
+timeout = scaled  # a time bound for a test step, scaled for slow machines
 
 
-def timeout(seconds: float) -> float:
-    """A time bound for a test step, scaled for slow machines."""
-    return seconds * FACTOR
+def pytest_configure(config: pytest.Config) -> None:
+    """The per-test limit of pytest-timeout (pyproject.toml) scales with the factor too."""
+    limit = config.getoption("timeout", None) or config.getini("timeout")
+    if limit and FACTOR != 1:
+        config.option.timeout = float(limit) * FACTOR
 
 
 def strict_json(text: str | bytes) -> Any:

@@ -2,6 +2,9 @@
 
 Chromium comes from Debian (/usr/bin/chromium, override with HRDASH_TEST_CHROMIUM); Playwright
 drives it through ``executable_path`` and never downloads a browser of its own.
+
+Every wait here is scaled by ``HRDASH_TEST_TIMEOUT_FACTOR`` (default 1; e.g. 3 on a slow or busy
+machine): the helpers take seconds as written for a normal machine and scale them themselves.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT_FACTOR = float(os.environ.get("HRDASH_TEST_TIMEOUT_FACTOR", "1"))
 CHROMIUM = os.environ.get("HRDASH_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -37,6 +41,11 @@ CHROMIUM_ARGS = [
 ]
 
 
+def scaled(seconds: float) -> float:
+    """A time bound for a test step, scaled for slow machines (HRDASH_TEST_TIMEOUT_FACTOR)."""
+    return seconds * TIMEOUT_FACTOR
+
+
 def free_port() -> int:
     """A TCP port that was free a moment ago on 127.0.0.1."""
     with socket.socket() as sock:
@@ -45,7 +54,7 @@ def free_port() -> int:
 
 
 def wait_port(port: int, timeout: float, proc: subprocess.Popen[Any] | None = None) -> None:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with status {proc.returncode} before port {port}")
@@ -79,7 +88,7 @@ class Running:
 
     def wait_readings(self, count: int, timeout: float = 30.0) -> dict[str, Any]:
         """Wait until the bridge holds at least ``count`` readings; returns /healthz."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + scaled(timeout)
         while True:
             health = self.health()
             if health["last_seq"] >= count:
@@ -150,7 +159,8 @@ def hrdash_running(
 
 def stop(running: Running, timeout: float = 5.0) -> list[int]:
     """SIGTERM the main process; returns the pids of descendants still alive after ``timeout``
-    (then kills them, so that a failing test leaves nothing behind)."""
+    (then kills them, so that a failing test leaves nothing behind). ``timeout`` is scaled."""
+    timeout = scaled(timeout)
     try:
         family = psutil.Process(running.proc.pid).children(recursive=True)
     except psutil.NoSuchProcess:
@@ -195,6 +205,7 @@ def chromium_page(width: int = 1280, height: int = 900) -> Iterator[Any]:
             args=CHROMIUM_ARGS,
             viewport={"width": width, "height": height},
         )
+        context.set_default_timeout(scaled(30) * 1000)  # Playwright's default, scaled
         try:
             page = context.pages[0] if context.pages else context.new_page()
             yield page
@@ -203,8 +214,9 @@ def chromium_page(width: int = 1280, height: int = 900) -> Iterator[Any]:
 
 
 def poll(page: Any, read: Any, predicate: Any, timeout: float, what: str) -> dict[str, Any]:
-    """Call ``read(page)`` until ``predicate`` holds on what it returns; fail with the last."""
-    deadline = time.monotonic() + timeout
+    """Call ``read(page)`` until ``predicate`` holds on what it returns (every 50 ms, for at most
+    ``timeout`` seconds, scaled); fail with the last."""
+    deadline = time.monotonic() + scaled(timeout)
     while True:
         shown = dict(read(page))
         if predicate(shown):
@@ -212,6 +224,12 @@ def poll(page: Any, read: Any, predicate: Any, timeout: float, what: str) -> dic
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}; the page shows {shown}")
         page.wait_for_timeout(50)
+
+
+def wait_js(page: Any, expression: str, timeout: float, arg: Any = None) -> None:
+    """Wait until the JavaScript ``expression`` (or function of ``arg``) is truthy in the page,
+    for at most ``timeout`` seconds (scaled)."""
+    page.wait_for_function(expression, arg=arg, timeout=scaled(timeout) * 1000)
 
 
 def watch(page: Any) -> tuple[list[str], list[str]]:

@@ -16,7 +16,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from hrdash.bridge import UPSTREAM_MAX_SIZE, reconnect_delays
+from hrdash.bridge import UPSTREAM_MAX_SIZE, RateWindow, reconnect_delays
+from hrdash.buffer import SINCE_LIMIT
 from hrdash.readings import FRAME_REASONS
 from tests.conftest import (
     RunningSimulator,
@@ -93,8 +94,7 @@ async def test_snapshot_is_at_most_window_when_few_readings(
     bridge = await start_bridge(upstream.url, window=20)
     await upstream.wait_connections(1)
     await upstream.send(valid(70), valid(71), valid(72))
-    await wait_for(lambda: bridge.buffer.last_seq == 3)
-    await asyncio.sleep(0.05)  # let the bridge flush them
+    await wait_for(lambda: bridge._flushed_seq == 3, what="the three readings sent out")
     async with asyncio.timeout(timeout(5)), connect(viewer_url(bridge)) as ws:
         first = strict_json(await ws.recv())
     assert [(r["seq"], r["bpm"]) for r in first["readings"]] == [(1, 70), (2, 71), (3, 72)]
@@ -206,12 +206,35 @@ async def test_resend_request(upstream: Upstream, start_bridge: StartBridge) -> 
     assert bridge.counters["resends"] == 3
 
 
+class FakeClock:
+    """A monotonic clock that moves only when the test says so."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rate_window_allows_limit_per_window() -> None:
+    """RateWindow lets ``limit`` events through per window of ``per`` seconds, counted from the
+    first event of the window, and refuses the rest until the window has passed."""
+    rate = RateWindow(5, per=1.0)
+    assert [rate.allow(10.0) for _ in range(7)] == [True] * 5 + [False] * 2
+    assert rate.allow(10.999) is False
+    assert [rate.allow(11.0) for _ in range(6)] == [True] * 5 + [False]
+    assert rate.allow(20.0) is True
+
+
 async def test_resend_requests_are_rate_limited(
     upstream: Upstream, start_bridge: StartBridge
 ) -> None:
-    """A viewer's messages beyond five a second are ignored, so a client cannot make the
-    bridge resend its whole buffer in a loop."""
+    """A viewer's messages beyond five a second are ignored and counted as refused (in /healthz
+    too), so a client cannot make the bridge resend in a loop; a second later it is answered
+    again. The rate limit runs on the bridge's injected clock, so nothing races a real second."""
     bridge = await start_bridge(upstream.url, window=5)
+    clock = FakeClock()
+    bridge.monotonic = clock
     await upstream.wait_connections(1)
     await upstream.send(*(valid(60 + i) for i in range(1, 13)))
     async with asyncio.timeout(timeout(10)), connect(viewer_url(bridge)) as ws:
@@ -219,7 +242,13 @@ async def test_resend_requests_are_rate_limited(
         request = json.dumps({"type": "resend", "since": 0, "run": bridge.run_id})
         for _ in range(12):
             await ws.send(request)
-        await asyncio.sleep(1.1)  # a new one-second window
+        handled = ("resends", "viewer_messages_refused")
+        await wait_for(lambda: sum(bridge.counters[k] for k in handled) == 12, what="12 handled")
+        assert (bridge.counters["resends"], bridge.counters["viewer_messages_refused"]) == (5, 7)
+        clock.now += 0.999  # still the same one-second window: refused
+        await ws.send(json.dumps({"type": "resend", "since": 10, "run": bridge.run_id}))
+        await wait_for(lambda: bridge.counters["viewer_messages_refused"] == 8, what="refused")
+        clock.now += 0.001  # a new window
         await ws.send(json.dumps({"type": "resend", "since": 11, "run": bridge.run_id}))
         frames = await read_until(
             ws, lambda f: is_readings(f) and f.get("resend") is True and len(f["readings"]) == 1
@@ -228,6 +257,72 @@ async def test_resend_requests_are_rate_limited(
     assert len(answered) == 6
     assert all(len(f["readings"]) == 12 for f in answered[:-1])
     assert bridge.counters["resends"] == 6
+    counters = (await healthz(bridge.port))["counters"]
+    assert (counters["resends"], counters["viewer_messages_refused"]) == (6, 8)
+
+
+async def test_since_and_resend_answers_are_bounded_and_counted(
+    upstream: Upstream, start_bridge: StartBridge
+) -> None:
+    """However much the buffer holds, a ?since= snapshot or a resend gives at most SINCE_LIMIT
+    readings, the newest (contiguous up to the last one sent), and each answer cut short is
+    counted in since_truncated (/healthz too); answers within the bound are whole and uncounted."""
+    total = SINCE_LIMIT + 500
+    bridge = await start_bridge(upstream.url, buffer=2 * total, window=20)
+    await upstream.wait_connections(1)
+    await upstream.send(*(valid(40 + i % 200, 1_700_000_000_000 + i) for i in range(total)))
+    await wait_for(lambda: bridge._flushed_seq == total, what=f"{total} readings sent out")
+    newest = list(range(total - SINCE_LIMIT + 1, total + 1))
+    async with asyncio.timeout(timeout(10)):
+        query = f"since=0&run={bridge.run_id}"
+        async with connect(viewer_url(bridge, query), max_size=None) as ws:
+            first = strict_json(await ws.recv())
+            assert first["snapshot"] is True
+            assert [r["seq"] for r in first["readings"]] == newest
+            assert bridge.counters["since_truncated"] == 1
+            for since, expected, cut in [
+                (0, newest, 2),
+                (total - SINCE_LIMIT - 1, newest, 3),  # one more than the bound: cut
+                (total - SINCE_LIMIT, newest, 3),  # exactly the bound: whole
+                (total - 20, list(range(total - 19, total + 1)), 3),  # a page's window
+            ]:
+                await ws.send(json.dumps({"type": "resend", "since": since, "run": bridge.run_id}))
+                frames = await read_until(ws, lambda f: is_readings(f) and f.get("resend") is True)
+                assert [r["seq"] for r in frames[-1]["readings"]] == expected, since
+                assert bridge.counters["since_truncated"] == cut, since
+            # Readings accepted but not yet sent out do not count against the bound: they go out
+            # in the next live frame, and the answer still holds the newest SINCE_LIMIT sent.
+            for _ in range(5):
+                bridge.on_frame(valid(90))
+            query = f"since={total - SINCE_LIMIT}&run={bridge.run_id}"
+            pending = strict_json(bridge._first_frame(query))
+            assert [r["seq"] for r in pending["readings"]] == newest
+            assert bridge.counters["since_truncated"] == 3
+    counters = (await healthz(bridge.port))["counters"]
+    assert counters["since_truncated"] == 3
+
+
+async def test_resume_after_more_than_the_bound_still_fills_the_window(
+    upstream: Upstream, start_bridge: StartBridge
+) -> None:
+    """A page away for more than SINCE_LIMIT readings reconnects with ?since=: it gets the newest
+    SINCE_LIMIT, which hold its whole window, so the page's gap fill has no hole to ask for."""
+    bridge = await start_bridge(upstream.url, buffer=5000, window=20)
+    await upstream.wait_connections(1)
+    await upstream.send(*(valid(70) for _ in range(10)))
+    await wait_for(lambda: bridge._flushed_seq == 10)
+    await upstream.send(*(valid(80) for _ in range(SINCE_LIMIT + 100)))
+    last = 10 + SINCE_LIMIT + 100
+    await wait_for(lambda: bridge._flushed_seq == last)
+    async with (
+        asyncio.timeout(timeout(10)),
+        connect(viewer_url(bridge, f"since=10&run={bridge.run_id}"), max_size=None) as ws,
+    ):
+        first = strict_json(await ws.recv())
+    seqs = [r["seq"] for r in first["readings"]]
+    assert len(seqs) == SINCE_LIMIT and seqs[-1] == first["last_seq"] == last
+    assert contiguous(seqs)
+    assert set(range(last - 19, last + 1)) <= set(seqs)  # the window: no hole for the page
 
 
 # -- upstream cuts ----------------------------------------------------------------------------

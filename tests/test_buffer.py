@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hrdash.buffer import RingBuffer, Stored
+from hrdash.buffer import SINCE_LIMIT, RingBuffer, Stored
 
 
 def filled(capacity: int, count: int) -> RingBuffer:
@@ -76,9 +76,33 @@ def test_last(count: int, n: int, expected: list[int]) -> None:
 def test_since(seq: int, limit: int | None, expected: list[int]) -> None:
     """since(seq) gives the readings after seq that are still held, the newest ``limit``."""
     ring = filled(5, 12)
-    items = ring.since(seq, limit)
+    items = ring.since(seq) if limit is None else ring.since(seq, limit)
     assert [s.seq for s in items] == expected
     assert all(s.bpm == 60 + s.seq and s.time == 1000 * s.seq for s in items)
+    assert ring.held_after(seq) == len(ring.since(seq))  # under the default limit: all of them
+
+
+def test_since_is_bounded_by_default() -> None:
+    """Without a limit, since() still gives at most SINCE_LIMIT readings, the newest, and
+    held_after() says how many there were to give."""
+    ring = filled(3 * SINCE_LIMIT, 3 * SINCE_LIMIT)
+    items = ring.since(0)
+    assert len(items) == SINCE_LIMIT
+    assert [s.seq for s in items] == list(range(2 * SINCE_LIMIT + 1, 3 * SINCE_LIMIT + 1))
+    assert ring.held_after(0) == 3 * SINCE_LIMIT
+    assert len(ring.since(2 * SINCE_LIMIT - 1)) == SINCE_LIMIT
+    assert ring.held_after(2 * SINCE_LIMIT - 1) == SINCE_LIMIT + 1
+    assert len(ring.since(2 * SINCE_LIMIT)) == ring.held_after(2 * SINCE_LIMIT) == SINCE_LIMIT
+
+
+def test_since_limit_holds_the_largest_window() -> None:
+    """The bound is at least the largest HRDASH_WINDOW, so a whole window fits in one answer."""
+    from hrdash.settings import SettingError, Settings
+
+    top = SINCE_LIMIT
+    assert Settings.load(env={"HRDASH_WINDOW": str(top), "HRDASH_BUFFER": str(top)}).window == top
+    with pytest.raises(SettingError):
+        Settings.load(env={"HRDASH_WINDOW": str(top + 1), "HRDASH_BUFFER": str(top + 1)})
 
 
 def test_empty_ring() -> None:

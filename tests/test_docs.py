@@ -21,18 +21,31 @@ def _code_blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
 
 
+def _settings_table() -> list[list[str]]:
+    """The README's settings table: one list of cells per row, below its header row."""
+    lines = README.splitlines()
+    header = lines.index("| variable | flag | default | meaning |")
+    assert lines[header + 1].startswith("|---"), "the settings table lost its separator row"
+    rows = []
+    for line in lines[header + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip().strip("|").split(" | ")])
+    return rows
+
+
 def test_every_setting_is_in_the_readme_table_with_its_default() -> None:
-    """Each setting has a README table row naming its variable, flag and default."""
-    rows = {
-        line.split("|")[1].strip(" `"): line for line in README.splitlines() if "| `HRDASH_" in line
-    }
-    for setting in SETTINGS:
-        assert setting.env in rows, f"{setting.env} is missing from the README settings table"
-        row = rows[setting.env]
-        assert f"`{setting.flag}`" in row
-        default = f"`{setting.default}`" if setting.default else "empty"
-        assert f"| {default} |" in row, f"README default of {setting.env} differs from the code"
-    assert set(rows) == {s.env for s in SETTINGS}, "README documents a setting the code lacks"
+    """The README's settings table has one row per setting, in the code's order, whose variable,
+    flag and default cells are exactly the code's (the default as the code writes it, or
+    "empty"), and it documents nothing the code lacks."""
+    rows = _settings_table()
+    assert all(len(row) == 4 for row in rows), [row for row in rows if len(row) != 4]
+    assert [row[0] for row in rows] == [f"`{s.env}`" for s in SETTINGS]
+    for setting, (_, flag, default, meaning) in zip(SETTINGS, rows, strict=True):
+        assert flag == f"`{setting.flag}`", setting.env
+        expected = f"`{setting.default}`" if setting.default else "empty"
+        assert default == expected, f"README default of {setting.env} differs from the code"
+        assert meaning, f"README gives no meaning for {setting.env}"
 
 
 def test_ci_runs_exactly_the_readme_test_command() -> None:

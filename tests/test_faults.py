@@ -10,6 +10,7 @@ import tracemalloc
 from typing import Any
 
 from websockets.asyncio.client import connect
+from websockets.frames import Frame, Opcode
 
 from hrdash.readings import FRAME_REASONS
 from tests.conftest import (
@@ -163,10 +164,25 @@ async def test_two_mib_frame_is_rejected_and_the_bridge_recovers(
     assert [item.bpm for item in bridge.buffer] == [99]
 
 
+def readings_frames(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [f for f in frames if f.get("type") == "readings"]
+
+
+def assert_frames_describe_themselves(frames: list[dict[str, Any]], first_seq: int) -> None:
+    """Each live readings frame is contiguous, ends at its own last_seq and names the oldest seq
+    the bridge holds as first_seq."""
+    for frame in readings_frames(frames):
+        seqs = [r["seq"] for r in frame["readings"]]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
+        assert frame["last_seq"] == seqs[-1]
+        assert frame["first_seq"] == first_seq
+
+
 async def test_burst_of_a_thousand_readings_arrives_whole(
     upstream: Upstream, start_bridge: StartBridge
 ) -> None:
-    """1,000 readings sent within a second all reach a viewer, once each, in order."""
+    """1,000 readings sent one message at a time within a second all reach a viewer, once each,
+    in order, in frames that each describe their own seq range."""
     bridge = await start_bridge(upstream.url, buffer=5000)
     await upstream.wait_connections(1)
     async with asyncio.timeout(timeout(20)), connect(viewer_url(bridge)) as viewer:
@@ -179,7 +195,61 @@ async def test_burst_of_a_thousand_readings_arrives_whole(
     relayed = readings_of(frames)
     assert [r["seq"] for r in relayed] == list(range(1, 1001))
     assert [r["bpm"] for r in relayed] == [40 + i % 200 for i in range(1000)]
-    assert len([f for f in frames if f.get("type") == "readings"]) <= 1000  # batched, not more
+    assert [r["time"] for r in relayed] == [T0 + i for i in range(1000)]
+    assert_frames_describe_themselves(frames, first_seq=1)
+
+
+async def test_readings_accepted_in_one_loop_iteration_go_out_as_one_frame(
+    upstream: Upstream, start_bridge: StartBridge
+) -> None:
+    """What batching promises: every reading accepted within one event-loop iteration goes out in
+    ONE readings frame (exact readings, contiguous seqs, first_seq/last_seq matching), sent on
+    the next iteration; the next iteration's readings go out in the next frame."""
+    bridge = await start_bridge(upstream.url, buffer=5000)
+    async with asyncio.timeout(timeout(10)), connect(viewer_url(bridge)) as viewer:
+        await read_until(viewer, lambda f: f.get("type") == "readings")
+        for batch in range(3):
+            for i in range(100):  # no await in between: one loop iteration
+                bridge.on_frame(json.dumps({"time": T0 + 100 * batch + i, "value": 60 + i}))
+            assert bridge.counters["accepted"] == 100 * (batch + 1)
+            frames = await read_until(viewer, lambda f: f.get("type") == "readings")
+            (frame,) = readings_frames(frames)
+            assert [r["seq"] for r in frame["readings"]] == list(
+                range(100 * batch + 1, 100 * batch + 101)
+            )
+            assert [r["bpm"] for r in frame["readings"]] == [60 + i for i in range(100)]
+            assert [r["time"] for r in frame["readings"]] == [
+                T0 + 100 * batch + i for i in range(100)
+            ]
+            assert (frame["first_seq"], frame["last_seq"]) == (1, 100 * (batch + 1))
+
+
+async def test_burst_in_one_tcp_write_arrives_in_a_few_frames(
+    upstream: Upstream, start_bridge: StartBridge
+) -> None:
+    """1,000 readings that the service writes in one TCP write reach a viewer in a handful of
+    frames (one per socket read the bridge makes, not one per reading), whole and in order."""
+    bridge = await start_bridge(upstream.url, buffer=5000)
+    connection = await upstream.wait_connections(1)
+    burst = b"".join(
+        Frame(Opcode.TEXT, json.dumps({"time": T0 + i, "value": 40 + i % 200}).encode()).serialize(
+            mask=False
+        )
+        for i in range(1000)
+    )
+    async with asyncio.timeout(timeout(20)), connect(viewer_url(bridge)) as viewer:
+        await viewer.recv()
+        assert connection.transport is not None
+        connection.transport.write(burst)  # server frames are unmasked: the bytes on the wire
+        frames = await read_until(
+            viewer, lambda f: f.get("type") == "readings" and f["last_seq"] == 1000, 15
+        )
+    relayed = readings_of(frames)
+    assert [r["seq"] for r in relayed] == list(range(1, 1001))
+    assert [r["bpm"] for r in relayed] == [40 + i % 200 for i in range(1000)]
+    assert_frames_describe_themselves(frames, first_seq=1)
+    count = len(readings_frames(frames))
+    assert count <= 5, f"1,000 readings read together went out in {count} frames"
 
 
 async def test_viewer_churn_leaks_no_task_and_no_memory(

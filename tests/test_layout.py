@@ -3,36 +3,24 @@
 from __future__ import annotations
 
 import json
+import pkgutil
 from collections import Counter
 from typing import Any
 
+import dash
 import pytest
 from dash import html
 from dash_extensions import WebSocket
 from plotly.utils import PlotlyJSONEncoder
 
 from hrdash import callbacks, ids
-from hrdash.layout import build_layout
+from hrdash.layout import Y_RANGE, build_layout
 from hrdash.settings import Settings
 from hrdash.webapp import browser_ws_url, create_app
 
-CONTRACT_IDS = [
-    ids.WS,
-    ids.TABLE,
-    ids.CHART,
-    ids.CURRENT_BPM,
-    ids.CURRENT_TIME,
-    ids.STATUS,
-    ids.STORE,
-    ids.CONFIG,
-    ids.TICK,
-    ids.STAT_MIN,
-    ids.STAT_AVG,
-    ids.STAT_MAX,
-    ids.CURRENT_CARD,
-    ids.SOURCE,
-    *ids.SOURCE_IDS.values(),
-]
+# Every element id the package defines (hrdash.ids holds them all, as upper-case constants).
+ALL_IDS = sorted({v for k, v in vars(ids).items() if k.isupper() and isinstance(v, str)})
+CONTRACT_IDS = [ids.WS, ids.TABLE, ids.CHART, ids.CURRENT_BPM, ids.CURRENT_TIME, ids.STATUS]
 
 
 def _walk(component: Any) -> list[Any]:
@@ -54,12 +42,20 @@ def _by_id(layout: Any) -> dict[str, Any]:
     return {c.id: c for c in _walk(layout) if getattr(c, "id", None)}
 
 
-def test_every_contract_id_once() -> None:
-    """Every id of hrdash.ids appears exactly once in the page."""
-    layout = build_layout(_settings(), "ws://127.0.0.1:8765/ws")
-    counts = Counter(getattr(c, "id", None) for c in _walk(layout))
-    for element_id in CONTRACT_IDS:
-        assert counts[element_id] == 1, element_id
+def _page(settings: Settings) -> Any:
+    """The whole page as the app serves it (callback modules' extras included)."""
+    app = create_app(settings)
+    with app.server.test_request_context("/"):
+        return app.layout()  # type: ignore[operator]
+
+
+def test_every_id_once() -> None:
+    """Every id of hrdash.ids (the contract ids, the internal ones, the Source panel's and the
+    Session card's) appears exactly once in the served page, and no element id appears twice."""
+    assert set(CONTRACT_IDS) <= set(ALL_IDS)
+    counts = Counter(c.id for c in _walk(_page(_settings())) if getattr(c, "id", None))
+    assert {i: counts[i] for i in ALL_IDS if counts[i] != 1} == {}
+    assert [i for i, n in counts.items() if n > 1] == []
 
 
 def test_websocket_is_direct_child_of_top_level() -> None:
@@ -72,23 +68,59 @@ def test_websocket_is_direct_child_of_top_level() -> None:
 
 
 def test_config_store_carries_settings_and_url() -> None:
-    """The config store hands window, order, staleness and the bridge URL to the browser."""
-    layout = build_layout(_settings(window=7, order="newest-first", stale_after=3.5), "ws://h:1/ws")
-    data = _by_id(layout)[ids.CONFIG].data
+    """The config store hands the page exactly the settings it runs on (window, order, staleness,
+    the bridge URL the socket uses, the chart's base y range) and the id of every element the
+    clientside code writes to, each of which is in the page."""
+    settings = _settings(window=7, order="newest-first", stale_after=3.5)
+    layout = build_layout(settings, "ws://h:1/ws")
+    found = _by_id(layout)
+    data = found[ids.CONFIG].data
     assert data["window"] == 7
     assert data["order"] == "newest-first"
     assert data["stale_after"] == 3.5
-    assert data["ws_url"] == "ws://h:1/ws"
-    assert data["ids"]["ws"] == ids.WS
+    assert data["ws_url"] == "ws://h:1/ws" == found[ids.WS].url
+    assert data["y_range"] == list(Y_RANGE) == found[ids.CHART].figure["layout"]["yaxis"]["range"]
+    named = {
+        "ws": ids.WS,
+        "chart": ids.CHART,
+        "status": ids.STATUS,
+        "current_card": ids.CURRENT_CARD,
+        "current_time": ids.CURRENT_TIME,
+    }
+    assert {key: data["ids"][key] for key in named} == named
+    assert data["ids"]["source"] == ids.SOURCE_IDS
+    handed = [v for k, v in data["ids"].items() if k != "source"]
+    handed += list(data["ids"]["source"].values())
+    assert [i for i in handed if i not in found] == []
+
+
+@pytest.mark.parametrize(("order", "label"), [("newest-last", "last"), ("newest-first", "first")])
+def test_order_and_window_reach_the_page(order: str, label: str) -> None:
+    """HRDASH_ORDER and HRDASH_WINDOW reach the config store and the labels a person reads."""
+    layout = build_layout(_settings(order=order, window=12), "ws://h:1/ws")
+    found = _by_id(layout)
+    assert found[ids.CONFIG].data["order"] == order
+    assert found[ids.CONFIG].data["window"] == 12
+    texts = [c for c in _walk(layout) if isinstance(c, str)]
+    texts += [c.children for c in _walk(layout) if isinstance(getattr(c, "children", None), str)]
+    assert f"Readings (newest {label})" in texts
+    assert "Last 12 readings" in texts
 
 
 def test_table_options() -> None:
     """The grid uses string row ids, no row animation and auto height (all rows visible)."""
     grid = _by_id(build_layout(_settings(), "ws://h:1/ws"))[ids.TABLE]
-    assert grid.getRowId == "params.data.id"
+    assert grid.getRowId == "params.data.id"  # a string expression, as dash-ag-grid requires
+    assert grid.rowData == []
     assert grid.dashGridOptions["animateRows"] is False
     assert grid.dashGridOptions["domLayout"] == "autoHeight"
-    assert [c["field"] for c in grid.columnDefs] == ["time", "bpm", "seq"]
+    assert grid.dashGridOptions["suppressPaginationPanel"] is True
+    columns = [(c["field"], c["headerName"]) for c in grid.columnDefs]
+    assert columns == [("time", "Time"), ("bpm", "BPM"), ("seq", "Seq")]
+    time_column = grid.columnDefs[0]
+    assert time_column["valueFormatter"] == {"function": "hrdashTime(params.value)"}
+    assert all(c.get("sortable") is not True for c in grid.columnDefs)
+    assert grid.defaultColDef["sortable"] is False  # the window's order is the page's
 
 
 def test_chart_has_fixed_y_range_and_no_modebar() -> None:
@@ -156,11 +188,23 @@ def test_browser_ws_url(public: str, host: str, scheme: str, expected: str) -> N
     assert browser_ws_url(_settings(public_ws_url=public), host, scheme) == expected
 
 
-def test_register_all_finds_live() -> None:
-    """register_all calls register() of every callback module, live.py included."""
-    app = create_app(_settings())
-    names = callbacks.register_all(app.__class__(__name__), _settings())
-    assert "hrdash.callbacks.live" in names
+def test_register_all_registers_every_module_in_name_order() -> None:
+    """register_all calls register() of every module of hrdash/callbacks (not those starting
+    with _), in name order, and what each registers is in the app: the live path's clientside
+    callbacks and the Session card's server callbacks."""
+    found = sorted(
+        f"hrdash.callbacks.{info.name}"
+        for info in pkgutil.iter_modules(callbacks.__path__)
+        if not info.name.startswith("_")
+    )
+    app = dash.Dash(__name__)
+    names = callbacks.register_all(app, _settings())
+    assert names == found
+    assert {"hrdash.callbacks.live", "hrdash.callbacks.session"} <= set(names)
+    outputs = " ".join(app.callback_map)
+    assert f"{ids.STORE}.data" in outputs
+    assert f"{ids.SESSION_SUMMARY}.children" in outputs
+    assert f"{ids.SESSION_DOWNLOAD}.data" in outputs
 
 
 def test_app_serves_page_and_layout() -> None:

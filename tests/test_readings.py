@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import math
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hrdash.bridge import Bridge, _json
+from hrdash.buffer import Stored
 from hrdash.readings import (
     BPM_MAX,
     BPM_MIN,
@@ -20,6 +26,9 @@ from hrdash.readings import (
     Rejected,
     parse_frame,
 )
+from hrdash.settings import Settings
+from hrdash.upstream import INFER_WAIT
+from tests.conftest import strict_json, timeout
 
 MAPPING = FieldMapping()
 RECEIVED_MS = 1_700_000_000_123
@@ -67,6 +76,7 @@ REJECTIONS: list[tuple[str, str | bytes]] = [
     ("bad_time", '{"value": 95, "time": "yesterday"}'),
     ("bad_time", '{"value": 95, "time": true}'),
     ("bad_time", '{"value": 95, "time": 0}'),
+    ("bad_time", '{"value": 95, "time": 2e-6}'),  # positive, but rounds to 0 ms
     ("bad_time", '{"value": 95, "time": -1513152655902}'),
     ("bad_time", '{"value": 95, "time": NaN}'),
     ("bad_time", '{"value": 95, "time": 1e999}'),
@@ -225,7 +235,18 @@ class TestRejectCounter:
         assert list(counter) == [("binary", 1), ("out_of_range", 3)]
 
 
+# -- fuzzing what production calls ---------------------------------------------------------------
+#
+# The bridge hands every upstream frame to Bridge.on_frame → FrameReader.feed (the configured or
+# inferred mapping; paths with ``*``) → parse_readings → decode + extract_all, and, while a
+# mapping is being inferred, FrameReader.due from its heartbeat. The tests below drive that path
+# through a real Bridge (no sockets: on_frame is synchronous; its fan-out is scheduled on the
+# running loop and never run here).
+
+FUZZ_EXAMPLES = 10_000
+
 ZONES = [None, UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
+KEYS = ["value", "time", "data", "hr", "ts", "readings", "0", "*"]
 
 json_values = st.recursive(
     st.none()
@@ -235,48 +256,216 @@ json_values = st.recursive(
     | st.text(max_size=30),
     lambda children: (
         st.lists(children, max_size=4)
-        | st.dictionaries(
-            st.sampled_from(["value", "time", "data", "hr", "0"]), children, max_size=4
-        )
+        | st.dictionaries(st.sampled_from(KEYS), children, max_size=4)
     ),
-    max_leaves=12,
+    max_leaves=8,
 )
-frames = st.one_of(
+bpm_like = (
+    json_values
+    | st.integers(-10, 400)
+    | st.floats()
+    | st.text(alphabet="0123456789.eE+-naifINF ", max_size=12)
+)
+time_like = (
+    json_values
+    | st.integers()
+    | st.floats()
+    | st.datetimes(timezones=st.sampled_from(ZONES)).map(datetime.isoformat)
+    | st.text(alphabet="0123456789-:.TZ+", max_size=30)
+)
+
+
+def _record(value_key: str, time_key: str) -> st.SearchStrategy[object]:
+    return st.fixed_dictionaries({}, optional={value_key: bpm_like, time_key: time_like})
+
+
+records = (
+    st.lists(_record("hr", "ts") | _record("value", "time") | json_values, max_size=5) | json_values
+)
+structured = st.one_of(
+    _record("value", "time"),
+    st.fixed_dictionaries({"data": _record("hr", "ts")}),
+    st.fixed_dictionaries({"readings": records}, optional={"ts": time_like}),
+    st.lists(_record("value", "time") | json_values, max_size=5),
+)
+# What a service may send: anything at all, arbitrary JSON, and frames close to each mapping's
+# shape with hostile leaves (NaN/Infinity literals included: json.dumps writes them).
+fuzz_frames = st.one_of(
     st.text(max_size=200),
     st.binary(max_size=50),
     json_values.map(json.dumps),
-    st.fixed_dictionaries(
-        {},
-        optional={
-            "value": json_values
-            | st.integers()
-            | st.floats()
-            | st.text(alphabet="0123456789.eE+-naifINF ", max_size=12),
-            "time": json_values
-            | st.integers()
-            | st.floats()
-            | st.datetimes(timezones=st.sampled_from(ZONES)).map(datetime.isoformat)
-            | st.text(alphabet="0123456789-:.TZ+", max_size=30),
-        },
-    ).map(json.dumps),
+    structured.map(json.dumps),
 )
-mappings = st.sampled_from([FieldMapping(), FieldMapping("data.hr", "data.0"), FieldMapping("0")])
+# value_field/time_field as a user sets them; "" leaves the bridge to infer the mapping.
+FUZZ_MAPPINGS = [
+    ("", ""),
+    ("value", "time"),
+    ("data.hr", "data.ts"),
+    ("readings.*.hr", "readings.*.ts"),
+    ("readings.*.hr", "ts"),
+    ("readings.*", "ts"),
+    ("readings.0.hr", "readings.0.ts"),
+    ("*.value", "*.time"),
+    ("*.hr", "time"),
+    ("*", "*"),
+]
 
 
-@settings(max_examples=400, deadline=None)
-@given(data=frames, mapping=mappings)
-def test_parse_frame_never_raises_and_accepts_only_plausible_readings(
-    data: str | bytes, mapping: FieldMapping
+@pytest.fixture(scope="module")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """One event loop for every example (on_frame schedules its fan-out on the running loop),
+    with the bridge's log quiet: it logs the first rejection of each reason, and thousands of
+    fresh bridges would flood the captured log."""
+    logger = logging.getLogger("hrdash")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    running = asyncio.new_event_loop()
+    yield running
+    running.close()
+    logger.setLevel(level)
+
+
+def fresh_bridge(value_field: str, time_field: str) -> Bridge:
+    return Bridge(BASE_SETTINGS.replace(value_field=value_field, time_field=time_field))
+
+
+def feed_all(loop: asyncio.AbstractEventLoop, bridge: Bridge, frames: list[str | bytes]) -> None:
+    """What the bridge does with a run of frames: on_frame each, then (as its heartbeat does)
+    decide a mapping still being inferred once INFER_WAIT has passed."""
+
+    async def run() -> None:
+        for data in frames:
+            accepted = bridge.on_frame(data)
+            assert all(isinstance(r, Reading) for r in accepted)
+        if bridge.reader.deciding:
+            bridge._accept(bridge.reader.due(time.monotonic() + INFER_WAIT), None)
+        assert not bridge.reader.deciding
+
+    loop.run_until_complete(run())
+
+
+BASE_SETTINGS = Settings.load(env={})
+
+
+def assert_plausible(item: Stored) -> None:
+    assert isinstance(item.bpm, int | float) and not isinstance(item.bpm, bool)
+    assert math.isfinite(item.bpm)
+    assert BPM_MIN <= item.bpm <= BPM_MAX
+    assert type(item.time) is int
+    assert 0 < item.time <= 10**14
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(timeout(600))  # ~25 s of CPU, mostly generating examples; more when busy
+@settings(
+    max_examples=FUZZ_EXAMPLES,
+    deadline=None,
+    derandomize=True,  # the same examples on every run: CI is stable
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    frames=st.lists(fuzz_frames, min_size=1, max_size=3),
+    mapping=st.sampled_from(FUZZ_MAPPINGS),
+)
+def test_bridge_reads_any_frames_without_raising_and_relays_only_plausible_readings(
+    loop: asyncio.AbstractEventLoop, frames: list[str | bytes], mapping: tuple[str, str]
 ) -> None:
-    """parse_frame never raises; an accepted reading is a finite bpm in 20-300 with an int time."""
-    result = parse_frame(data, mapping, RECEIVED_MS)
-    if isinstance(result, Rejected):
-        assert result.reason in FRAME_REASONS
-        assert result.reason != "too_large"
-    else:
-        assert isinstance(result, Reading)
-        assert not isinstance(result.bpm, bool)
-        assert math.isfinite(result.bpm)
-        assert BPM_MIN <= result.bpm <= BPM_MAX
-        assert isinstance(result.time, int)
-        assert 0 < result.time <= 10**14
+    """Any frames, under any mapping (configured, with ``*``, or inferred): the bridge's reading
+    path never raises; every frame is counted; every reading it keeps is a finite bpm in 20-300
+    with an int Unix ms time, with contiguous seqs; every rejection is counted under one of
+    FRAME_REASONS; and the status it would send is strict JSON."""
+    bridge = fresh_bridge(*mapping)
+    feed_all(loop, bridge, frames)
+    stored = list(bridge.buffer)
+    for item in stored:
+        assert_plausible(item)
+    assert [item.seq for item in stored] == list(range(1, len(stored) + 1))
+    assert bridge.counters["frames"] == len(frames)
+    assert bridge.counters["accepted"] == len(stored)
+    assert set(bridge.rejects.counts) <= set(FRAME_REASONS)
+    assert bridge.counters["accepted"] + bridge.rejects.total >= len(frames)  # none unaccounted
+    if bridge.last_rejection is not None:
+        assert bridge.last_rejection["reason"] in FRAME_REASONS
+        detail = bridge.last_rejection["detail"]
+        assert detail and "\n" not in detail and len(detail) <= 200
+    strict_json(_json(bridge.status()))
+
+
+# Exact representations of one Unix ms time in every accepted unit.
+def _iso(ms: int, zone: timezone | None) -> str:
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+    if zone is None:
+        return moment.replace(tzinfo=None).isoformat()  # naive: read as UTC
+    return moment.astimezone(zone).isoformat()
+
+
+TIME_FORMS = {
+    "s": lambda ms: ms / 1000,
+    "ms": lambda ms: ms,
+    "us": lambda ms: ms * 1000,
+    "ns": lambda ms: ms * 10**6,
+    "ms-text": str,
+    "iso-utc": lambda ms: _iso(ms, UTC),
+    "iso-naive": lambda ms: _iso(ms, None),
+    "iso-offset": lambda ms: _iso(ms, timezone(timedelta(hours=-5, minutes=-30))),
+}
+valid_bpm = st.integers(BPM_MIN, BPM_MAX) | st.floats(BPM_MIN, BPM_MAX)
+valid_ms = st.integers(10**11, 10**14 - 1)  # 1973 to 5138: what the magnitudes tell apart
+
+
+def _frames_for(
+    shape: str, readings: list[tuple[int | float, int]], form: str, as_text: bool
+) -> tuple[tuple[str, str], list[str]]:
+    """Frames in ``shape`` holding ``readings`` and the mapping that reads them."""
+    t = TIME_FORMS[form]
+
+    def v(bpm: int | float) -> object:
+        return repr(bpm) if as_text else bpm
+
+    if shape == "object":
+        return ("", ""), [json.dumps({"value": v(b), "time": t(ms)}) for b, ms in readings]
+    if shape == "nested":
+        return ("data.hr", "data.ts"), [
+            json.dumps({"data": {"hr": v(b), "ts": t(ms)}, "note": "x"}) for b, ms in readings
+        ]
+    if shape == "star":
+        rows = [{"hr": v(b), "ts": t(ms)} for b, ms in readings]
+        return ("readings.*.hr", "readings.*.ts"), [json.dumps({"readings": rows})]
+    if shape == "array":
+        rows = [{"value": v(b), "time": t(ms)} for b, ms in readings]
+        return ("value", "time"), [json.dumps(rows)]
+    assert shape == "top-star"
+    rows = [{"value": v(b), "time": t(ms)} for b, ms in readings]
+    return ("*.value", "*.time"), [json.dumps(rows)]
+
+
+@pytest.mark.slow
+@settings(max_examples=1_000, deadline=None, derandomize=True, database=None)
+@given(
+    readings=st.lists(st.tuples(valid_bpm, valid_ms), min_size=1, max_size=5),
+    shape=st.sampled_from(["object", "nested", "star", "array", "top-star"]),
+    form=st.sampled_from(sorted(TIME_FORMS)),
+    as_text=st.booleans(),
+)
+def test_valid_readings_round_trip_through_the_bridge(
+    loop: asyncio.AbstractEventLoop,
+    readings: list[tuple[int | float, int]],
+    shape: str,
+    form: str,
+    as_text: bool,
+) -> None:
+    """Valid readings written in any supported shape (objects, nested paths, ``*`` lists, arrays),
+    any time unit (s, ms, µs, ns, numeric text, ISO-8601 with Z, offset or none) and bpm as a
+    number or numeric text come out of the bridge exactly: the same bpm (whole floats as ints),
+    the same Unix ms, in order, seqs 1..n, nothing rejected."""
+    mapping, frames = _frames_for(shape, readings, form, as_text)
+    bridge = fresh_bridge(*mapping)
+    feed_all(loop, bridge, list(frames))
+    assert bridge.rejects.total == 0, bridge.last_rejection
+    stored = list(bridge.buffer)
+    assert [(item.time, item.bpm) for item in stored] == [(ms, b) for b, ms in readings]
+    assert [item.seq for item in stored] == list(range(1, len(readings) + 1))
+    for item, (bpm, _) in zip(stored, readings, strict=True):
+        assert_plausible(item)
+        assert type(item.bpm) is (int if float(bpm).is_integer() else float)

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from hrdash.settings import SETTINGS, SettingError, Settings, redact_url
 
 
-def test_defaults_match_the_design_table() -> None:
-    """With no environment and no flags, every setting has the default DESIGN.md promises."""
+def test_defaults_are_written_once_in_the_table() -> None:
+    """Each Settings field's default is its table row's raw default parsed like a user value, so
+    the dataclass, load() and the README (tests/test_docs.py) cannot disagree."""
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    for setting in SETTINGS:
+        assert fields[setting.name].default == setting.parse(setting.default), setting.name
+    assert Settings() == Settings.load(env={})
+
+
+def test_contract_defaults_and_what_follows_from_them() -> None:
+    """The defaults deployments rely on (changing one is a breaking change, not a refactor) and
+    what follows from them: the simulator's URL and the bridge's default allowed origins."""
     s = Settings.load(env={})
     assert s.upstream_url == ""
     assert s.uses_simulator

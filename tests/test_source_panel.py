@@ -28,6 +28,7 @@ from tests.support import (
     poll,
     start_hrdash,
     stop,
+    wait_js,
     watch,
 )
 
@@ -75,7 +76,8 @@ def python_app() -> Iterator[Running]:
 
 def test_panel_shows_the_simulator_source(python_app: Running) -> None:
     """Opened, the panel shows the simulator's URL, state live, growing counters, the default
-    mapping and the last raw frame as JSON; five seconds open cost no Dash request."""
+    mapping and the last raw frame as JSON; six more frames shown while open cost no Dash
+    request."""
     python_app.wait_readings(4)
     with chromium_page() as page:
         requests, errors = watch(page)
@@ -102,20 +104,26 @@ def test_panel_shows_the_simulator_source(python_app: Running) -> None:
         assert first["last_frame_at"].startswith("received "), first["last_frame_at"]
 
         requests.clear()
-        page.wait_for_timeout(5000)
-        later = panel(page)
+        later = wait_panel(
+            page,
+            lambda p: (
+                int(p["frames"]) >= int(first["frames"]) + 6
+                and int(p["accepted"]) >= int(first["accepted"]) + 6
+            ),
+            10,
+            "six more frames received and accepted",
+        )
         assert requests == [], requests
-        assert int(later["frames"]) >= int(first["frames"]) + 6, (first, later)
-        assert int(later["accepted"]) >= int(first["accepted"]) + 6, (first, later)
         assert later["last_frame"] != first["last_frame"]
         assert json.loads(later["last_frame"])["time"] > frame["time"]
         assert errors == [], errors
 
         # Closed again: the bridge stops sending the detail (the page asked it to).
         page.click(f"#{ids.SOURCE_PANEL} > summary")
-        page.wait_for_function(
+        wait_js(
+            page,
             "!window.hrdashCore.state.status || !window.hrdashCore.state.status.source_detail",
-            timeout=5000,
+            5,
         )
 
 
@@ -130,17 +138,17 @@ def test_panel_resubscribes_after_the_bridge_restarts(python_app: Running) -> No
         wait_panel(page, lambda p: p["url"] != EMPTY, 5, "the source detail")
         old_run = page.evaluate("window.hrdashCore.state.status.run")
         python_app.child("bridge").kill()
-        page.wait_for_function(
+        wait_js(
+            page,
             """(run) => {
                 const s = window.hrdashCore.state.status;
                 return s && s.run !== run && s.source_detail && s.upstream === 'live';
             }""",
+            20,
             arg=old_run,
-            timeout=20000,
         )
         before = int(panel(page)["frames"])
-        page.wait_for_timeout(1500)
-        assert int(panel(page)["frames"]) > before
+        wait_panel(page, lambda p: int(p["frames"]) > before, 5, "the frame count to grow")
 
 
 class ScriptedUpstream:
@@ -231,7 +239,13 @@ def test_panel_renders_hostile_upstream_as_text() -> None:
                 assert shown["url"] == f"ws://***@127.0.0.1:{upstream.port}/hr?token=***"
                 assert shown["state"] == "live"
                 assert set(json.loads(shown["last_frame"])) == {"time", "value"}
-                page.wait_for_timeout(1500)  # a few more status frames re-render the panel
+                # Later status frames re-render the panel (its counters move on).
+                wait_panel(
+                    page,
+                    lambda p: int(p["frames"]) >= int(shown["frames"]) + 2,
+                    5,
+                    "the panel re-rendered by later status frames",
+                )
                 inside = page.evaluate(
                     "(id) => document.getElementById(id).querySelectorAll('script, img').length",
                     ids.SOURCE_PANEL,
@@ -272,10 +286,11 @@ def make_screenshots() -> None:
             for name, (width, height) in SHOTS.items():
                 with chromium_page(width, height) as page:
                     page.goto(running.url)
-                    page.wait_for_function(
+                    wait_js(
+                        page,
                         "document.querySelectorAll('#hr-table .ag-center-cols-container .ag-row')"
                         ".length >= 20",
-                        timeout=15000,
+                        15,
                     )
                     open_panel(page)
                     wait_panel(page, lambda p: p["url"] != EMPTY, 5, "the source detail")
