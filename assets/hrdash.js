@@ -3,6 +3,7 @@
  *
  * Wired by hrdash/callbacks/live.py as clientside callbacks in the namespace
  * window.dash_clientside.hrdash:
+ *   connect(config)                     page load → the socket's url (resolveWsUrl)
  *   on_message(message, store, config)  a frame from the bridge → window, table, chart, cards
  *   on_state(state, store, config)      socket opened/closed → reconnect with backoff
  *   on_tick(n, wsState, store, config)  badge, staleness, watchdog on a silent socket
@@ -14,6 +15,8 @@
  *    "first_seq":N,"last_seq":M,...}                       on change and at least once a second
  *   browser → bridge: {"type":"resend","since":N,"run":R,"nonce":k}  (reply: readings after N)
  *   reconnect URL:    <ws_url>?since=<seq>&run=<run>&n=<nonce>
+ * config.ws_url may be a path (HRDASH_PUBLIC_WS_URL=/ws): it is resolved here, against the page's
+ * own location, never on the server from a Host header that a proxy may have rewritten.
  *
  * Dash coalesces socket messages that arrive within one render (only the last reaches us), so
  * every frame triggers a check of the current run's window for missing seqs, and a hole is filled
@@ -52,6 +55,9 @@
         badge: null, // last badge text+class written, to skip identical writes
         badgeTitle: "",
         timeText: null,
+        wsBase: null, // config.ws_url resolved against the page's location (resolveWsUrl)
+        closedUnopened: 0, // sockets closed since one last opened (a refused handshake closes)
+        alert: null, // text of the origin alert line last written
     };
 
     function now() {
@@ -151,6 +157,45 @@
             }
         });
         return best;
+    }
+
+    /**
+     * The bridge URL the page connects to. `configured` is config.ws_url: absolute ws:// or
+     * wss:// URLs are used as they are; a path is resolved against `loc` (the page's location):
+     * the page's host and port, wss when the page is https. With `port` (no public URL
+     * configured) the bridge is on that port of the page's host name, plain ws.
+     */
+    function resolveWsUrl(configured, port, loc) {
+        if (/^wss?:\/\//i.test(configured)) {
+            return configured;
+        }
+        var u = new URL(configured, loc.href);
+        if (port) {
+            return "ws://" + u.hostname + ":" + port + u.pathname + u.search;
+        }
+        return (u.protocol === "https:" ? "wss://" : "ws://") + u.host + u.pathname + u.search;
+    }
+
+    function wsBase(config) {
+        if (S.wsBase === null) {
+            S.wsBase = resolveWsUrl(config.ws_url, config.ws_port, window.location);
+        }
+        return S.wsBase;
+    }
+
+    /**
+     * Why the bridge refuses this page, or "" when `origin` (the page's location.origin) is in
+     * `allowed` (config.allowed_origins, the bridge's HRDASH_ALLOWED_ORIGINS) or it holds "*".
+     * The browser cannot read a refused handshake's status (403), but it can tell this.
+     */
+    function originRefusal(origin, allowed) {
+        if (!Array.isArray(allowed) || allowed.indexOf("*") !== -1 ||
+            allowed.indexOf(origin) !== -1) {
+            return "";
+        }
+        return "The bridge refuses this page's origin, " + origin + ". Add exactly that " +
+            "(scheme, host and port) to HRDASH_ALLOWED_ORIGINS and restart hrdash; it is now " +
+            (allowed.length ? allowed.join(", ") : "empty") + ".";
     }
 
     function reconnectUrl(base, store) {
@@ -280,7 +325,7 @@
         S.nonce += 1;
         S.connectStartedAt = now();
         S.openedAt = 0;
-        setProps(config.ids.ws, {url: reconnectUrl(config.ws_url)});
+        setProps(config.ids.ws, {url: reconnectUrl(wsBase(config))});
     }
 
     function scheduleReconnect(config) {
@@ -367,8 +412,9 @@
      * The status badge (pure): {text, cls, title, age, stale}.
      *   status  the last status frame, or null
      *   store   the window
-     *   sock    {readyState, everOpen, lastReadingAt}: the socket's readyState; whether a socket was
-     *           opened or asked for before; when the newest reading arrived (ms, 0 = never)
+     *   sock    {readyState, everOpen, lastReadingAt, refused}: the socket's readyState; whether a
+     *           socket was opened or asked for before; when the newest reading arrived (ms, 0 =
+     *           never); refused: originRefusal's message while the bridge refuses the page, or ""
      *   t       now, on lastReadingAt's clock (ms)
      * age: seconds since the newest reading arrived (null: unknown); stale: age over stale_after.
      */
@@ -382,7 +428,11 @@
         var text;
         var cls;
         var title = status && status.detail ? String(status.detail) : "";
-        if (rs !== WS_OPEN) {
+        if (sock.refused) {
+            text = "Origin refused"; // sock.refused: originRefusal's message
+            cls = "hr-badge--down";
+            title = sock.refused;
+        } else if (rs !== WS_OPEN) {
             var everOpen = sock.everOpen || rows.length > 0;
             text = everOpen || rs === WS_CLOSED ? "Reconnecting…" : "Connecting…";
             cls = rs === WS_CLOSED || everOpen ? "hr-badge--reconnecting" : "hr-badge--connecting";
@@ -501,6 +551,24 @@
         return out;
     }
 
+    /** The socket's first url, as soon as the page has its config. */
+    function connect(config) {
+        if (!config) {
+            return window.dash_clientside.no_update;
+        }
+        S.connectStartedAt = now();
+        return wsBase(config);
+    }
+
+    /** Show or hide the line that says the bridge refuses this page's origin. */
+    function showAlert(config, text) {
+        if (S.alert === text || !config.ids.origin_alert) {
+            return;
+        }
+        S.alert = text;
+        setProps(config.ids.origin_alert, {children: text, hidden: !text});
+    }
+
     function on_state(state, store, config) {
         if (!state || !config) {
             return;
@@ -510,8 +578,12 @@
         sourcePanel("onSocketState", state.readyState, config);
         if (state.readyState === WS_OPEN) {
             S.openedAt = t;
+            S.closedUnopened = 0;
         } else if (state.readyState === WS_CLOSED) {
-            setBadge(config, "Reconnecting…", "hr-badge--reconnecting", "");
+            S.closedUnopened += 1;
+            if (!originRefusal(window.location.origin, config.allowed_origins)) {
+                setBadge(config, "Reconnecting…", "hr-badge--reconnecting", "");
+            }
             scheduleReconnect(config);
         } else {
             S.connectStartedAt = t;
@@ -544,7 +616,11 @@
             readyState: rs,
             everOpen: S.nonce > 0 || S.openedAt > 0,
             lastReadingAt: S.lastReadingAt,
+            // The handshake fails and the bridge's allowed origins do not name this page's origin.
+            refused: rs !== WS_OPEN && S.closedUnopened > 0
+                ? originRefusal(window.location.origin, config.allowed_origins) : "",
         };
+        showAlert(config, sock.refused);
         var badge = badgeState(S.status, store, sock, t, config);
         var age = badge.age;
         var stale = badge.stale;
@@ -577,7 +653,9 @@
 
     // Merge into the existing object: the renderer keeps set_props, Patch, no_update there.
     window.dash_clientside = window.dash_clientside || {};
-    window.dash_clientside.hrdash = {on_message: on_message, on_state: on_state, on_tick: on_tick};
+    window.dash_clientside.hrdash = {
+        connect: connect, on_message: on_message, on_state: on_state, on_tick: on_tick,
+    };
 
     // AG Grid valueFormatter: {"function": "hrdashTime(params.value)"}.
     window.dashAgGridFunctions = window.dashAgGridFunctions || {};
@@ -600,6 +678,8 @@
         chartUpdate: chartUpdate,
         tableRows: tableRows,
         badgeState: badgeState,
+        resolveWsUrl: resolveWsUrl,
+        originRefusal: originRefusal,
         state: S,
     };
 })();

@@ -28,6 +28,11 @@ that arrive within one render, and the repeat lets the page recover such a loss 
 object (redacted URL, mapping, last raw frame) to the status frames that viewer receives.
 ``GET /healthz`` answers 200 with the state and counters.
 
+A handshake whose ``Origin`` header is not in ``HRDASH_ALLOWED_ORIGINS`` (see
+:mod:`hrdash.origins`) gets HTTP 403; the refusal is counted in ``/healthz`` (``origins``) and
+logged, with the allowed list, once per origin per minute. Clients without an ``Origin`` header
+(not browsers) are accepted.
+
 Fan-out works like :func:`websockets.asyncio.server.broadcast`: each frame is encoded and framed
 once and written to every viewer without waiting. A viewer whose unread bytes exceed
 ``viewer_buffer`` is dropped (it resumes with ``since`` when it reconnects), so it never delays
@@ -60,6 +65,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from hrdash.buffer import SINCE_LIMIT, RingBuffer, Stored
+from hrdash.origins import RefusedOrigins, origin_allowed
 from hrdash.readings import Reading, RejectCounter, Rejected
 from hrdash.settings import PortInUseError, Settings, redact_url
 from hrdash.upstream import (
@@ -176,6 +182,7 @@ class Bridge:
         self.last_frame_at: int | None = None
         self.last_rejected_frame: str | None = None
         self.rejects = RejectCounter(REJECT_LOG_EVERY)
+        self.refused_origins = RefusedOrigins()
         self.counters: dict[str, int] = {
             "frames": 0,
             "accepted": 0,
@@ -211,15 +218,12 @@ class Bridge:
     async def start(self) -> Server:
         """Listen for viewers and start the upstream client and the heartbeat."""
         s = self.settings
-        origins: list[str | None] | None
-        origins = None if "*" in s.effective_origins else [*s.effective_origins, None]
         try:
             self.server = await serve(
                 self._handle_viewer,
                 s.bridge_host,
                 s.bridge_port,
-                process_request=self._process_request,
-                origins=origins,  # type: ignore[arg-type]
+                process_request=self._process_request,  # checks the Origin, too
                 compression=None,  # per-viewer deflate costs ~50 KiB and CPU per frame
                 ping_interval=s.ping_interval,
                 ping_timeout=s.ping_timeout,
@@ -542,13 +546,37 @@ class Bridge:
     def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
         if path == "/healthz":
-            return self._json_response(http.HTTPStatus.OK, {"status": "ok", **self.status()})
+            origins = {
+                "allowed": list(self.settings.effective_origins),
+                "refused": self.refused_origins.as_dict(),
+            }
+            body = {"status": "ok", **self.status(), "origins": origins}
+            return self._json_response(http.HTTPStatus.OK, body)
         if path == "/readings":
             body = {"run": self.run_id, "readings": [item.as_dict() for item in self.buffer]}
             return self._json_response(http.HTTPStatus.OK, body)
         if path != "/ws":
             return ws.respond(http.HTTPStatus.NOT_FOUND, "Not found: use /ws or /healthz\n")
+        headers = request.headers.get_all("Origin")
+        origin = ", ".join(headers) if headers else None
+        if len(headers) > 1 or not origin_allowed(origin, self.settings.effective_origins):
+            self._refuse_origin(str(origin))
+            return ws.respond(
+                http.HTTPStatus.FORBIDDEN, "Origin not allowed: see HRDASH_ALLOWED_ORIGINS\n"
+            )
         return None
+
+    def _refuse_origin(self, origin: str) -> None:
+        suppressed = self.refused_origins.add(origin, time.monotonic())
+        if suppressed is not None:
+            extra = f" ({suppressed} more since the last report)" if suppressed else ""
+            log.warning(
+                "refused a viewer from origin %r: not in HRDASH_ALLOWED_ORIGINS (%s); set it to "
+                "the exact origin the browser uses, scheme, host and port%s",
+                self.refused_origins.key(origin),
+                ", ".join(self.settings.effective_origins),
+                extra,
+            )
 
     @staticmethod
     def _json_response(status: http.HTTPStatus, body: dict[str, Any]) -> Response:

@@ -17,6 +17,7 @@ STAT_AVG = "hr-stat-avg"
 STAT_MAX = "hr-stat-max"
 CURRENT_CARD = "hr-current-card"
 SOURCE = "hr-source"
+ORIGIN_ALERT = "hr-origin-alert"  # shown when the bridge refuses the page's origin
 
 # Source panel (a collapsible <details> below the header), filled from the bridge's status frames.
 SOURCE_PANEL = "hr-source-panel"  # html.Details

@@ -229,23 +229,33 @@ def source_panel(settings: Settings) -> html.Details:
     )
 
 
-def build_layout(settings: Settings, ws_url: str, extras: Sequence[Any] = ()) -> html.Div:
+def build_layout(
+    settings: Settings, ws_url: str, extras: Sequence[Any] = (), *, ws_port: int | None = None
+) -> html.Div:
     """The whole page for ``settings``, with the browser connecting to ``ws_url``.
 
-    The WebSocket component is a direct child of the returned top-level Div: it closes its socket
-    when unmounted, so it must never sit inside something that re-renders.
+    ``ws_url`` may be relative (``/ws``): the browser resolves it against the page's own
+    location, on port ``ws_port`` of the page's host name when that is given (see
+    :func:`hrdash.webapp.page_ws_url`); the WebSocket gets its ``url`` from the clientside
+    ``connect`` callback. The WebSocket component is a direct child of the returned top-level
+    Div: it closes its socket when unmounted, so it must never sit inside something that
+    re-renders.
     """
     config = {
         "window": settings.window,
         "order": settings.order,
         "stale_after": settings.stale_after,
         "ws_url": ws_url,
+        "ws_port": ws_port,
+        # The page compares its own origin with these to say why the bridge refuses it.
+        "allowed_origins": list(settings.effective_origins),
         "y_range": list(Y_RANGE),
         # The clientside code addresses components through these, never through literals.
         "ids": {
             "ws": ids.WS,
             "chart": ids.CHART,
             "status": ids.STATUS,
+            "origin_alert": ids.ORIGIN_ALERT,
             "current_card": ids.CURRENT_CARD,
             "current_time": ids.CURRENT_TIME,
             "source": ids.SOURCE_IDS,
@@ -344,11 +354,12 @@ def build_layout(settings: Settings, ws_url: str, extras: Sequence[Any] = ()) ->
     return html.Div(
         className="hr-app",
         children=[
-            WebSocket(id=ids.WS, url=ws_url),
+            WebSocket(id=ids.WS),  # url: set in the browser (assets/hrdash.js, connect)
             dcc.Store(id=ids.CONFIG, data=config),
             dcc.Store(id=ids.STORE, data=None),
             dcc.Interval(id=ids.TICK, interval=TICK_MS),
             header,
+            html.Div("", id=ids.ORIGIN_ALERT, className="hr-alert", role="alert", hidden=True),
             html.Main(
                 className="hr-main",
                 children=[

@@ -1,9 +1,10 @@
-"""The Dash application: :func:`create_app` builds it, :func:`browser_ws_url` tells the page where
+"""The Dash application: :func:`create_app` builds it, :func:`page_ws_url` tells the page where
 the bridge is.
 
-The layout is a function, built per request, because the bridge URL the browser must use depends
-on the host name the page was requested with (``localhost`` vs ``127.0.0.1`` vs a LAN address).
-Everything per reading runs in the browser (``assets/hrdash.js``); the server only serves the page.
+The page resolves the bridge URL itself, against its own location (``localhost`` vs
+``127.0.0.1`` vs a LAN address, http or https, the port a proxy listens on): the server never
+derives it from request headers, which a reverse proxy may rewrite. Everything per reading runs
+in the browser (``assets/hrdash.js``); the server only serves the page.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from importlib.resources import files
 from pathlib import Path
 
 import dash
-import flask
 
 from hrdash import callbacks
 from hrdash.layout import build_layout
@@ -34,53 +34,28 @@ def assets_folder() -> Path:
 ASSETS = assets_folder()
 
 
-def _hostname(request_host: str) -> str:
-    """``request_host`` (a Host header: ``name``, ``name:port``, ``[v6]:port``) without its port."""
-    host = request_host.strip()
-    if host.startswith("["):  # IPv6 literal, keep the brackets
-        end = host.find("]")
-        return host[: end + 1] if end != -1 else host
-    if host.count(":") == 1:
-        return host.split(":", 1)[0]
-    if host.count(":") > 1:  # bare IPv6 without brackets (not valid in Host, but be kind)
-        return f"[{host}]"
-    return host
-
-
-def browser_ws_url(settings: Settings, request_host: str, scheme: str) -> str:
-    """The bridge URL the browser connects to, for a page requested as ``scheme://request_host``.
+def page_ws_url(settings: Settings) -> tuple[str, int | None]:
+    """The bridge URL as the page is given it, and the bridge port when the browser must put it
+    on the page's host name; ``assets/hrdash.js`` (``resolveWsUrl``) resolves it in the browser.
 
     - ``public_ws_url`` absolute (``ws://``/``wss://``): used as is.
-    - ``public_ws_url`` a path (``/ws``): same host as the page, ``wss`` when the page is https
-      (``scheme`` is the effective scheme, e.g. from ``X-Forwarded-Proto``).
+    - ``public_ws_url`` a path (``/ws``): resolved against the page's own URL, as the browser
+      sees it: the same host and port, ``wss`` when the page is https. Whatever a proxy does to
+      the Host header, the browser's address bar is right.
     - empty: ``ws://<page's host name>:<bridge_port>/ws`` — the bridge serves plain ``ws``.
+
+    The page asks for ``overlap=1`` (see :func:`with_overlap`).
     """
     public = settings.public_ws_url
-    if public and not public.startswith("/"):
-        return public
     if public:
-        ws_scheme = "wss" if scheme.lower() == "https" else "ws"
-        return f"{ws_scheme}://{request_host.strip()}{public}"
-    hostname = _hostname(request_host) or settings.bridge_host
-    if hostname in ("0.0.0.0", "[::]"):
-        hostname = "127.0.0.1"
-    return f"ws://{hostname}:{settings.bridge_port}/ws"
+        return with_overlap(public), None
+    return with_overlap("/ws"), settings.bridge_port
 
 
 def with_overlap(url: str) -> str:
     """The page asks the bridge to repeat recent readings in each live frame (``overlap=1``):
     Dash may hand the page only the last of several frames, and the repeat makes up for it."""
     return url + ("&" if "?" in url else "?") + "overlap=1"
-
-
-def _request_origin(settings: Settings) -> tuple[str, str]:
-    """(host, scheme) of the current request; the configured server address outside a request."""
-    if not flask.has_request_context():
-        return f"{settings.host}:{settings.port}", "http"
-    request = flask.request
-    forwarded = request.headers.get("X-Forwarded-Proto", "")
-    scheme = forwarded.split(",", 1)[0].strip() or request.scheme
-    return request.host, scheme
 
 
 def create_app(settings: Settings | None = None) -> dash.Dash:
@@ -100,8 +75,8 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
     extras = callbacks.extra_layout(settings)
 
     def layout() -> object:
-        host, scheme = _request_origin(settings)
-        return build_layout(settings, with_overlap(browser_ws_url(settings, host, scheme)), extras)
+        ws_url, ws_port = page_ws_url(settings)
+        return build_layout(settings, ws_url, extras, ws_port=ws_port)
 
     app.layout = layout
     callbacks.register_all(app, settings)

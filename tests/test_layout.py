@@ -16,7 +16,7 @@ from plotly.utils import PlotlyJSONEncoder
 from hrdash import callbacks, ids
 from hrdash.layout import Y_RANGE, build_layout
 from hrdash.settings import Settings
-from hrdash.webapp import browser_ws_url, create_app
+from hrdash.webapp import create_app, page_ws_url
 
 # Every element id the package defines (hrdash.ids holds them all, as upper-case constants).
 ALL_IDS = sorted({v for k, v in vars(ids).items() if k.isupper() and isinstance(v, str)})
@@ -59,17 +59,18 @@ def test_every_id_once() -> None:
 
 
 def test_websocket_is_direct_child_of_top_level() -> None:
-    """The WebSocket component sits directly in the top-level layout (it closes on unmount)."""
-    layout = build_layout(_settings(), "ws://example:8765/ws")
+    """The WebSocket component sits directly in the top-level layout (it closes on unmount) and
+    has no url from the server: the browser resolves it (assets/hrdash.js, connect)."""
+    layout = build_layout(_settings(), "/ws?overlap=1", ws_port=8765)
     sockets = [c for c in layout.children if isinstance(c, WebSocket)]
     assert len(sockets) == 1
     assert sockets[0].id == ids.WS
-    assert sockets[0].url == "ws://example:8765/ws"
+    assert getattr(sockets[0], "url", None) is None
 
 
 def test_config_store_carries_settings_and_url() -> None:
     """The config store hands the page exactly the settings it runs on (window, order, staleness,
-    the bridge URL the socket uses, the chart's base y range) and the id of every element the
+    the bridge URL the socket resolves, the chart's base y range) and the id of every element the
     clientside code writes to, each of which is in the page."""
     settings = _settings(window=7, order="newest-first", stale_after=3.5)
     layout = build_layout(settings, "ws://h:1/ws")
@@ -78,12 +79,14 @@ def test_config_store_carries_settings_and_url() -> None:
     assert data["window"] == 7
     assert data["order"] == "newest-first"
     assert data["stale_after"] == 3.5
-    assert data["ws_url"] == "ws://h:1/ws" == found[ids.WS].url
+    assert data["ws_url"] == "ws://h:1/ws"
+    assert data["ws_port"] is None
     assert data["y_range"] == list(Y_RANGE) == found[ids.CHART].figure["layout"]["yaxis"]["range"]
     named = {
         "ws": ids.WS,
         "chart": ids.CHART,
         "status": ids.STATUS,
+        "origin_alert": ids.ORIGIN_ALERT,
         "current_card": ids.CURRENT_CARD,
         "current_time": ids.CURRENT_TIME,
     }
@@ -105,6 +108,18 @@ def test_order_and_window_reach_the_page(order: str, label: str) -> None:
     texts += [c.children for c in _walk(layout) if isinstance(getattr(c, "children", None), str)]
     assert f"Readings (newest {label})" in texts
     assert "Last 12 readings" in texts
+
+
+def test_config_store_carries_the_allowed_origins() -> None:
+    """The page learns the bridge's allowed origins, to say when they exclude its own."""
+    data = _by_id(build_layout(_settings(port=9001), "/ws"))[ids.CONFIG].data
+    assert data["allowed_origins"] == ["http://127.0.0.1:9001", "http://localhost:9001"]
+    settings = _settings(allowed_origins=("https://hr.example.org:8443",))
+    data = _by_id(build_layout(settings, "/ws"))[ids.CONFIG].data
+    assert data["allowed_origins"] == ["https://hr.example.org:8443"]
+    alert = _by_id(build_layout(settings, "/ws"))[ids.ORIGIN_ALERT]
+    assert alert.hidden is True
+    assert data["ids"]["origin_alert"] == ids.ORIGIN_ALERT
 
 
 def test_table_options() -> None:
@@ -172,20 +187,18 @@ def test_source_panel_never_shows_the_raw_upstream_url() -> None:
 
 
 @pytest.mark.parametrize(
-    ("public", "host", "scheme", "expected"),
+    ("public", "expected"),
     [
-        ("", "localhost:8050", "http", "ws://localhost:8765/ws"),
-        ("", "192.168.1.5:8050", "http", "ws://192.168.1.5:8765/ws"),
-        ("", "[::1]:8050", "http", "ws://[::1]:8765/ws"),
-        ("", "example.org", "https", "ws://example.org:8765/ws"),
-        ("/ws", "example.org", "https", "wss://example.org/ws"),
-        ("/hr/ws", "example.org:8080", "http", "ws://example.org:8080/hr/ws"),
-        ("wss://bridge.example.org/ws", "anything:1", "http", "wss://bridge.example.org/ws"),
+        ("", ("/ws?overlap=1", 8765)),
+        ("/ws", ("/ws?overlap=1", None)),
+        ("/hr/ws?x=1", ("/hr/ws?x=1&overlap=1", None)),
+        ("wss://bridge.example.org/ws", ("wss://bridge.example.org/ws?overlap=1", None)),
     ],
 )
-def test_browser_ws_url(public: str, host: str, scheme: str, expected: str) -> None:
-    """The browser's bridge URL follows HRDASH_PUBLIC_WS_URL, else the page's host name."""
-    assert browser_ws_url(_settings(public_ws_url=public), host, scheme) == expected
+def test_page_ws_url(public: str, expected: tuple[str, int | None]) -> None:
+    """The page is given HRDASH_PUBLIC_WS_URL as configured (a path stays a path, for the
+    browser to resolve), or /ws with the bridge port; always with overlap=1."""
+    assert page_ws_url(_settings(public_ws_url=public)) == expected
 
 
 def test_register_all_registers_every_module_in_name_order() -> None:
@@ -207,26 +220,41 @@ def test_register_all_registers_every_module_in_name_order() -> None:
     assert f"{ids.SESSION_DOWNLOAD}.data" in outputs
 
 
+def _config_served(app: Any, headers: dict[str, str]) -> dict[str, Any]:
+    layout = app.server.test_client().get("/_dash-layout", headers=headers)
+    assert layout.status_code == 200
+    found = [c for c in _walk_json(layout.get_json()) if c.get("props", {}).get("id") == ids.CONFIG]
+    assert len(found) == 1
+    return dict(found[0]["props"]["data"])
+
+
+def _walk_json(node: Any) -> list[dict[str, Any]]:
+    if isinstance(node, list):
+        return [c for item in node for c in _walk_json(item)]
+    if not isinstance(node, dict):
+        return []
+    children = node.get("props", {}).get("children")
+    return [node, *_walk_json(children)]
+
+
 def test_app_serves_page_and_layout() -> None:
-    """The app serves / and /_dash-layout, with the bridge URL derived from the request host."""
+    """The app serves / and /_dash-layout, with the bridge's port for the browser to use."""
     app = create_app(_settings(bridge_port=9999))
     client = app.server.test_client()
     page = client.get("/", headers={"Host": "monitor.local:8050"})
     assert page.status_code == 200
     assert b"<title>hrdash</title>" in page.data
-    layout = client.get("/_dash-layout", headers={"Host": "monitor.local:8050"})
-    assert layout.status_code == 200
-    assert "ws://monitor.local:9999/ws" in json.dumps(layout.get_json())
+    config = _config_served(app, {"Host": "monitor.local:8050"})
+    assert (config["ws_url"], config["ws_port"]) == ("/ws?overlap=1", 9999)
 
 
-def test_layout_uses_forwarded_proto() -> None:
-    """Behind a TLS proxy (X-Forwarded-Proto: https) a path URL becomes wss://."""
+def test_served_ws_url_ignores_request_headers() -> None:
+    """Behind a proxy the served URL stays the configured path, whatever Host and
+    X-Forwarded-Proto say (a proxy's `Host $host` drops the port): the browser resolves it."""
     app = create_app(_settings(public_ws_url="/ws"))
-    client = app.server.test_client()
-    layout = client.get(
-        "/_dash-layout", headers={"Host": "hr.example.org", "X-Forwarded-Proto": "https"}
-    )
-    assert "wss://hr.example.org/ws" in json.dumps(layout.get_json())
+    proxied = {"Host": "hr.example.org", "X-Forwarded-Proto": "https"}
+    assert _config_served(app, proxied)["ws_url"] == "/ws?overlap=1"
+    assert _config_served(app, {"Host": "other:1"}) == _config_served(app, proxied)
 
 
 def test_no_python_callback_on_the_reading_path() -> None:
@@ -239,6 +267,8 @@ def test_no_python_callback_on_the_reading_path() -> None:
     ]
     assert len(triggered) == 3
     assert all(cb.get("clientside_function") for cb in triggered)
+    connect = [cb for cb in app._callback_list if cb["output"] == f"{ids.WS}.url"]
+    assert len(connect) == 1 and connect[0].get("clientside_function")
     live = {ids.WS, ids.TICK, ids.STORE}
     server_side = [cb for cb in app.callback_map.values() if "callback" in cb]
     assert all(dep["id"] not in live for cb in server_side for dep in cb["inputs"])

@@ -23,6 +23,13 @@ NAMESPACE = "hrdash"
 
 def register(app: dash.Dash, settings: Settings) -> None:
     """Register the clientside callbacks of the live page on ``app``."""
+    # Page load: the socket's url, resolved against the page's own location (a relative
+    # HRDASH_PUBLIC_WS_URL keeps the scheme, host and port the browser used, behind any proxy).
+    app.clientside_callback(
+        ClientsideFunction(NAMESPACE, "connect"),
+        Output(ids.WS, "url"),
+        Input(ids.CONFIG, "data"),
+    )
     # One frame from the bridge: update the window and everything drawn from it in one go, and ask
     # the bridge to resend when the window has a hole (coalesced frames).
     app.clientside_callback(
