@@ -65,7 +65,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from hrdash.buffer import SINCE_LIMIT, RingBuffer, Stored
-from hrdash.origins import RefusedOrigins, origin_allowed
+from hrdash.origins import RefusedOrigins, canonical_origin, origin_allowed
 from hrdash.readings import Reading, RejectCounter, Rejected
 from hrdash.settings import PortInUseError, Settings, redact_url
 from hrdash.upstream import (
@@ -183,6 +183,7 @@ class Bridge:
         self.last_rejected_frame: str | None = None
         self.rejects = RejectCounter(REJECT_LOG_EVERY)
         self.refused_origins = RefusedOrigins()
+        self.allowed_origins = frozenset(canonical_origin(o) for o in settings.effective_origins)
         self.counters: dict[str, int] = {
             "frames": 0,
             "accepted": 0,
@@ -559,7 +560,7 @@ class Bridge:
             return ws.respond(http.HTTPStatus.NOT_FOUND, "Not found: use /ws or /healthz\n")
         headers = request.headers.get_all("Origin")
         origin = ", ".join(headers) if headers else None
-        if len(headers) > 1 or not origin_allowed(origin, self.settings.effective_origins):
+        if len(headers) > 1 or not origin_allowed(origin, self.allowed_origins):
             self._refuse_origin(str(origin))
             return ws.respond(
                 http.HTTPStatus.FORBIDDEN, "Origin not allowed: see HRDASH_ALLOWED_ORIGINS\n"

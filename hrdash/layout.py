@@ -15,6 +15,7 @@ from dash import dcc, html
 from dash_extensions import WebSocket
 
 from hrdash import ids
+from hrdash.origins import canonical_origin
 from hrdash.settings import Settings
 
 # The chart's y axis stays on this range (bpm) unless a reading in the window falls outside it;
@@ -248,7 +249,7 @@ def build_layout(
         "ws_url": ws_url,
         "ws_port": ws_port,
         # The page compares its own origin with these to say why the bridge refuses it.
-        "allowed_origins": list(settings.effective_origins),
+        "allowed_origins": [canonical_origin(o) for o in settings.effective_origins],
         "y_range": list(Y_RANGE),
         # The clientside code addresses components through these, never through literals.
         "ids": {

@@ -8,8 +8,9 @@ refusal in a :class:`RefusedOrigins`, which also decides when the refusal may be
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 ORIGIN_LOG_EVERY = 60.0  # seconds between two log lines for the same refused origin
 ORIGIN_TRACKED_MAX = 64  # distinct refused origins counted by name; more go to "other"
@@ -17,13 +18,37 @@ ORIGIN_CHARS = 200  # a refused Origin header is kept (and logged) cut to this m
 OTHER = "(other)"  # the key under which origins beyond ORIGIN_TRACKED_MAX are counted and logged
 
 
-def origin_allowed(origin: str | None, allowed: Sequence[str]) -> bool:
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def canonical_origin(value: str) -> str:
+    """``value`` (an entry of HRDASH_ALLOWED_ORIGINS) written as a browser writes an Origin:
+    scheme and host in lower case, the port only when it is not the scheme's default
+    (``https://Monitor.example.org:443`` → ``https://monitor.example.org``). ``*`` and values
+    that do not parse are returned unchanged."""
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return value
+    if value == "*" or not parts.scheme or not parts.hostname:
+        return value
+    scheme = parts.scheme.lower()
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    if port is not None and port != DEFAULT_PORTS.get(scheme):
+        host += f":{port}"
+    return f"{scheme}://{host}"
+
+
+def origin_allowed(origin: str | None, allowed: Iterable[str]) -> bool:
     """Whether a handshake with this ``Origin`` header may open a viewer connection.
 
     No header (``None``: not a browser, e.g. a script or a health probe) is accepted; ``*`` in
     ``allowed`` accepts any origin; otherwise the header must equal one entry exactly, as
-    browsers send it: ``scheme://host`` plus ``:port`` unless it is the scheme's default.
+    browsers send it: ``scheme://host`` plus ``:port`` unless it is the scheme's default (pass
+    the entries through :func:`canonical_origin`).
     """
+    allowed = tuple(allowed)
     return origin is None or "*" in allowed or origin in allowed
 
 

@@ -347,7 +347,9 @@ SETTINGS: tuple[Setting, ...] = (
         "allowed_origins",
         "",
         _origins,
-        "Comma-separated Origins the bridge accepts (* for any). Empty: the Dash server's own "
+        "Comma-separated origins the bridge accepts, each exactly as the browser sends it: "
+        "scheme, host and port (https://monitor.example.org:8443); * for any. Empty: the Dash "
+        "server's own "
         "origins, http://127.0.0.1:PORT and http://localhost:PORT.",
     ),
     Setting(

@@ -188,8 +188,9 @@ def gunicorn_command(workers: int = 2) -> list[str]:
 
 
 @contextlib.contextmanager
-def chromium_page(width: int = 1280, height: int = 900) -> Iterator[Any]:
-    """A fresh headless Chromium (persistent context on a new profile) and one page."""
+def chromium_page(width: int = 1280, height: int = 900, **options: Any) -> Iterator[Any]:
+    """A fresh headless Chromium (persistent context on a new profile) and one page; ``options``
+    go to Playwright's context (e.g. ``ignore_https_errors=True`` for a test certificate)."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
@@ -204,6 +205,7 @@ def chromium_page(width: int = 1280, height: int = 900) -> Iterator[Any]:
             headless=True,
             args=CHROMIUM_ARGS,
             viewport={"width": width, "height": height},
+            **options,
         )
         context.set_default_timeout(scaled(30) * 1000)  # Playwright's default, scaled
         try:
