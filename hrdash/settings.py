@@ -340,7 +340,8 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         _public_ws_url,
         "Bridge URL as the browser must use it (behind a reverse proxy), e.g. wss://host/ws or "
-        "/ws. Empty: ws://<the page's host>:<bridge port>/ws.",
+        "/ws (a path is resolved by the browser against the page's own address: scheme, host "
+        "and port). Empty: ws://<the page's host>:<bridge port>/ws.",
         _WEB,
     ),
     Setting(

@@ -72,8 +72,8 @@ def readme_nginx_block() -> str:
 
 
 def site_config(block: str, substitutions: dict[str, str]) -> str:
-    """``block`` with each of ``substitutions`` made exactly once (so that a README change that
-    the test does not follow fails loudly instead of testing something else)."""
+    """``block`` with every ``substitutions`` made (each must occur, so that a README change
+    that the test does not follow fails loudly instead of testing something else)."""
     for old, new in substitutions.items():
         assert block.count(old) >= 1, f"the README's nginx block no longer contains {old!r}"
         block = block.replace(old, new)
