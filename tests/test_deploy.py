@@ -32,6 +32,7 @@ from tests.support import (
 
 NGINX = os.environ.get("HRDASH_TEST_NGINX", "/usr/sbin/nginx")
 FACTOR = float(os.environ.get("HRDASH_TEST_TIMEOUT_FACTOR", "1"))
+SCREENSHOTS = os.environ.get("HRDASH_TEST_SCREENSHOTS", "")  # a directory, or empty: none
 needs_nginx = pytest.mark.skipif(
     not Path(NGINX).exists(),
     reason=f"nginx not found at {NGINX}: apt-get install -y nginx (or set HRDASH_TEST_NGINX)",
@@ -209,9 +210,7 @@ def test_page_behind_nginx_tls_on_another_port_goes_live(
 
 @needs_nginx
 @pytest.mark.browser
-def test_page_says_when_the_bridge_refuses_its_origin(
-    certificate: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> None:
+def test_page_says_when_the_bridge_refuses_its_origin(certificate: tuple[str, str]) -> None:
     """With HRDASH_ALLOWED_ORIGINS missing the port the browser uses (https://localhost behind
     nginx on another port), the page says that the bridge refuses its origin, naming it and
     HRDASH_ALLOWED_ORIGINS, in a visible line and the badge; the bridge counts the refusals in
@@ -240,8 +239,8 @@ def test_page_says_when_the_bridge_refuses_its_origin(
                 20 * FACTOR,
                 "three refused handshakes",
             )
-            screenshot = Path(tempfile.gettempdir()) / "hrdash-origin-refused.png"
-            page.screenshot(path=str(screenshot))
+            if SCREENSHOTS:  # to look at what a person sees
+                page.screenshot(path=str(Path(SCREENSHOTS) / "origin-refused.png"))
         refused = running.health()["origins"]["refused"]
         assert set(refused["by_origin"]) == {origin}
         lines = [line for line in running.log().splitlines() if "refused a viewer" in line]

@@ -136,3 +136,16 @@ async def test_bridge_with_star_refuses_nothing(
 def test_canonical_origin_is_what_a_browser_sends(entry: str, canonical: str) -> None:
     """Allowed entries are compared as browsers write an Origin: lower case, no default port."""
     assert canonical_origin(entry) == canonical
+
+
+async def test_bridge_compares_origins_as_browsers_write_them(
+    upstream: Upstream, start_bridge: StartBridge
+) -> None:
+    """An allowed entry with the default port or upper case accepts the browser's Origin for
+    it (which has neither)."""
+    bridge = await start_bridge(upstream.url, allowed_origins=("https://Monitor.example.org:443",))
+    async with (
+        asyncio.timeout(timeout(10)),
+        connect(viewer_url(bridge), origin="https://monitor.example.org") as ws,  # type: ignore[arg-type]
+    ):
+        assert strict_json(await ws.recv())["type"] == "readings"
