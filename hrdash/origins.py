@@ -8,7 +8,7 @@ refusal in a :class:`RefusedOrigins`, which also decides when the refusal may be
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,7 +40,7 @@ def canonical_origin(value: str) -> str:
     return f"{scheme}://{host}"
 
 
-def origin_allowed(origin: str | None, allowed: Iterable[str]) -> bool:
+def origin_allowed(origin: str | None, allowed: Collection[str]) -> bool:
     """Whether a handshake with this ``Origin`` header may open a viewer connection.
 
     No header (``None``: not a browser, e.g. a script or a health probe) is accepted; ``*`` in
@@ -48,7 +48,6 @@ def origin_allowed(origin: str | None, allowed: Iterable[str]) -> bool:
     browsers send it: ``scheme://host`` plus ``:port`` unless it is the scheme's default (pass
     the entries through :func:`canonical_origin`).
     """
-    allowed = tuple(allowed)
     return origin is None or "*" in allowed or origin in allowed
 
 
