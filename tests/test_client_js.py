@@ -33,7 +33,9 @@ from tests.support import chromium_page
 
 pytestmark = pytest.mark.browser
 
-SETTINGS = Settings.load(env={})
+# The harness page is about:blank (origin "null"): the config allows any origin, as the real page's
+# own origin is allowed, so that a closed socket means Reconnecting…, not Origin refused.
+SETTINGS = Settings.load(env={}).replace(allowed_origins=("*",))
 WINDOW = SETTINGS.window
 WS_URL = "ws://127.0.0.1:8765/ws?overlap=1"
 HRDASH_JS = ASSETS / "hrdash.js"
@@ -793,3 +795,33 @@ def test_on_tick_badge_and_stale_card(page: Any) -> None:
         },
     ] in set_props_calls(page)
     assert tick(page, CLOSED)[:2] == [NO_UPDATE, NO_UPDATE]  # already shown by on_state
+
+
+def test_a_refused_origin_is_said_in_the_badge_and_a_line(page: Any) -> None:
+    """When the allowed origins do not name the page's origin and the socket closes without
+    opening, the badge says Origin refused (its title and the alert line say what to change);
+    once a socket opens, the line is hidden again."""
+    config = {**CONFIG, "allowed_origins": ["https://monitor.example.org"]}
+    origin = page.evaluate("window.location.origin")
+    set_clock(page, 1_000)
+    assert tick(page, 0, config)[:2] == ["Connecting…", "hr-badge hr-badge--connecting"]
+    page.evaluate(
+        "([s, c]) => window.dash_clientside.hrdash.on_state(s, window.store, c)",
+        [{"readyState": CLOSED}, config],
+    )
+    assert tick(page, CLOSED, config)[:2] == ["Origin refused", "hr-badge hr-badge--down"]
+    calls = set_props_calls(page)
+    alert = [props for target, props in calls if target == ids.ORIGIN_ALERT][-1]
+    assert alert["hidden"] is False
+    assert f"this page's origin, {origin}." in alert["children"]
+    assert "HRDASH_ALLOWED_ORIGINS" in alert["children"]
+    assert "it is now https://monitor.example.org." in alert["children"]
+    assert [ids.STATUS, {"title": alert["children"]}] in calls
+    assert not any(p.get("children") == "Reconnecting…" for t, p in calls if t == ids.STATUS)
+    page.evaluate(
+        "([s, c]) => window.dash_clientside.hrdash.on_state(s, window.store, c)",
+        [{"readyState": OPEN}, config],
+    )
+    tick(page, OPEN, config)
+    alert = [props for target, props in set_props_calls(page) if target == ids.ORIGIN_ALERT][-1]
+    assert alert == {"children": "", "hidden": True}
