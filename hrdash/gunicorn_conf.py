@@ -60,8 +60,10 @@ def on_starting(server: Any) -> None:
     settings = _settings
     port = _bound_port(server)
     if port is not None and port != settings.port:
-        # The page is served from another port than HRDASH_PORT: the bridge must accept it.
+        # The page is served from another port than HRDASH_PORT: the bridge must accept it, and
+        # the workers (forked later, reading the environment) must tell the page the same list.
         settings = settings.replace(port=port)
+        os.environ["HRDASH_PORT"] = str(port)
     _process = SupervisorProcess(settings, on_fatal=_stop_gunicorn)
     try:
         _process.check_ports()

@@ -110,10 +110,14 @@ class Running:
 
 
 def start_hrdash(
-    command: list[str], extra_env: dict[str, str] | None = None, cwd: Path = ROOT
+    command: list[str],
+    extra_env: dict[str, str] | None = None,
+    cwd: Path = ROOT,
+    page_port: int | None = None,
 ) -> Running:
     """Start ``command`` in ``cwd`` (the repo root) with fresh ports; returns once the page port
-    answers."""
+    answers. ``page_port``: the page is served there (a ``-b`` in ``command``), not on the
+    fresh HRDASH_PORT."""
     port, bridge_port, simulator_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
@@ -133,6 +137,7 @@ def start_hrdash(
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
+    port = port if page_port is None else page_port
     running = Running(proc, port, bridge_port, simulator_port, Path(log_file.name))
     try:
         wait_port(port, 30, proc)
@@ -145,11 +150,14 @@ def start_hrdash(
 
 @contextlib.contextmanager
 def hrdash_running(
-    command: list[str], extra_env: dict[str, str] | None = None, cwd: Path = ROOT
+    command: list[str],
+    extra_env: dict[str, str] | None = None,
+    cwd: Path = ROOT,
+    page_port: int | None = None,
 ) -> Iterator[Running]:
     """``start_hrdash`` for the length of a ``with`` block; on exit it must stop leaving no
     process behind."""
-    running = start_hrdash(command, extra_env, cwd)
+    running = start_hrdash(command, extra_env, cwd, page_port)
     try:
         yield running
     finally:

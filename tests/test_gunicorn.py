@@ -15,7 +15,14 @@ import time
 import psutil
 
 from tests.conftest import timeout
-from tests.support import ROOT, Running, free_port, gunicorn_command, hrdash_running
+from tests.support import (
+    ROOT,
+    Running,
+    free_port,
+    get_json,
+    gunicorn_command,
+    hrdash_running,
+)
 
 USAGE_LINE = "bridge exited with status 2 (a usage error); not restarting it"
 
@@ -164,3 +171,31 @@ def test_killed_supervising_process_is_started_again() -> None:
         wait_health_run(running, old_run, 20)
         log = running.log()
         assert f"the supervising process (pid {supervisor.pid}) ended without a report" in log
+
+
+def test_bind_flag_port_is_allowed_by_the_bridge_and_named_to_the_page() -> None:
+    """``gunicorn -b`` on another port than HRDASH_PORT: the bridge accepts that port's origins,
+    and the page (served by workers forked later) is told the same allowed list."""
+    bound = free_port()
+    command = [*gunicorn_command(workers=2), "-b", f"127.0.0.1:{bound}"]
+    with hrdash_running(command, page_port=bound) as running:
+        assert running.port == bound
+        allowed = running.health()["origins"]["allowed"]
+        assert f"http://127.0.0.1:{bound}" in allowed, allowed
+        layout = get_json(f"http://127.0.0.1:{bound}/_dash-layout")
+        page_allowed = _find_key(layout, "allowed_origins")
+        assert page_allowed == allowed, (page_allowed, allowed)
+
+
+def _find_key(tree: object, key: str) -> object:
+    """The first value stored under ``key`` anywhere in a JSON tree (raises if there is none)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if key in node:
+                return node[key]
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    raise LookupError(key)
