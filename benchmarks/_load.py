@@ -16,9 +16,20 @@ handshake (refused, reset, non-101, no answer in ``CONNECT_TIMEOUT``) is retried
 times, then counted as failed. When the N are settled it prints one JSON line
 ``{"ready", "failed", "retried", "closed", "connect_s"}``.
 
+Arrival of every reading at every viewer: each socket has ``SO_TIMESTAMPNS`` set and is read with
+``recvmsg``, so every chunk comes with the kernel's wall-clock time of its arrival at that socket
+(not when this loop got round to it). In each chunk the load looks for ``{"seq":N,"time":T`` (the
+bridge's readings frames; no other frame holds that text) and notes, per reading and viewer, the
+delivery age = kernel arrival time - ``T`` (the reading's time, stamped by the simulator on the
+same machine's clock), and also the age when this loop read it (its own lag on top). A seq more
+than one past the viewer's previous seq is a gap. Only the first appearance per viewer counts.
+
 Then it reads commands, one per line, on stdin (ignored when stdin is not a pipe): ``add N`` opens
 N more viewers and prints the same kind of line; ``stats`` prints the counters (``open``,
-``closed`` = viewers the bridge closed, ``bytes``, ``recvs``, ``pongs``, own ``cpu_s``). SIGTERM
+``closed`` = viewers the bridge closed, ``bytes``, ``recvs``, ``pongs``, own ``cpu_s``); ``mark``
+starts an arrival window (readings stamped from now on); ``arrivals`` ends it and prints
+``{"kernel_ms": [...], "read_ms": [...], "by_seq": {seq: [min, max, viewers]}, "gaps",
+"viewers", "viewers_with_readings"}`` (raw ages, ms). SIGTERM
 or SIGINT: close every socket (RST, no TIME_WAIT), print the counters, exit.
 
 ``python -m benchmarks._load probe URL N SECONDS``: open N websockets clients (they parse every
@@ -39,6 +50,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import selectors
 import signal
 import socket
@@ -59,6 +71,9 @@ RECV = 65536
 CONNECTING, HANDSHAKE, OPEN = 0, 1, 2
 PING = b"\x89\x04"
 PONG_HEAD = b"\x8a\x84\x00\x00\x00\x00"  # FIN+pong, masked, 4 bytes, mask key 0 (payload as is)
+READING = re.compile(rb'\{"seq":(\d+),"time":(\d+(?:\.\d+)?)')
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+ANCBUF = socket.CMSG_SPACE(16)  # one struct timespec
 
 
 def _request(url: str) -> tuple[tuple[str, int], bytes]:
@@ -76,7 +91,7 @@ def _request(url: str) -> tuple[tuple[str, int], bytes]:
 
 
 class _Conn:
-    __slots__ = ("attempt", "buf", "sock", "started", "state")
+    __slots__ = ("attempt", "buf", "last_seq", "seen_in_window", "sock", "started", "state")
 
     def __init__(self, sock: socket.socket, attempt: int) -> None:
         self.sock = sock
@@ -84,6 +99,61 @@ class _Conn:
         self.buf = b""
         self.attempt = attempt
         self.started = time.monotonic()
+        self.last_seq = -1  # newest seq this viewer has seen
+        self.seen_in_window = False
+
+
+class Arrivals:
+    """Delivery ages of the readings stamped since :meth:`start`, over every viewer."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.since_ms = 0.0
+        self.kernel: list[float] = []
+        self.read: list[float] = []
+        self.by_seq: dict[int, list[float]] = {}
+        self.gaps = 0
+
+    def start(self, viewers: list[_Conn]) -> None:
+        self.kernel, self.read, self.by_seq, self.gaps = [], [], {}, 0
+        for conn in viewers:
+            conn.seen_in_window = False
+        self.active = True
+        self.since_ms = time.time() * 1000
+
+    def note(self, conn: _Conn, data: bytes, kernel_ms: float, read_ms: float) -> None:
+        for m in READING.finditer(data):
+            seq = int(m.group(1))
+            prev = conn.last_seq
+            if seq <= prev:
+                continue  # a snapshot or resend repeat: not a new arrival
+            conn.last_seq = seq
+            if not self.active:
+                continue
+            t = float(m.group(2))
+            if t < self.since_ms:
+                continue
+            if conn.seen_in_window and seq > prev + 1:
+                self.gaps += seq - prev - 1
+            conn.seen_in_window = True
+            self.kernel.append(kernel_ms - t)
+            self.read.append(read_ms - t)
+            self.by_seq.setdefault(seq, []).append(kernel_ms - t)
+
+    def report(self, viewers: list[_Conn]) -> dict[str, Any]:
+        """Raw ages (rounded to 0.01 ms) so that several load processes can be merged."""
+        self.active = False
+        return {
+            "kernel_ms": [round(x, 2) for x in self.kernel],
+            "read_ms": [round(x, 2) for x in self.read],
+            "by_seq": {
+                str(seq): [round(min(v), 2), round(max(v), 2), len(v)]
+                for seq, v in self.by_seq.items()
+            },
+            "gaps": self.gaps,
+            "viewers": len(viewers),
+            "viewers_with_readings": sum(1 for c in viewers if c.seen_in_window),
+        }
 
 
 class Load:
@@ -98,6 +168,7 @@ class Load:
         self.open: dict[int, _Conn] = {}
         self.batch = {"ready": 0, "failed": 0, "retried": 0, "t0": 0.0, "active": False}
         self.counters = {"closed": 0, "bytes": 0, "recvs": 0, "pongs": 0, "failed_total": 0}
+        self.arrivals = Arrivals()
 
     # -- connecting -------------------------------------------------------------------------
 
@@ -110,6 +181,7 @@ class Load:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)  # kernel arrival time per chunk
         conn = _Conn(sock, attempt)
         rc = sock.connect_ex(self.addr)
         if rc not in (0, errno.EINPROGRESS):
@@ -175,6 +247,8 @@ class Load:
         self.batch["ready"] += 1
         if rest:
             self._consume(conn, rest)
+            now = time.time() * 1000
+            self.arrivals.note(conn, rest, now, now)
 
     def _check_timeouts(self) -> None:
         now = time.monotonic()
@@ -211,11 +285,11 @@ class Load:
 
     def _on_readable(self, conn: _Conn) -> None:
         try:
-            data = conn.sock.recv(RECV)
+            data, anc, _flags, _addr = conn.sock.recvmsg(RECV, ANCBUF)
         except BlockingIOError:
             return
         except OSError:
-            data = b""
+            data, anc = b"", []
         self.counters["recvs"] += 1
         if not data:
             self.counters["closed"] += 1
@@ -224,6 +298,14 @@ class Load:
             conn.sock.close()
             return
         self._consume(conn, data)
+        if b'"seq":' in data:
+            read_ms = time.time() * 1000
+            kernel_ms = read_ms
+            for level, kind, value in anc:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
+                    sec, nsec = struct.unpack("qq", value[:16])
+                    kernel_ms = sec * 1000 + nsec / 1e6
+            self.arrivals.note(conn, data, kernel_ms, read_ms)
 
     # -- main loop --------------------------------------------------------------------------
 
@@ -243,6 +325,11 @@ class Load:
             self.add(int(words[1]))
         elif words[0] == "stats":
             _emit(self.stats())
+        elif words[0] == "mark":
+            self.arrivals.start(list(self.open.values()))
+            _emit({"marked": self.arrivals.since_ms})
+        elif words[0] == "arrivals":
+            _emit(self.arrivals.report(list(self.open.values())))
 
     def run(self, n: int) -> None:
         stdin_buf = b""

@@ -13,6 +13,7 @@ next paint follows within one frame, ~16 ms).
 from __future__ import annotations
 
 import contextlib
+import sys
 import tempfile
 import time
 from typing import Any
@@ -38,7 +39,9 @@ INIT_JS = r"""
 (() => {
   if (window.__bench) return;
   const W = () => performance.timeOrigin + performance.now();
-  const R = window.__bench = {card: {}, table: {}, chart: {}, rows20: null, cardBpm: {}};
+  const R = window.__bench = {
+    card: {}, cardFrame: {}, table: {}, chart: {}, rows20: null, card1: null, cardBpm: {},
+  };
   const dayMs = 86400000;
   R.longtasks = [];
   try {
@@ -70,8 +73,12 @@ INIT_JS = r"""
     const k = el && cardKey(el.textContent);
     if (k !== null && k !== undefined && !(k in R.card)) {
       R.card[k] = t;
+      if (R.card1 === null) R.card1 = t;
       const b = document.getElementById("hr-current-bpm");
       R.cardBpm[k] = b ? b.textContent.trim() : null;
+      // The start of the next frame after the commit: later if the main thread stays busy
+      // (e.g. the table and chart rendering in the same task), so it bounds the paint better.
+      requestAnimationFrame(() => { R.cardFrame[k] = W(); });
     }
   }
   function onTable() {
@@ -125,6 +132,7 @@ INIT_JS = r"""
 """
 
 WAIT_ROWS20 = "() => window.__bench && window.__bench.rows20 !== null"
+WAIT_CARD = "() => window.__bench && window.__bench.card1 !== null"
 
 
 def _chromium_pids(profile: str) -> list[int]:
@@ -141,10 +149,12 @@ def _latencies(
     bench: dict[str, Any], readings: list[dict[str, Any]]
 ) -> tuple[dict[str, list[float]], dict[str, Any]]:
     """Per display: first-seen wall time - reading time (ms), over ``readings``."""
-    out: dict[str, list[float]] = {"card": [], "table": [], "chart": []}
+    out: dict[str, list[float]] = {"card": [], "card_frame": [], "table": [], "chart": []}
     card_bpm_mismatch = 0
     for r in readings:
         t, seq = r["time"], r["seq"]
+        if str(t) in bench["cardFrame"]:
+            out["card_frame"].append(bench["cardFrame"][str(t)] - t)
         if str(t) in bench["card"]:
             out["card"].append(bench["card"][str(t)] - t)
             if bench["cardBpm"].get(str(t)) != str(r["bpm"]):
@@ -166,8 +176,10 @@ def measure_app(
     profile: str,
     window_s: float,
     loads: int,
+    has_table: bool = True,
 ) -> dict[str, Any]:
-    """Latency window on one page, then ``loads`` page loads timed to 20 rows.
+    """Latency window on one page, then ``loads`` page loads timed to 20 rows (and to the first
+    reading on the card).
 
     ``bridge_pid()`` is looked up at the start of the window: the bridge may have been restarted
     (see the README: a viewer closing its socket can kill it with SIGPIPE)."""
@@ -182,8 +194,9 @@ def measure_app(
     page.on("request", on_request)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)[:300]))
+    ready = WAIT_ROWS20 if has_table else WAIT_CARD
     page.goto(url)
-    page.wait_for_function(WAIT_ROWS20, timeout=30_000)
+    page.wait_for_function(ready, timeout=30_000)
     page.wait_for_timeout(SETTLE_MS)  # after-load work (GC, compile) is not steady state
     server = CpuSampler([server_pid])
     run_before = get_json(f"http://127.0.0.1:{bridge_port}/healthz")["run"]
@@ -228,36 +241,74 @@ def measure_app(
         ],
         **checks,
     )
-    times = []
+    times: list[float] = []
+    card_times: list[float] = []
     for _ in range(loads):
         p = context.new_page()
         t0 = time.time() * 1000
         try:
             p.goto(url, wait_until="commit")
-            p.wait_for_function(WAIT_ROWS20, timeout=20_000)
-            times.append(p.evaluate("() => window.__bench.rows20") - t0)
+            p.wait_for_function(ready, timeout=20_000)
+            p.wait_for_function(WAIT_CARD, timeout=20_000)
+            marks = p.evaluate("() => [window.__bench.rows20, window.__bench.card1]")
+            if has_table:
+                times.append(marks[0] - t0)
+            card_times.append(marks[1] - t0)
         except Exception as exc:
             result.setdefault("load_errors", []).append(str(exc)[:200])
         finally:
             p.close()
     result["load_to_20_rows_ms"] = {"runs": [round(t, 1) for t in times], **summary(times)}
+    result["load_to_card_ms"] = {"runs": [round(t, 1) for t in card_times], **summary(card_times)}
     return result
 
 
-def run(quick: bool, period: float = 0.1) -> dict[str, Any]:
-    """hrdash + both peers, one after the other, on hrdash's bridge."""
+APPS = ("floor", "hrdash", "hrdash_before", "interval_peer", "server_callback_peer")
+# The page code hrdash is compared with as "hrdash (before)": assets/hrdash.js before the direct
+# card write (the last commit of the previous page code).
+BEFORE_REV = "445a7cb"
+INTERVAL_MS = (250,)
+
+
+def _peer_argv(app: str, port: int, bridge_ws: str, before_rev: str, interval: int) -> list[str]:
+    module = {"hrdash_before": "hrdash_rev"}.get(app, app)
+    argv = [PY, "-m", f"benchmarks.peers.{module}", "--port", str(port), "--bridge", bridge_ws]
+    if app == "hrdash_before":
+        argv += ["--rev", before_rev]
+    if app == "interval_peer":
+        argv += ["--interval-ms", str(interval)]
+    return argv
+
+
+def run(
+    quick: bool,
+    period: float = 0.5,
+    apps: tuple[str, ...] = APPS,
+    before_rev: str = BEFORE_REV,
+    interval_ms: tuple[int, ...] = INTERVAL_MS,
+) -> dict[str, Any]:
+    """Every app in ``apps``, one after the other, in one browser, on hrdash's bridge. An
+    interval peer is measured once per period in ``interval_ms`` (named ``interval_peer`` when
+    there is one period, ``interval_peer_<ms>ms`` otherwise)."""
     from playwright.sync_api import sync_playwright
 
     # Full mode: at least 105 readings per app whatever the period (32 s at 10 Hz, 52 s at 2 Hz).
-    window_s = 11.0 if quick else max(32.0, 105 * period)
+    window_s = max(11.0, 22 * period) if quick else max(32.0, 105 * period)
     loads = 3 if quick else 5
     env = {
         "HRDASH_SIMULATOR_PERIOD": str(period),
-        # The peers' pages live on other origins and connect to the same bridge.
+        # The other pages live on other origins and connect to the same bridge.
         "HRDASH_ALLOWED_ORIGINS": "*",
         "HRDASH_LOG_LEVEL": "warning",
     }
-    out: dict[str, Any] = {"period_s": period, "window_s": window_s, "loads": loads, "apps": {}}
+    out: dict[str, Any] = {
+        "period_s": period,
+        "window_s": window_s,
+        "loads": loads,
+        "before_rev": before_rev,
+        "interval_ms": list(interval_ms),
+        "apps": {},
+    }
     running = start_hrdash(app_command(), env)
     peers: list[Any] = []
     try:
@@ -267,6 +318,14 @@ def run(quick: bool, period: float = 0.1) -> dict[str, Any]:
             return running.child("bridge").pid
 
         bridge_ws = f"ws://127.0.0.1:{running.bridge_port}/ws"
+        plan: list[tuple[str, str, int]] = []
+        for app in apps:
+            if app == "interval_peer":
+                for ms in interval_ms:
+                    name = app if len(interval_ms) == 1 else f"{app}_{ms}ms"
+                    plan.append((name, app, ms))
+            else:
+                plan.append((app, app, 0))
         with tempfile.TemporaryDirectory(prefix="hrdash-bench-") as profile, sync_playwright() as p:
             context = p.chromium.launch_persistent_context(
                 profile,
@@ -277,44 +336,31 @@ def run(quick: bool, period: float = 0.1) -> dict[str, Any]:
             )
             try:
                 context.add_init_script(INIT_JS)
-                out["apps"]["hrdash"] = measure_app(
-                    context,
-                    "hrdash",
-                    running.url,
-                    running.proc.pid,
-                    bridge_pid,
-                    running.bridge_port,
-                    profile,
-                    window_s,
-                    loads,
-                )
-                for peer in ("interval_peer", "server_callback_peer"):
-                    port = free_port()
-                    child = spawn(
-                        peer,
-                        [
-                            PY,
-                            "-m",
-                            f"benchmarks.peers.{peer}",
-                            "--port",
-                            str(port),
-                            "--bridge",
-                            bridge_ws,
-                        ],
-                    )
-                    peers.append(child)
-                    wait_port(port, 30, child.proc)
-                    out["apps"][peer] = measure_app(
+                for name, app, ms in plan:
+                    print(f"[bench] browser: {name}", file=sys.stderr, flush=True)
+                    if app == "hrdash":
+                        url, pid, child = running.url, running.proc.pid, None
+                    else:
+                        port = free_port()
+                        child = spawn(name, _peer_argv(app, port, bridge_ws, before_rev, ms))
+                        peers.append(child)
+                        wait_port(port, 30, child.proc)
+                        url, pid = f"http://127.0.0.1:{port}/", child.proc.pid
+                    out["apps"][name] = measure_app(
                         context,
-                        peer,
-                        f"http://127.0.0.1:{port}/",
-                        child.proc.pid,
+                        name,
+                        url,
+                        pid,
                         bridge_pid,
                         running.bridge_port,
                         profile,
                         window_s,
                         loads,
+                        has_table=app != "floor",
                     )
+                    out["apps"][name]["kind"] = app
+                    if ms:
+                        out["apps"][name]["interval_ms"] = ms
                     end(child)
             finally:
                 context.close()
@@ -332,6 +378,5 @@ def run(quick: bool, period: float = 0.1) -> dict[str, Any]:
 
 if __name__ == "__main__":
     import json
-    import sys
 
     print(json.dumps(run("--quick" in sys.argv), indent=1)[:5000])

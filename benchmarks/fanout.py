@@ -24,7 +24,16 @@ from typing import Any
 
 import psutil
 
-from benchmarks.common import PY, Child, CpuSampler, end, read_json_line, spawn, summary
+from benchmarks.common import (
+    PY,
+    Child,
+    CpuSampler,
+    end,
+    percentile,
+    read_json_line,
+    spawn,
+    summary,
+)
 from tests.support import free_port, get_json, wait_port
 
 LOAD_PROCESSES = 1  # raw-socket load processes (one epoll loop each); each "add" is split evenly
@@ -121,6 +130,45 @@ class _Stack:
                 total[key] = total.get(key, 0) + value
         return total
 
+    def mark(self) -> None:
+        """Start an arrival window in every load process (readings stamped from now on)."""
+        for child in self.loaders:
+            _command(child, "mark")
+        for child in self.loaders:
+            read_json_line(child, 30)
+
+    def arrivals(self) -> dict[str, Any]:
+        """End the arrival window: delivery age of every reading at every load viewer."""
+        for child in self.loaders:
+            _command(child, "arrivals")
+        kernel: list[float] = []
+        read: list[float] = []
+        by_seq: dict[str, list[float]] = {}
+        out: dict[str, Any] = {"gaps": 0, "viewers": 0, "viewers_with_readings": 0}
+        for child in self.loaders:
+            answer = read_json_line(child, 60)
+            kernel += answer["kernel_ms"]
+            read += answer["read_ms"]
+            for key in out:
+                out[key] += answer[key]
+            for seq, (lo, hi, n) in answer["by_seq"].items():
+                old = by_seq.get(seq)
+                by_seq[seq] = [min(old[0], lo), max(old[1], hi), old[2] + n] if old else [lo, hi, n]
+        readings = len(by_seq)
+        out.update(
+            age_ms=summary(kernel),
+            read_age_ms=summary(read),
+            arrivals=len(kernel),
+            readings=readings,
+            missing=sum(out["viewers_with_readings"] - v[2] for v in by_seq.values()),
+            per_reading_spread_ms=summary([v[1] - v[0] for v in by_seq.values()]),
+            per_reading_max_ms=summary([v[1] for v in by_seq.values()]),
+            age_quantiles_ms=[round(percentile(kernel, q) or 0.0, 2) for q in range(101)]
+            if kernel
+            else [],
+        )
+        return out
+
     def probe(self, name: str, seconds: float) -> Child:
         child = spawn(
             f"{self.tag}-probe-{name}",
@@ -149,6 +197,7 @@ def _window(
     samplers["load"] = CpuSampler([c.proc.pid for c in stack.loaders])
     psutil.cpu_percent(None)
     psutil.cpu_percent(None, percpu=True)
+    stack.mark()
     for s in samplers.values():
         s.start()
     stop_at = time.monotonic() + seconds - 1.5
@@ -160,11 +209,14 @@ def _window(
     machine_total = psutil.cpu_percent(None)
     machine_cores = psutil.cpu_percent(None, percpu=True)
     usage = {k: s.stop() for k, s in samplers.items()}
+    time.sleep(1.0)  # the last reading of the window reaches every viewer
+    viewers = stack.arrivals()
     result = read_json_line(probe, seconds + 30)
     end(probe)
     after = stack.health()
     ages = result.pop("ages_ms")
     out = {
+        "all_viewers": viewers,
         "age_ms": summary(ages),
         "ages_ms": ages,
         "at_ms": result.pop("at_ms"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import dash_ag_grid as dag
@@ -48,10 +49,15 @@ def figure(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def table_row(r: dict[str, Any]) -> dict[str, Any]:
+    """One AG Grid row for reading ``r``."""
+    return {"seq": r["seq"], "time": clock(r["time"]), "bpm": r["bpm"]}
+
+
 def render(rows: list[dict[str, Any]]) -> tuple[str, str, list[dict[str, Any]], dict[str, Any]]:
     """(current bpm, current time, table rows, chart figure) for ``rows`` (oldest first)."""
     newest = rows[-1]
-    table = [{"seq": r["seq"], "time": clock(r["time"]), "bpm": r["bpm"]} for r in rows]
+    table = [table_row(r) for r in rows]
     return str(newest["bpm"]), clock(newest["time"]), table, figure(rows)
 
 
@@ -108,10 +114,14 @@ def body(*extra: Any) -> html.Div:
     )
 
 
-def parse_args(description: str) -> argparse.Namespace:
+def parse_args(
+    description: str, extra: Callable[[argparse.ArgumentParser], None] | None = None
+) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--bridge", required=True, help="ws://127.0.0.1:PORT/ws of the bridge")
+    if extra is not None:
+        extra(parser)
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     return args

@@ -1,6 +1,7 @@
 """Peer (i): the classic Dash way. A background thread keeps the bridge's last 20 readings (it is
-a bridge viewer, like a browser), and a ``dcc.Interval`` at 500 ms polls a server callback that
-renders the card, the table and the chart in Python.
+a bridge viewer, like a browser), and a ``dcc.Interval`` (``--interval-ms``, default 250: see
+benchmarks/README.md for why) polls a server callback that renders the card, the table and the
+chart in Python, and skips the update when nothing is new since this page's last render.
 
 ``python -m benchmarks.peers.interval_peer --port 8051 --bridge ws://127.0.0.1:8765/ws``
 """
@@ -19,7 +20,7 @@ from websockets.asyncio.client import connect
 
 from benchmarks.peers._common import body, merge, parse_args, render
 
-INTERVAL_MS = 500
+INTERVAL_MS = 250
 
 
 class Feed(threading.Thread):
@@ -53,12 +54,12 @@ class Feed(threading.Thread):
             return list(self.rows)
 
 
-def create(bridge_url: str) -> dash.Dash:
+def create(bridge_url: str, interval_ms: int = INTERVAL_MS) -> dash.Dash:
     feed = Feed(bridge_url)
     feed.start()
     app = dash.Dash(__name__, title="interval peer", update_title="")
     app.layout = body(
-        dcc.Interval(id="peer-tick", interval=INTERVAL_MS),
+        dcc.Interval(id="peer-tick", interval=interval_ms),
         dcc.Store(id="peer-last", data=None),
     )
 
@@ -84,5 +85,8 @@ def create(bridge_url: str) -> dash.Dash:
 
 
 if __name__ == "__main__":
-    args = parse_args(__doc__ or "")
-    create(args.bridge).run(host="127.0.0.1", port=args.port, debug=False)
+    args = parse_args(
+        __doc__ or "",
+        lambda p: p.add_argument("--interval-ms", type=int, default=INTERVAL_MS),
+    )
+    create(args.bridge, args.interval_ms).run(host="127.0.0.1", port=args.port, debug=False)
