@@ -5,6 +5,7 @@
  * window.dash_clientside.hrdash:
  *   connect(config)                     page load → the socket's url (resolveWsUrl)
  *   on_message(message, store, config)  a frame from the bridge → window, table, chart, cards
+ *                                       (the card written at once, the rest after the next paint)
  *   on_state(state, store, config)      socket opened/closed → reconnect with backoff
  *   on_tick(n, wsState, store, config)  badge, staleness, watchdog on a silent socket
  * Status frames and socket states are also handed to the Source panel (assets/source_panel.js).
@@ -34,6 +35,7 @@
     var SILENT_SOCKET_MS = 3000; // open socket with no frame at all (heartbeats included) → reconnect
     var CONNECT_TIMEOUT_MS = 5000; // socket stuck in CONNECTING → reconnect
     var Y_PAD = 5; // bpm of room kept above/below a reading outside the base range
+    var AFTER_PAINT_MAX_MS = 100; // longest wait for a paint before Dash gets a frame's outputs
 
     var WS_OPEN = 1;
     var WS_CLOSED = 3;
@@ -401,6 +403,21 @@
         return [noUpdate, patch.build()];
     }
 
+    /**
+     * Write the current card's text at once, from the message handler, before Dash renders this
+     * callback's outputs (the table and chart render in the same pass and would hold the card
+     * back). The same values are also returned as the card's Dash props, so React's later render
+     * writes identical text and a re-render never shows an older value.
+     */
+    function writeCard(config, bpm, timeText) {
+        [[config.ids.current_bpm, bpm], [config.ids.current_time, timeText]].forEach(function (p) {
+            var el = p[0] ? document.getElementById(p[0]) : null;
+            if (el && el.textContent !== p[1]) {
+                el.textContent = p[1];
+            }
+        });
+    }
+
     function tableRows(rows, order) {
         var out = rows.map(function (r) {
             return {id: r.id, seq: r.seq, time: r.time, bpm: r.bpm};
@@ -468,7 +485,50 @@
         }
     }
 
+    /**
+     * Run fn once the browser has painted the next frame (a task after that frame's
+     * requestAnimationFrame), or after AFTER_PAINT_MAX_MS if frames are throttled; at once in a
+     * hidden tab, which paints nothing.
+     */
+    function afterPaint(fn) {
+        if (document.hidden) {
+            fn();
+            return;
+        }
+        var done = false;
+        function run() {
+            if (!done) {
+                done = true;
+                fn();
+            }
+        }
+        requestAnimationFrame(function () {
+            setTimeout(run, 0);
+        });
+        setTimeout(run, AFTER_PAINT_MAX_MS);
+    }
+
+    /**
+     * The Dash callback for a socket message. The card is written at once (writeCard, in
+     * handle_message); when it changed, the outputs (store, table, chart, stats, and the card's
+     * props with the same values) are handed to Dash only after the next paint, so that the card
+     * reaches the screen before the table and chart render. Measured in benchmarks/: the card is
+     * painted ~40 ms sooner and the table and chart one frame later.
+     */
     function on_message(message, store, config) {
+        var out = handle_message(message, store, config);
+        var nu = window.dash_clientside.no_update;
+        if (out[4] === nu) {
+            return out; // the card did not change: nothing to paint first
+        }
+        return new Promise(function (resolve) {
+            afterPaint(function () {
+                resolve(out);
+            });
+        });
+    }
+
+    function handle_message(message, store, config) {
         var nu = window.dash_clientside.no_update;
         var out = [nu, nu, nu, nu, nu, nu, nu, nu, nu, nu];
         if (!message || typeof message.data !== "string" || !config) {
@@ -497,9 +557,10 @@
                 S.lastReadingAt = t;
             }
             if (merged.added.length) {
+                S.timeText = clock(newest.time);
+                writeCard(config, String(newest.bpm), S.timeText);
                 var chart = chartUpdate(config, before, after, merged.added);
                 var s = stats(after.rows);
-                S.timeText = clock(newest.time);
                 out = [
                     after,
                     tableRows(after.rows, config.order),
@@ -670,6 +731,7 @@
         merge: merge,
         bounds: bounds,
         neededRange: neededRange,
+        handleMessage: handle_message,
         firstHole: firstHole,
         resumeSeq: resumeSeq,
         reconnectUrl: reconnectUrl,

@@ -13,6 +13,7 @@ next paint follows within one frame, ~16 ms).
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import tempfile
 import time
@@ -270,11 +271,45 @@ BEFORE_REV = "445a7cb"
 INTERVAL_MS = (250,)
 
 
+def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One app's rounds as one result: samples pooled, CPU weighted by time, loads of the last."""
+    out = dict(parts[-1])
+    raw = {k: [x for p in parts for x in p["raw_ms"][k]] for k in parts[0]["raw_ms"]}
+    readings = sum(p["readings"] for p in parts)
+    window = sum(p["window_s"] for p in parts)
+    out.update(
+        rounds=len(parts),
+        readings=readings,
+        window_s=round(window, 2),
+        raw_ms=raw,
+        latency_ms={k: summary(v) for k, v in raw.items()},
+        coverage={k: len(v) / readings if readings else None for k, v in raw.items()},
+        dash_requests=sum(p["dash_requests"] for p in parts),
+        page_errors=[e for p in parts for e in p["page_errors"]],
+        long_tasks=[[i, *t] for i, p in enumerate(parts) for t in p["long_tasks"]],
+        card_bpm_mismatch=sum(p["card_bpm_mismatch"] for p in parts),
+        bridge_restarted_in_window=any(p["bridge_restarted_in_window"] for p in parts),
+    )
+    out["dash_requests_per_min"] = out["dash_requests"] / window * 60 if window else None
+    for key in ("server", "bridge", "browser"):
+        secs = [p[key]["seconds"] for p in parts]
+        cpus = [p[key]["cpu_percent"] or 0.0 for p in parts]
+        out[key] = {
+            "seconds": round(sum(secs), 2),
+            "cpu_percent": sum(c * t for c, t in zip(cpus, secs, strict=True)) / sum(secs)
+            if sum(secs)
+            else None,
+            "rss_mean_mb": parts[-1][key]["rss_mean_mb"],
+            "rss_max_mb": max((p[key]["rss_max_mb"] or 0.0) for p in parts),
+        }
+    return out
+
+
 def _peer_argv(app: str, port: int, bridge_ws: str, before_rev: str, interval: int) -> list[str]:
     module = {"hrdash_before": "hrdash_rev"}.get(app, app)
     argv = [PY, "-m", f"benchmarks.peers.{module}", "--port", str(port), "--bridge", bridge_ws]
     if app == "hrdash_before":
-        argv += ["--rev", before_rev]
+        argv += ["--js" if os.path.isfile(before_rev) else "--rev", before_rev]
     if app == "interval_peer":
         argv += ["--interval-ms", str(interval)]
     return argv
@@ -286,14 +321,20 @@ def run(
     apps: tuple[str, ...] = APPS,
     before_rev: str = BEFORE_REV,
     interval_ms: tuple[int, ...] = INTERVAL_MS,
+    rounds: int | None = None,
 ) -> dict[str, Any]:
-    """Every app in ``apps``, one after the other, in one browser, on hrdash's bridge. An
-    interval peer is measured once per period in ``interval_ms`` (named ``interval_peer`` when
-    there is one period, ``interval_peer_<ms>ms`` otherwise)."""
+    """Every app in ``apps``, one after the other, in one browser, on hrdash's bridge, in
+    ``rounds`` rounds (app A, B, C, A, B, C, ...: a noisy machine's slow spells spread over all
+    apps instead of hitting one), the window split evenly; samples are pooled per app and page
+    loads are timed in the last round. An interval peer is measured once per period in
+    ``interval_ms`` (named ``interval_peer`` when there is one period, ``interval_peer_<ms>ms``
+    otherwise)."""
     from playwright.sync_api import sync_playwright
 
-    # Full mode: at least 105 readings per app whatever the period (32 s at 10 Hz, 52 s at 2 Hz).
-    window_s = max(11.0, 22 * period) if quick else max(32.0, 105 * period)
+    # Per app, over all rounds: >= 120 readings in full mode (60 s at 2 Hz), >= 32 in quick.
+    window_s = max(16.0, 32 * period) if quick else max(32.0, 120 * period)
+    if rounds is None:
+        rounds = 2 if quick else 3
     loads = 3 if quick else 5
     env = {
         "HRDASH_SIMULATOR_PERIOD": str(period),
@@ -307,6 +348,7 @@ def run(
         "loads": loads,
         "before_rev": before_rev,
         "interval_ms": list(interval_ms),
+        "rounds": rounds,
         "apps": {},
     }
     running = start_hrdash(app_command(), env)
@@ -336,32 +378,43 @@ def run(
             )
             try:
                 context.add_init_script(INIT_JS)
+                parts: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in plan}
+                for round_no in range(rounds):
+                    last = round_no == rounds - 1
+                    for name, app, ms in plan:
+                        print(
+                            f"[bench] browser: {name} (round {round_no + 1}/{rounds})",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                        if app == "hrdash":
+                            url, pid, child = running.url, running.proc.pid, None
+                        else:
+                            port = free_port()
+                            child = spawn(name, _peer_argv(app, port, bridge_ws, before_rev, ms))
+                            peers.append(child)
+                            wait_port(port, 30, child.proc)
+                            url, pid = f"http://127.0.0.1:{port}/", child.proc.pid
+                        parts[name].append(
+                            measure_app(
+                                context,
+                                name,
+                                url,
+                                pid,
+                                bridge_pid,
+                                running.bridge_port,
+                                profile,
+                                window_s / rounds,
+                                loads if last else 0,
+                                has_table=app != "floor",
+                            )
+                        )
+                        end(child)
                 for name, app, ms in plan:
-                    print(f"[bench] browser: {name}", file=sys.stderr, flush=True)
-                    if app == "hrdash":
-                        url, pid, child = running.url, running.proc.pid, None
-                    else:
-                        port = free_port()
-                        child = spawn(name, _peer_argv(app, port, bridge_ws, before_rev, ms))
-                        peers.append(child)
-                        wait_port(port, 30, child.proc)
-                        url, pid = f"http://127.0.0.1:{port}/", child.proc.pid
-                    out["apps"][name] = measure_app(
-                        context,
-                        name,
-                        url,
-                        pid,
-                        bridge_pid,
-                        running.bridge_port,
-                        profile,
-                        window_s,
-                        loads,
-                        has_table=app != "floor",
-                    )
+                    out["apps"][name] = _merge(parts[name])
                     out["apps"][name]["kind"] = app
                     if ms:
                         out["apps"][name]["interval_ms"] = ms
-                    end(child)
             finally:
                 context.close()
     finally:

@@ -2,15 +2,19 @@
 fed by the simulator (``python -m hrdash simulate`` at 0.5 s, the real 2 Hz), and 100 / 1,000
 (quick) and also 5,000 / 10,000 (full) viewers opened by ONE load process of raw sockets
 (``benchmarks/_load.py``: one epoll loop, bytes drained, no frame parsing, pings answered).
-Delivery age is measured on 5 probe viewers (websockets clients parsing every frame) in a separate
-process; the bridge's CPU% and RSS, the load process's and the probe's CPU%, and the whole
-machine's CPU% (psutil.cpu_percent, per core too) are read over the same window.
+Delivery age is measured at EVERY load viewer: the load process notes the kernel's arrival time of
+each reading at each socket (``SO_TIMESTAMPNS``) and reports age = arrival - reading ``time``
+over all viewers and readings of the window (p50/p99/max, gaps, how far apart the first and the
+last viewer got each reading). 5 probe viewers (websockets clients parsing every frame, in a
+separate process) are kept as a cross-check. The bridge's CPU% and RSS, the load process's and
+the probe's CPU%, and the whole machine's CPU% (psutil.cpu_percent, per core too) are read over
+the same window.
 
 Then the *slow viewer* measurement, on a bridge of its own with the simulator at 100 Hz
 (``HRDASH_SIMULATOR_PERIOD=0.01``) and ``HRDASH_VIEWER_BUFFER=65536`` so that a viewer that never
-reads is dropped within seconds: 100 viewers + 5 probes, probe delivery age for a window without
-a slow viewer, then for a window starting when one viewer that never reads (SO_RCVBUF 4096, set
-before connect) has connected; when the bridge's ``viewers_dropped_slow`` counter moves (polled
+reads is dropped within seconds: 100 viewers + 5 probes, delivery age at every viewer (and the
+probes) for a window without a slow viewer, then for a window starting when one viewer that never
+reads (SO_RCVBUF 4096, set before connect) has connected; when the bridge's ``viewers_dropped_slow`` counter moves (polled
 every 50 ms) is the drop time.
 """
 
@@ -387,6 +391,9 @@ def slow_viewer(quick: bool) -> dict[str, Any]:
         s99 = with_slow["age_ms"]["p99"]
         a99 = out["age_ms_while_attached"]["p99"]
         out["p99_delta_ms"] = s99 - b99 if None not in (s99, b99) else None
+        ab99 = out["baseline"]["all_viewers"]["age_ms"]["p99"]
+        as99 = with_slow["all_viewers"]["age_ms"]["p99"]
+        out["all_p99_delta_ms"] = as99 - ab99 if None not in (as99, ab99) else None
         out["p99_delta_while_attached_ms"] = a99 - b99 if None not in (a99, b99) else None
         slow.proc.terminate()  # it prints whether the bridge closed it, then exits
         try:

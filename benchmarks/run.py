@@ -20,10 +20,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.browser_latency import APPS, BEFORE_REV
 from benchmarks.common import RESULTS, machine
 
 SECTIONS = ("browser", "fanout", "ingest", "soak")
-PEERS = ("interval_peer", "server_callback_peer")
 
 
 def run_section(name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -31,7 +31,14 @@ def run_section(name: str, args: argparse.Namespace) -> dict[str, Any]:
     if name == "browser":
         from benchmarks import browser_latency
 
-        return browser_latency.run(quick, period=args.period)
+        return browser_latency.run(
+            quick,
+            period=args.period,
+            apps=tuple(args.apps.split(",")),
+            before_rev=args.before_rev,
+            interval_ms=tuple(int(x) for x in args.interval_ms.split(",")),
+            rounds=args.rounds,
+        )
     if name == "fanout":
         from benchmarks import fanout
 
@@ -74,95 +81,125 @@ def _get(d: Any, *path: str) -> Any:
     return d
 
 
-def table(results: dict[str, Any]) -> str:
-    head = (
-        "| figure | hrdash | interval peer | server-callback peer "
-        "| ratio interval/hrdash | ratio server-cb/hrdash |\n|---|---:|---:|---:|---:|---:|"
-    )
-    rows: list[str] = [head]
+LABELS = {
+    "floor": "floor (no Dash)",
+    "hrdash": "hrdash",
+    "hrdash_before": "hrdash (before)",
+    "server_callback_peer": "server-callback peer",
+}
 
-    def row(label: str, values: list[Any], digits: int = 0, ratios: bool = True) -> None:
-        ours = values[0]
+
+def _label(name: str, app: dict[str, Any]) -> str:
+    if app.get("kind") == "interval_peer":
+        return f"interval peer ({app.get('interval_ms')} ms)"
+    return LABELS.get(name, name)
+
+
+def browser_table(br: dict[str, Any]) -> str:
+    """Browser section: one column per app, then hrdash - floor and peer / hrdash."""
+    names = list(br["apps"])
+    apps = [br["apps"][n] for n in names]
+    ours = br["apps"].get("hrdash")
+    floor = br["apps"].get("floor")
+    peers = [n for n in names if n not in ("floor", "hrdash", "hrdash_before")]
+    head = ["figure", *(_label(n, br["apps"][n]) for n in names), "hrdash - floor"]
+    head += [f"{_label(n, br['apps'][n])} / hrdash" for n in peers]
+    rows = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+
+    def row(label: str, path: tuple[str, ...], digits: int = 0, compare: bool = True) -> None:
+        values = [_get(a, *path) for a in apps]
         cells = [fmt(v, digits) for v in values]
-        cells += ["—"] * (3 - len(cells))
-        rs = [ratio(v, ours) for v in values[1:]] if ratios and len(values) > 1 else []
-        rs += ["—"] * (2 - len(rs))
-        rows.append(f"| {label} | " + " | ".join(cells + rs) + " |")
+        mine, base = _get(ours, *path), _get(floor, *path)
+        diff = "—"
+        if compare and isinstance(mine, (int, float)) and isinstance(base, (int, float)):
+            diff = f"{mine - base:+.{digits}f}"
+        cells.append(diff)
+        for n in peers:
+            cells.append(ratio(_get(br["apps"][n], *path), mine) if compare else "—")
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    hz = f"{1 / br['period_s']:g} Hz"
+    for display, label in (
+        ("card", "current card (DOM)"),
+        ("card_frame", "current card (next frame)"),
+        ("table", "table row"),
+        ("chart", "chart point"),
+    ):
+        for q in ("p50", "p99"):
+            row(f"reading → {label}, {q} (ms), {hz}", ("latency_ms", display, q))
+    for display in ("card", "table", "chart"):
+        values = [_get(a, "coverage", display) for a in apps]
+        cells = [fmt(100 * v if v is not None else None) for v in values]
+        rows.append(
+            f"| readings that reached the {display} (%) | "
+            + " | ".join(cells + ["—"] * (1 + len(peers)))
+            + " |"
+        )
+    row(
+        f"page open → first reading on the card, median of {br['loads']} (ms)",
+        ("load_to_card_ms", "p50"),
+    )
+    row(f"page open → 20 rows, median of {br['loads']} (ms)", ("load_to_20_rows_ms", "p50"))
+    row(f"Dash `_dash-update-component` requests / min / viewer, {hz}", ("dash_requests_per_min",))
+    row("page server CPU % with 1 viewer (app process, no children)", ("server", "cpu_percent"), 2)
+    row("Chromium CPU % (all its processes, 1 page)", ("browser", "cpu_percent"), 1)
+    row("page JS heap (MB)", ("js_heap_mb",), 1)
+    row(
+        f"bridge with 1 viewer: CPU % over {br['window_s']:g} s (same bridge)",
+        ("bridge", "cpu_percent"),
+        2,
+    )
+    row("bridge with 1 viewer: RSS (MB)", ("bridge", "rss_max_mb"), 1, compare=False)
+    exits = br.get("bridge_exit_lines") or []
+    codes = sorted({ln.split("status ", 1)[-1].split(")")[0] for ln in exits})
+    restarts = f"{br.get('bridge_restarts', 0)}" + (f" ({', '.join(codes)})" if codes else "")
+    rows.append(f"\nbridge restarts during the section: {restarts}")
+    return "\n".join(rows)
+
+
+def table(results: dict[str, Any]) -> str:
+    parts: list[str] = []
+    rows: list[str] = ["| figure | value |", "|---|---:|"]
+
+    def row(label: str, values: list[Any], digits: int = 0) -> None:
+        rows.append(f"| {label} | {fmt(values[0], digits)} |")
 
     sections = results["sections"]
     br = sections.get("browser")
     if isinstance(br, dict) and "apps" in br:
-        apps = [br["apps"].get(n) for n in ("hrdash", *PEERS)]
-        hz = 1 / br["period_s"]
-        tag = f"(sim {hz:g} Hz)"
-        for display, label in (
-            ("card", "current card"),
-            ("table", "table row"),
-            ("chart", "chart point"),
-        ):
-            for q in ("p50", "p99"):
-                row(
-                    f"browser: reading → {label}, {q} (ms) {tag}",
-                    [_get(a, "latency_ms", display, q) for a in apps],
-                )
-        for display in ("card", "table", "chart"):
-            row(
-                f"browser: readings that reached the {display} (%)",
-                [
-                    100 * v if (v := _get(a, "coverage", display)) is not None else None
-                    for a in apps
-                ],
-                ratios=False,
-            )
-        row(
-            f"browser: page open → 20 rows, median of {br['loads']} (ms)",
-            [_get(a, "load_to_20_rows_ms", "p50") for a in apps],
-        )
-        row(
-            f"browser: Dash `_dash-update-component` requests / min / viewer {tag}",
-            [_get(a, "dash_requests_per_min") for a in apps],
-        )
-        row(
-            "browser: Dash server CPU % with 1 viewer (app process, no children)",
-            [_get(a, "server", "cpu_percent") for a in apps],
-            2,
-        )
-        row(
-            "browser: Chromium CPU % (all its processes, 1 page)",
-            [_get(a, "browser", "cpu_percent") for a in apps],
-            1,
-        )
-        row("browser: page JS heap (MB)", [_get(a, "js_heap_mb") for a in apps], 1)
-        row(
-            f"bridge with 1 viewer: CPU % over {br['window_s']:g} s (same bridge for all)",
-            [_get(a, "bridge", "cpu_percent") for a in apps],
-            2,
-        )
-        row(
-            "bridge with 1 viewer: RSS (MB)",
-            [_get(a, "bridge", "rss_max_mb") for a in apps],
-            1,
-            ratios=False,
-        )
-        exits = br.get("bridge_exit_lines") or []
-        codes = sorted({ln.split("status ", 1)[-1].split(")")[0] for ln in exits})
-        row(
-            "browser: bridge restarts during the section (exit status)",
-            [f"{br.get('bridge_restarts', 0)}" + (f" ({', '.join(codes)})" if codes else "")],
-        )
+        parts.append(browser_table(br))
     elif br is not None:
-        rows.append(f"| browser: ERROR {fmt(_get(br, 'error'))[:80]} | — | — | — | — | — |")
+        parts.append(f"browser: ERROR {fmt(_get(br, 'error'))[:200]}")
     fo = sections.get("fanout")
     if isinstance(fo, dict) and "levels" in fo:
         base = _get(fo, "idle", "rss_mean_mb")
         row("fan-out: bridge RSS with 0 viewers (MB)", [base], 1)
         for lv in fo["levels"]:
             n = f"{lv['viewers']:,}"
-            row(f"fan-out {n} viewers: delivery age p50 (ms)", [_get(lv, "age_ms", "p50")], 1)
-            row(f"fan-out {n} viewers: delivery age p99 (ms)", [_get(lv, "age_ms", "p99")], 1)
+            av = lv.get("all_viewers") or {}
             row(
-                f"fan-out {n} viewers: gaps / duplicates / dropped slow",
-                [f"{lv['gaps']} / {lv['duplicates']} / {lv['dropped_slow']}"],
+                f"fan-out {n} viewers: delivery age over all load viewers p50 / p99 / max (ms)",
+                [" / ".join(fmt(_get(av, "age_ms", q), 1) for q in ("p50", "p99", "max"))],
+            )
+            row(
+                f"fan-out {n} viewers: arrivals measured / readings / viewers; gaps; missing",
+                [
+                    f"{fmt(av.get('arrivals'))} / {av.get('readings')} / "
+                    f"{av.get('viewers_with_readings')} of {av.get('viewers')}; "
+                    f"{av.get('gaps')}; {av.get('missing')}"
+                ],
+            )
+            row(
+                f"fan-out {n} viewers: first → last viewer per reading, p50 / max (ms)",
+                [" / ".join(fmt(_get(av, "per_reading_spread_ms", q), 1) for q in ("p50", "max"))],
+            )
+            row(
+                f"fan-out {n} viewers: probes (5, cross-check) age p50 / p99 / max (ms)",
+                [" / ".join(fmt(_get(lv, "age_ms", q), 1) for q in ("p50", "p99", "max"))],
+            )
+            row(
+                f"fan-out {n} viewers: probe gaps / duplicates; dropped slow",
+                [f"{lv['gaps']} / {lv['duplicates']}; {lv['dropped_slow']}"],
             )
             row(
                 f"fan-out {n} viewers: CPU % bridge / load / probes (of 1 core) / machine (of all)",
@@ -190,22 +227,27 @@ def table(results: dict[str, Any]) -> str:
         sv = fo.get("slow_viewer")
         if isinstance(sv, dict) and "baseline" in sv:
             tag = f"{sv['viewers']} viewers, sim {1 / sv['simulator_period_s']:g} Hz"
-            row(
-                f"slow viewer ({tag}): probe age p50 / p99 without (ms)",
-                [
-                    f"{fmt(_get(sv, 'baseline', 'age_ms', 'p50'), 1)} / "
-                    f"{fmt(_get(sv, 'baseline', 'age_ms', 'p99'), 1)}"
-                ],
-            )
-            row(
-                f"slow viewer: probe age p50 / p99 with 1 never-reading viewer, "
-                f"{sv['seconds_with_slow']:g} s (ms)",
-                [
-                    f"{fmt(_get(sv, 'with_slow', 'age_ms', 'p50'), 1)} / "
-                    f"{fmt(_get(sv, 'with_slow', 'age_ms', 'p99'), 1)}"
-                ],
-            )
-            row("slow viewer: p99 difference (ms)", [sv.get("p99_delta_ms")], 1)
+            for key, what in (
+                ("baseline", "without"),
+                ("with_slow", f"with 1 never-reading viewer, {sv['seconds_with_slow']:g} s"),
+            ):
+                row(
+                    f"slow viewer ({tag}): age p50 / p99 / max over all load viewers, {what} (ms)",
+                    [
+                        " / ".join(
+                            fmt(_get(sv, key, "all_viewers", "age_ms", q), 1)
+                            for q in ("p50", "p99", "max")
+                        )
+                    ],
+                )
+                row(
+                    f"slow viewer: probe age p50 / p99, {what} (ms)",
+                    [
+                        f"{fmt(_get(sv, key, 'age_ms', 'p50'), 1)} / "
+                        f"{fmt(_get(sv, key, 'age_ms', 'p99'), 1)}"
+                    ],
+                )
+            row("slow viewer: all-viewer p99 difference (ms)", [sv.get("all_p99_delta_ms")], 1)
             ev = sv.get("events_s_after_connect") or {}
             row(
                 f"slow viewer: dropped as slow (viewer_buffer {sv['viewer_buffer']:,} B)",
@@ -218,14 +260,15 @@ def table(results: dict[str, Any]) -> str:
             )
             sq = [x for x in sv.get("bridge_send_queue") or [] if "send_q" in x]
             if sq:
+                top = max(sq, key=lambda x: x["send_q"])
                 row(
-                    "slow viewer: bridge kernel send queue at its last sample (bytes; sndbuf)",
-                    [f"{sq[-1]['send_q']:,} at {sq[-1]['t']} s; {sq[-1].get('sndbuf', 0):,}"],
+                    "slow viewer: bridge kernel send queue, largest sample (bytes at s; sndbuf)",
+                    [f"{top['send_q']:,} at {top['t']} s; {top.get('sndbuf', 0):,}"],
                 )
         elif isinstance(sv, dict):
-            rows.append(f"| slow viewer: ERROR {fmt(sv.get('error'))[:80]} | — | — | — | — | — |")
+            rows.append(f"| slow viewer: ERROR {fmt(sv.get('error'))[:80]} | — |")
     elif fo is not None:
-        rows.append(f"| fan-out: ERROR {fmt(_get(fo, 'error'))[:80]} | — | — | — | — | — |")
+        rows.append(f"| fan-out: ERROR {fmt(_get(fo, 'error'))[:80]} | — |")
     ing = sections.get("ingest")
     if isinstance(ing, dict) and "core" in ing:
         row(
@@ -241,7 +284,7 @@ def table(results: dict[str, Any]) -> str:
             [_get(ing, "bridge", "frames_per_s")],
         )
     elif ing is not None:
-        rows.append(f"| ingest: ERROR {fmt(_get(ing, 'error'))[:80]} | — | — | — | — | — |")
+        rows.append(f"| ingest: ERROR {fmt(_get(ing, 'error'))[:80]} | — |")
     sk = sections.get("soak")
     if isinstance(sk, dict) and "samples" in sk:
         mins = f"{sk['seconds'] / 60:g} min"
@@ -260,8 +303,10 @@ def table(results: dict[str, Any]) -> str:
                 1,
             )
     elif sk is not None:
-        rows.append(f"| soak: ERROR {fmt(_get(sk, 'error'))[:80]} | — | — | — | — | — |")
-    return "\n".join(rows)
+        rows.append(f"| soak: ERROR {fmt(_get(sk, 'error'))[:80]} | — |")
+    if len(rows) > 2:
+        parts.append("\n".join(rows))
+    return "\n\n".join(parts)
 
 
 # -- plots ---------------------------------------------------------------------------------
@@ -305,8 +350,16 @@ def plots(results: dict[str, Any]) -> list[str]:
         levels = fo["levels"]
         xs = [lv["viewers"] for lv in levels]
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        ax.plot(xs, [lv["age_ms"]["p50"] for lv in levels], "o-", label="age p50")
-        ax.plot(xs, [lv["age_ms"]["p99"] for lv in levels], "s-", label="age p99")
+        for q, mark in (("p50", "o-"), ("p99", "s-"), ("max", "d-")):
+            ax.plot(
+                xs,
+                [_get(lv, "all_viewers", "age_ms", q) for lv in levels],
+                mark,
+                label=f"age {q}, all viewers",
+            )
+        ax.plot(
+            xs, [lv["age_ms"]["p99"] for lv in levels], "x:", color="grey", label="p99, 5 probes"
+        )
         ax.set_xscale("log")
         ax.set_xlabel("viewers")
         ax.set_ylabel("delivery age (ms)")
@@ -325,7 +378,7 @@ def plots(results: dict[str, Any]) -> list[str]:
         ax2.legend(loc="center left", fontsize=8)
         ax.legend(loc="upper left")
         ax.grid(True, alpha=0.3)
-        ax.set_title("Fan-out: delivery age on 5 probe viewers vs viewers")
+        ax.set_title("Fan-out at 2 Hz: delivery age at every viewer vs viewers")
         fig.tight_layout()
         path = RESULTS / f"fanout_age-{results['mode']}.png"
         fig.savefig(path, dpi=110)
@@ -362,8 +415,30 @@ def main() -> None:
     parser.add_argument(
         "--period",
         type=float,
-        default=0.1,
-        help="simulator period (s) for the browser and soak sections (default 0.1 = 10 Hz)",
+        default=0.5,
+        help="simulator period (s) for the browser and soak sections (default 0.5 = the real "
+        "2 Hz; 0.1 = the 10 Hz stress run)",
+    )
+    parser.add_argument(
+        "--apps",
+        default=",".join(APPS),
+        help=f"browser section: pages to measure, in order (default {','.join(APPS)})",
+    )
+    parser.add_argument(
+        "--interval-ms",
+        default="250",
+        help="browser section: interval peer period(s), comma-separated (default 250)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="browser section: rounds over all apps (default 3; quick: 2)",
+    )
+    parser.add_argument(
+        "--before-rev",
+        default=BEFORE_REV,
+        help=f"git revision of assets/hrdash.js for 'hrdash (before)' (default {BEFORE_REV})",
     )
     parser.add_argument(
         "--soak-seconds", type=float, default=300.0, help="soak duration (full mode; default 300)"

@@ -255,9 +255,11 @@ def build_layout(
         "ids": {
             "ws": ids.WS,
             "chart": ids.CHART,
+            "table": ids.TABLE,
             "status": ids.STATUS,
             "origin_alert": ids.ORIGIN_ALERT,
             "current_card": ids.CURRENT_CARD,
+            "current_bpm": ids.CURRENT_BPM,
             "current_time": ids.CURRENT_TIME,
             "source": ids.SOURCE_IDS,
         },

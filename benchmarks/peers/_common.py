@@ -115,7 +115,7 @@ def body(*extra: Any) -> html.Div:
 
 
 def parse_args(
-    description: str, extra: Callable[[argparse.ArgumentParser], None] | None = None
+    description: str, extra: Callable[[argparse.ArgumentParser], object] | None = None
 ) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--port", type=int, required=True)

@@ -1,7 +1,8 @@
 """The floor: the least a browser can do to show a reading. A static page (no Dash, no React, no
 libraries) opens a plain browser ``WebSocket`` to the bridge (``?overlap=1``) and, in
 ``onmessage``, writes the newest reading of the current run into ``#hr-current-bpm`` and
-``#hr-current-time`` with ``textContent``. No table, no chart, no repair, no reconnect. What
+``#hr-current-time`` with ``textContent``; it reconnects 0.5 s after a close. No table, no
+chart, no gap repair. What
 hrdash's card costs above this is the cost of Dash (and of the table and chart in the same page).
 
 ``python -m benchmarks.peers.floor --port 8054 --bridge ws://127.0.0.1:8765/ws``
@@ -31,17 +32,21 @@ PAGE = """<!doctype html>
     return pad(d.getHours(), 2) + ":" + pad(d.getMinutes(), 2) + ":" +
       pad(d.getSeconds(), 2) + "." + pad(d.getMilliseconds(), 3);
   }
-  var ws = new WebSocket(url + (url.indexOf("?") < 0 ? "?" : "&") + "overlap=1");
-  ws.onmessage = function (event) {
-    var frame = JSON.parse(event.data);
-    if (frame.type !== "readings" || !frame.readings || !frame.readings.length) return;
-    if (frame.run !== run) { run = frame.run; seq = -1; }
-    var newest = frame.readings[frame.readings.length - 1];
-    if (newest.seq <= seq) return;
-    seq = newest.seq;
-    bpm.textContent = String(newest.bpm);
-    when.textContent = clock(newest.time);
-  };
+  function connect() {
+    var ws = new WebSocket(url + (url.indexOf("?") < 0 ? "?" : "&") + "overlap=1");
+    ws.onmessage = function (event) {
+      var frame = JSON.parse(event.data);
+      if (frame.type !== "readings" || !frame.readings || !frame.readings.length) return;
+      if (frame.run !== run) { run = frame.run; seq = -1; }
+      var newest = frame.readings[frame.readings.length - 1];
+      if (newest.seq <= seq) return;
+      seq = newest.seq;
+      bpm.textContent = String(newest.bpm);
+      when.textContent = clock(newest.time);
+    };
+    ws.onclose = function () { setTimeout(connect, 500); };
+  }
+  connect();
 })();
 </script>
 </body></html>

@@ -101,6 +101,8 @@ def create(bridge_url: str) -> dash.Dash:
         before_seqs = {r["seq"] for r in before}
         added = [r for r in rows if r["seq"] not in before_seqs]
         append_only = bool(before) and all(r["seq"] > before[-1]["seq"] for r in added)
+        table: Any
+        extend: Any
         if append_only:
             dropped = len(before) + len(added) - len(rows)
             table = Patch()
