@@ -60,6 +60,7 @@
         wsBase: null, // config.ws_url resolved against the page's location (resolveWsUrl)
         closedUnopened: 0, // sockets closed since one last opened (a refused handshake closes)
         alert: null, // text of the origin alert line last written
+        pendingOut: null, // on_message outputs waiting for a paint (see on_message)
     };
 
     function now() {
@@ -392,15 +393,20 @@
                 })],
             }, [0], config.window], noUpdate];
         }
+        return [noUpdate, chartPatch(after.rows, range)];
+    }
+
+    /** A figure Patch that sets the whole trace and the y range. */
+    function chartPatch(rows, range) {
         var patch = new window.dash_clientside.Patch();
-        patch.assign(["data", 0, "x"], after.rows.map(function (r) {
+        patch.assign(["data", 0, "x"], rows.map(function (r) {
             return plotTime(r.time);
         }));
-        patch.assign(["data", 0, "y"], after.rows.map(function (r) {
+        patch.assign(["data", 0, "y"], rows.map(function (r) {
             return r.bpm;
         }));
         patch.assign(["layout", "yaxis", "range"], range);
-        return [noUpdate, patch.build()];
+        return patch.build();
     }
 
     /**
@@ -512,19 +518,54 @@
      * The Dash callback for a socket message. The card is written at once (writeCard, in
      * handle_message); when it changed, the outputs (store, table, chart, stats, and the card's
      * props with the same values) are handed to Dash only after the next paint, so that the card
-     * reaches the screen before the table and chart render. Measured in benchmarks/: the card is
-     * painted ~40 ms sooner and the table and chart one frame later.
+     * reaches the screen before the table and chart render (measured in benchmarks/: the card is
+     * painted ~40 ms sooner, the table and chart one frame later).
+     *
+     * Dash drops a callback's pending result when the same callback is requested again, so a
+     * message that arrives while a result waits for its paint takes that result over: it merges
+     * into the pending store, and every output it does not set itself comes from the pending one.
      */
     function on_message(message, store, config) {
-        var out = handle_message(message, store, config);
         var nu = window.dash_clientside.no_update;
+        var carried = S.pendingOut;
+        S.pendingOut = null;
+        var base = carried && carried[0] !== nu ? carried[0] : store;
+        var out = handle_message(message, base, config);
+        if (carried) {
+            carryOver(carried, out, config);
+        }
         if (out[4] === nu) {
             return out; // the card did not change: nothing to paint first
         }
+        S.pendingOut = out;
         return new Promise(function (resolve) {
             afterPaint(function () {
+                if (S.pendingOut === out) {
+                    S.pendingOut = null;
+                }
                 resolve(out);
             });
+        });
+    }
+
+    /** Fill the outputs `out` leaves unset from `carried` (a result Dash will drop). */
+    function carryOver(carried, out, config) {
+        var nu = window.dash_clientside.no_update;
+        var chartCarried = carried[2] !== nu || carried[3] !== nu;
+        var chartNew = out[2] !== nu || out[3] !== nu;
+        if (chartCarried && chartNew) {
+            // The new update was computed against a chart that lacks the carried one: redraw.
+            var st = normalise(out[0] !== nu ? out[0] : carried[0]);
+            out[2] = nu;
+            out[3] = chartPatch(st.rows, st.y_range || yRange(st.rows, config.y_range || [40, 160]));
+        } else if (chartCarried) {
+            out[2] = carried[2];
+            out[3] = carried[3];
+        }
+        [0, 1, 4, 5, 6, 7, 8, 9].forEach(function (i) {
+            if (out[i] === nu) {
+                out[i] = carried[i];
+            }
         });
     }
 

@@ -14,8 +14,8 @@ Then the *slow viewer* measurement, on a bridge of its own with the simulator at
 (``HRDASH_SIMULATOR_PERIOD=0.01``) and ``HRDASH_VIEWER_BUFFER=65536`` so that a viewer that never
 reads is dropped within seconds: 100 viewers + 5 probes, delivery age at every viewer (and the
 probes) for a window without a slow viewer, then for a window starting when one viewer that never
-reads (SO_RCVBUF 4096, set before connect) has connected; when the bridge's ``viewers_dropped_slow`` counter moves (polled
-every 50 ms) is the drop time.
+reads (SO_RCVBUF 4096, set before connect) has connected; when the bridge's
+``viewers_dropped_slow`` counter moves (polled every 0.1 s) is the drop time.
 """
 
 from __future__ import annotations
