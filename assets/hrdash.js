@@ -523,7 +523,9 @@
      *
      * Dash drops a callback's pending result when the same callback is requested again, so a
      * message that arrives while a result waits for its paint takes that result over: it merges
-     * into the pending store, and every output it does not set itself comes from the pending one.
+     * into the pending store, every output it does not set itself comes from the pending one, and
+     * it is returned at once (a result waits for a paint at most once). The first window (the
+     * snapshot on load) is returned at once too.
      */
     function on_message(message, store, config) {
         var nu = window.dash_clientside.no_update;
@@ -534,8 +536,11 @@
         if (carried) {
             carryOver(carried, out, config);
         }
-        if (out[4] === nu) {
-            return out; // the card did not change: nothing to paint first
+        var shown = normalise(base).rows.length > 0;
+        if (out[4] === nu || carried || !shown) {
+            // Nothing to paint first (the card did not change), a result already waited once
+            // (a busy page, e.g. loading, must not keep the table waiting), or the first window.
+            return out;
         }
         S.pendingOut = out;
         return new Promise(function (resolve) {

@@ -38,26 +38,31 @@ window.dash_clientside = {
 FEED = """
 async ([config, frames]) => {
   const hr = window.dash_clientside.hrdash;
+  const nu = window.dash_clientside.no_update;
   const bpm = () => document.getElementById(config.ids.current_bpm).textContent;
   const msg = (f) => ({data: JSON.stringify(f)});
+  const isPromise = (x) => typeof (x && x.then) === "function";
   const seen = {};
-  // Dash passes the store it has applied so far: null until the first result lands.
-  const first = hr.on_message(msg(frames[0]), null, config);
-  seen.cardRightAfterFirst = bpm();
-  seen.firstIsPromise = typeof (first && first.then) === "function";
-  // A status frame arrives before the first result was applied (Dash drops that result).
-  const second = hr.on_message(msg(frames[1]), null, config);
-  const out2 = await second;
-  seen.secondStoreSeqs = out2[0].rows.map((r) => r.seq);
-  seen.secondTableSeqs = out2[1].map((r) => r.seq);
-  seen.secondCard = out2[4];
-  seen.secondChartSet = out2[2] !== window.dash_clientside.no_update ||
-    out2[3] !== window.dash_clientside.no_update;
+  // The snapshot on load: no window shown yet, so the outputs come at once.
+  const out0 = hr.on_message(msg(frames[0]), null, config);
+  seen.snapshotIsPromise = isPromise(out0);
+  seen.snapshotSeqs = out0[0].rows.map((r) => r.seq);
+  // A new reading: the card is written at once, the outputs wait for a paint.
+  const first = hr.on_message(msg(frames[1]), out0[0], config);
+  seen.cardRightAfterReading = bpm();
+  seen.readingIsPromise = isPromise(first);
+  // A status frame arrives before that result was applied (Dash drops it): Dash still passes
+  // the snapshot's store; the status frame's result must carry the reading's outputs.
+  const out2 = await hr.on_message(msg(frames[2]), out0[0], config);
+  seen.carriedStoreSeqs = out2[0].rows.map((r) => r.seq);
+  seen.carriedTableSeqs = out2[1].map((r) => r.seq);
+  seen.carriedCard = out2[4];
+  seen.carriedChart = out2[2] !== nu || out2[3] !== nu;
   await first;
-  // The next reading, after the second result was applied.
-  const out3 = await hr.on_message(msg(frames[2]), out2[0], config);
-  seen.thirdStoreSeqs = out3[0].rows.map((r) => r.seq);
-  seen.thirdCard = out3[4];
+  // The next reading, after the carried result was applied.
+  const out3 = await hr.on_message(msg(frames[3]), out2[0], config);
+  seen.nextStoreSeqs = out3[0].rows.map((r) => r.seq);
+  seen.nextCard = out3[4];
   seen.cardAtEnd = bpm();
   return seen;
 }
@@ -93,27 +98,28 @@ def page() -> Iterator[Any]:
 
 def test_card_first_and_pending_outputs_carried_over(page: Any) -> None:
     """The card shows a reading as soon as on_message returns; a status frame that arrives
-    before the outputs were applied still delivers the snapshot's rows, table and card."""
+    before the reading's outputs were applied still delivers its rows, table, chart and card."""
     t0 = 1_700_000_000_000
-    readings = [{"seq": s, "time": t0 + 500 * s, "bpm": 60 + s} for s in range(1, 4)]
+
+    def frame(seqs: list[int], last: int) -> dict[str, Any]:
+        rows = [{"seq": s, "time": t0 + 500 * s, "bpm": 60 + s} for s in seqs]
+        return {"type": "readings", "run": "r1", "readings": rows, "first_seq": 1, "last_seq": last}
+
     frames = [
-        {"type": "readings", "run": "r1", "readings": readings, "first_seq": 1, "last_seq": 3},
-        {"type": "status", "run": "r1", "upstream": "live", "first_seq": 1, "last_seq": 3},
-        {
-            "type": "readings",
-            "run": "r1",
-            "readings": [{"seq": 4, "time": t0 + 2000, "bpm": 77}],
-            "first_seq": 1,
-            "last_seq": 4,
-        },
+        frame([1, 2, 3], 3),
+        frame([4], 4),
+        {"type": "status", "run": "r1", "upstream": "live", "first_seq": 1, "last_seq": 4},
+        frame([5], 5),
     ]
     seen = page.evaluate(FEED, [_config(), json.loads(json.dumps(frames))])
-    assert seen["cardRightAfterFirst"] == "63", seen
-    assert seen["firstIsPromise"], seen
-    assert seen["secondStoreSeqs"] == [1, 2, 3], seen
-    assert seen["secondTableSeqs"] == [1, 2, 3], seen
-    assert seen["secondCard"] == "63", seen
-    assert seen["secondChartSet"], seen
-    assert seen["thirdStoreSeqs"] == [1, 2, 3, 4], seen
-    assert seen["thirdCard"] == "77", seen
-    assert seen["cardAtEnd"] == "77", seen
+    assert not seen["snapshotIsPromise"], seen
+    assert seen["snapshotSeqs"] == [1, 2, 3], seen
+    assert seen["cardRightAfterReading"] == "64", seen
+    assert seen["readingIsPromise"], seen
+    assert seen["carriedStoreSeqs"] == [1, 2, 3, 4], seen
+    assert seen["carriedTableSeqs"] == [1, 2, 3, 4], seen
+    assert seen["carriedCard"] == "64", seen
+    assert seen["carriedChart"], seen
+    assert seen["nextStoreSeqs"] == [1, 2, 3, 4, 5], seen
+    assert seen["nextCard"] == "65", seen
+    assert seen["cardAtEnd"] == "65", seen
