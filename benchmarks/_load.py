@@ -27,7 +27,8 @@ than one past the viewer's previous seq is a gap. Only the first appearance per 
 Then it reads commands, one per line, on stdin (ignored when stdin is not a pipe): ``add N`` opens
 N more viewers and prints the same kind of line; ``stats`` prints the counters (``open``,
 ``closed`` = viewers the bridge closed, ``bytes``, ``recvs``, ``pongs``, own ``cpu_s``); ``mark``
-starts an arrival window (readings stamped from now on); ``arrivals`` ends it and prints
+starts an arrival window (readings stamped from now on), ``end`` closes it to readings stamped
+later, ``arrivals`` (once they have arrived) stops recording and prints
 ``{"kernel_ms": [...], "read_ms": [...], "by_seq": {seq: [min, max, viewers]}, "gaps",
 "viewers", "viewers_with_readings"}`` (raw ages, ms). SIGTERM
 or SIGINT: close every socket (RST, no TIME_WAIT), print the counters, exit.
@@ -109,6 +110,7 @@ class Arrivals:
     def __init__(self) -> None:
         self.active = False
         self.since_ms = 0.0
+        self.until_ms = float("inf")
         self.kernel: list[float] = []
         self.read: list[float] = []
         self.by_seq: dict[int, list[float]] = {}
@@ -120,6 +122,12 @@ class Arrivals:
             conn.seen_in_window = False
         self.active = True
         self.since_ms = time.time() * 1000
+        self.until_ms = float("inf")
+
+    def end(self) -> None:
+        """Readings stamped from now on are not counted (those before still are, as they arrive:
+        a write loop at thousands of viewers takes a while)."""
+        self.until_ms = time.time() * 1000
 
     def note(self, conn: _Conn, data: bytes, kernel_ms: float, read_ms: float) -> None:
         for m in READING.finditer(data):
@@ -131,7 +139,7 @@ class Arrivals:
             if not self.active:
                 continue
             t = float(m.group(2))
-            if t < self.since_ms:
+            if not self.since_ms <= t < self.until_ms:
                 continue
             if conn.seen_in_window and seq > prev + 1:
                 self.gaps += seq - prev - 1
@@ -328,6 +336,9 @@ class Load:
         elif words[0] == "mark":
             self.arrivals.start(list(self.open.values()))
             _emit({"marked": self.arrivals.since_ms})
+        elif words[0] == "end":
+            self.arrivals.end()
+            _emit({"ended": self.arrivals.until_ms})
         elif words[0] == "arrivals":
             _emit(self.arrivals.report(list(self.open.values())))
 

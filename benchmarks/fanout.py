@@ -141,6 +141,13 @@ class _Stack:
         for child in self.loaders:
             read_json_line(child, 30)
 
+    def end(self) -> None:
+        """Close the arrival window to readings stamped from now on."""
+        for child in self.loaders:
+            _command(child, "end")
+        for child in self.loaders:
+            read_json_line(child, 30)
+
     def arrivals(self) -> dict[str, Any]:
         """End the arrival window: delivery age of every reading at every load viewer."""
         for child in self.loaders:
@@ -213,7 +220,8 @@ def _window(
     machine_total = psutil.cpu_percent(None)
     machine_cores = psutil.cpu_percent(None, percpu=True)
     usage = {k: s.stop() for k, s in samplers.items()}
-    time.sleep(1.0)  # the last reading of the window reaches every viewer
+    stack.end()
+    time.sleep(1.0)  # the readings stamped before the end reach every viewer
     viewers = stack.arrivals()
     result = read_json_line(probe, seconds + 30)
     end(probe)
