@@ -128,7 +128,10 @@ def browser_table(br: dict[str, Any]) -> str:
         for q in ("p50", "p99"):
             row(f"reading → {label}, {q} (ms), {hz}", ("latency_ms", display, q))
     for display in ("card", "table", "chart"):
-        values = [_get(a, "coverage", display) for a in apps]
+        values = [
+            None if display != "card" and a.get("kind") == "floor" else _get(a, "coverage", display)
+            for a in apps
+        ]
         cells = [fmt(100 * v if v is not None else None) for v in values]
         rows.append(
             f"| readings that reached the {display} (%) | "
@@ -323,18 +326,22 @@ def plots(results: dict[str, Any]) -> list[str]:
     sections = results["sections"]
     br = sections.get("browser")
     if isinstance(br, dict) and "apps" in br:
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), sharey=True)
-        for ax, display in zip(axes, ("card", "table", "chart"), strict=True):
-            for name, app in br["apps"].items():
-                values = sorted(v for v in app["raw_ms"][display] if v > 0)
+        displays = ("card", "card_frame", "table", "chart")
+        titles = {"card_frame": "card (next frame)"}
+        fig, axes = plt.subplots(1, len(displays), figsize=(20, 4.5), sharey=True)
+        colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        for ax, display in zip(axes, displays, strict=True):
+            for i, (name, app) in enumerate(br["apps"].items()):
+                values = sorted(v for v in app["raw_ms"].get(display, []) if v > 0)
                 if not values:
                     continue
                 ys = [(i + 1) / len(values) for i in range(len(values))]
-                ax.step(values, ys, where="post", label=f"{name} (n={len(values)})")
+                label = f"{_label(name, app)} (n={len(values)})"
+                ax.step(values, ys, where="post", label=label, color=colours[i % len(colours)])
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(ScalarFormatter())
             ax.xaxis.set_minor_formatter(NullFormatter())
-            ax.set_title(f"reading time → {display} (DOM)")
+            ax.set_title(f"reading time → {titles.get(display, display + ' (DOM)')}")
             ax.set_xlabel("latency (ms, log)")
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize=8)
