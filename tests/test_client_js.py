@@ -116,7 +116,8 @@ HARNESS_JS = """
                      isTrusted: true, origin: 'ws://127.0.0.1:8765', timeStamp: 0};
     // Outputs (hrdash/callbacks/live.py): store, table rows, extendData, figure, the cards,
     // and last the message to send on the socket.
-    const out = window.dash_clientside.hrdash.on_message(message, window.store, config);
+    // on_message may hand its outputs over after the next paint (a Promise), as Dash awaits it.
+    const out = await window.dash_clientside.hrdash.on_message(message, window.store, config);
     if (out[0] !== NU()) window.store = out[0];
     let chart = 'none';
     const g = window.gd();
