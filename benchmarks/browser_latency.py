@@ -267,7 +267,7 @@ def measure_app(
 APPS = ("floor", "hrdash", "hrdash_before", "interval_peer", "server_callback_peer")
 # The page code hrdash is compared with as "hrdash (before)": assets/hrdash.js before the direct
 # card write (the last commit of the previous page code).
-BEFORE_REV = "445a7cb"
+BEFORE_REV = "db631b2"
 INTERVAL_MS = (250,)
 
 

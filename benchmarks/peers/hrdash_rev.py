@@ -4,7 +4,7 @@
 change of the page's per-reading path against the code before it, in the same run, on the same
 bridge. Benchmark only: hrdash itself has no such switch.
 
-``python -m benchmarks.peers.hrdash_rev --port 8053 --bridge ws://127.0.0.1:8765/ws --rev 445a7cb``
+``python -m benchmarks.peers.hrdash_rev --port 8053 --bridge ws://127.0.0.1:8765/ws --rev db631b2``
 """
 
 from __future__ import annotations
