@@ -113,12 +113,18 @@ def bridge(**flags: Any) -> None:
 @settings_options("simulate")
 def simulate(**flags: Any) -> None:
     """Run only the embedded heart-rate service on ws://127.0.0.1:SIMULATOR_PORT/, sending
-    {"time": <Unix ms>, "value": <bpm>} every SIMULATOR_PERIOD seconds to every client."""
+    {"time": <Unix ms>, "value": <bpm>} every SIMULATOR_PERIOD seconds to every client; with
+    SIMULATOR_PATIENTS=N, patients bed-01 … bed-NN at /patients/<id> (/ is bed-01)."""
     from hrdash.simulator import run_simulator
 
     settings = load_settings(flags)
     _run_async(
-        run_simulator(settings.simulator_port, settings.simulator_period, settings.simulator_seed)
+        run_simulator(
+            settings.simulator_port,
+            settings.simulator_period,
+            settings.simulator_seed,
+            patients=settings.simulator_patients,
+        )
     )
 
 

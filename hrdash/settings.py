@@ -316,6 +316,14 @@ SETTINGS: tuple[Setting, ...] = (
         _SIM,
     ),
     Setting(
+        "simulator_patients",
+        "1",
+        _int_range(1, 256),
+        "Patients the embedded simulator serves, bed-01 … bed-NN, at /patients/<id> (/ is "
+        "bed-01). Each has its own seed, derived from HRDASH_SIMULATOR_SEED and its index.",
+        _SIM,
+    ),
+    Setting(
         "window",
         "20",
         _int_range(1, 1000),
@@ -442,6 +450,7 @@ class Settings:
     simulator_port: int = _default("simulator_port")
     simulator_period: float = _default("simulator_period")
     simulator_seed: int | None = _default("simulator_seed")
+    simulator_patients: int = _default("simulator_patients")
     window: int = _default("window")
     order: str = _default("order")
     buffer: int = _default("buffer")

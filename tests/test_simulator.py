@@ -1,5 +1,5 @@
-"""hrdash.simulator: the patient model (pure, seeded) and the service that speaks the reference
-format on a real socket."""
+"""hrdash.simulator: the patient model (pure, seeded), the ward of patients, and the service that
+speaks the reference format on a real socket."""
 
 from __future__ import annotations
 
@@ -12,9 +12,26 @@ import time
 import numpy as np
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
-from hrdash.simulator import HeartModel, Simulator, frame
-from tests.conftest import server_port, timeout
+from hrdash.settings import SettingError, Settings
+from hrdash.simulator import (
+    HeartModel,
+    Simulator,
+    frame,
+    patient_ids,
+    patient_seed,
+    ward_profile,
+)
+from tests.conftest import free_port, server_port, timeout
+from tests.test_cli import (
+    assert_one_line_error,
+    clean_env,
+    hrdash,
+    spawn,
+    stop_with_sigterm,
+    wait_until_listening,
+)
 
 STEP = 0.5  # seconds, the reference service's period
 TWO_HOURS = int(2 * 3600 / STEP)
@@ -132,3 +149,173 @@ async def test_time_comes_from_the_clock() -> None:
     assert all(t % 1000 == 500 for t in times)
     assert [b - a for a, b in itertools.pairwise(times)] == [1000, 1000]
     assert 1_700_000_000_500 <= times[0] <= 1_700_001_000_000
+
+
+# --- a ward of patients ------------------------------------------------------------------------
+
+
+def ward_series(
+    seed: int | None, index: int, samples: int = TWO_HOURS, step: float = STEP
+) -> list[int]:
+    """The values patient ``index`` of a ward seeded ``seed`` sends, tick by tick (pure)."""
+    model = HeartModel(patient_seed(seed, index), ward_profile(index))
+    return [model.bpm(i * step) for i in range(1, samples + 1)]
+
+
+def is_contiguous_part(part: list[int], whole: list[int]) -> bool:
+    return any(whole[i : i + len(part)] == part for i in range(len(whole) - len(part) + 1))
+
+
+def test_patient_ids() -> None:
+    """bed-01 … bed-NN with two digits, more when N needs them."""
+    assert patient_ids(1) == ["bed-01"]
+    assert patient_ids(12) == [f"bed-{i:02d}" for i in range(1, 13)]
+    assert patient_ids(100)[0] == "bed-001" and patient_ids(256)[-1] == "bed-256"
+
+
+def test_one_patient_is_the_simulator_of_old() -> None:
+    """Patient bed-01 of any ward is exactly today's single patient: same seed, same profile."""
+    assert ward_series(7, 0, 3000) == run_model(7, 3000).tolist()
+    assert patient_seed(7, 0) == 7 and patient_seed(None, 0) is None
+
+
+async def test_patients_served_at_their_paths() -> None:
+    """Each /patients/<id> serves that patient (values from its own seeded model) in the
+    reference format; / serves bed-01."""
+    period, n = 0.02, 3
+    sim = Simulator(period=period, seed=11, patients=n)
+    server = await sim.start(port=0)
+    base = f"ws://127.0.0.1:{server_port(server)}"
+    paths = ["/", *[f"/patients/{pid}" for pid in patient_ids(n)]]
+    try:
+        async with asyncio.timeout(timeout(10)):
+            clients = [await connect(base + path) for path in paths]
+            got: dict[str, list[dict[str, int]]] = {path: [] for path in paths}
+            for _ in range(15):
+                for path, ws in zip(paths, clients, strict=True):
+                    got[path].append(json.loads(await ws.recv()))
+            for ws in clients:
+                await ws.close()
+    finally:
+        await sim.close()
+    now_ms = time.time() * 1000
+    for frames in got.values():
+        for f in frames:
+            assert set(f) == {"time", "value"}
+            assert type(f["time"]) is int and type(f["value"]) is int
+            assert abs(f["time"] - now_ms) < 60_000
+    expected = [ward_series(11, i, 2000, period) for i in range(n)]
+    for index, path in enumerate(paths[1:]):
+        values = [f["value"] for f in got[path]]
+        assert is_contiguous_part(values, expected[index]), path
+        others = [e for i, e in enumerate(expected) if i != index]
+        assert not any(is_contiguous_part(values, e) for e in others), path
+    root, bed01 = got["/"], got["/patients/bed-01"]
+    assert is_contiguous_part([f["value"] for f in root], expected[0])
+    common = [f for f in root if f in bed01]
+    assert len(common) >= 10, "/ and bed-01 should be the same patient"
+
+
+@pytest.mark.parametrize(
+    "path", ["/patients/bed-04", "/patients/bed-1", "/patients/bed-01/", "/patients", "/x"]
+)
+async def test_unknown_path_is_404(path: str) -> None:
+    """A path that names no patient is refused with HTTP 404 at the handshake."""
+    sim = Simulator(period=0.05, seed=1, patients=3)
+    server = await sim.start(port=0)
+    try:
+        async with asyncio.timeout(timeout(5)):
+            with pytest.raises(InvalidStatus) as info:
+                await connect(f"ws://127.0.0.1:{server_port(server)}{path}")
+            async with connect(f"ws://127.0.0.1:{server_port(server)}/patients/bed-03") as ws:
+                assert set(json.loads(await ws.recv())) == {"time", "value"}
+    finally:
+        await sim.close()
+    assert info.value.response.status_code == 404
+
+
+@pytest.fixture(scope="module")
+def ward() -> list[np.ndarray]:
+    """Two hours of each of 8 patients of a ward seeded 5 (pure: no sockets, no clock)."""
+    return [np.array(ward_series(5, i)) for i in range(8)]
+
+
+def test_ward_patients_differ(ward: list[np.ndarray]) -> None:
+    """Patients are not copies: every series differs, and their medians spread over 55-100 bpm
+    (at least 20 bpm between the lowest and the highest of 8)."""
+    assert len({tuple(x.tolist()) for x in ward}) == len(ward)
+    medians = [float(np.median(x)) for x in ward]
+    assert all(55 <= m <= 100 for m in medians), medians
+    assert max(medians) - min(medians) >= 20, medians
+
+
+def test_ward_has_tachycardia_and_bradycardia_prone_patients(ward: list[np.ndarray]) -> None:
+    """Some patients have mostly tachycardia episodes (>120 bpm for 10 s or more), some mostly
+    bradycardia (<50), and some few of either."""
+    tachy = [runs_longer_than(x > 120, 10.0) for x in ward]
+    brady = [runs_longer_than(x < 50, 10.0) for x in ward]
+    pairs = list(zip(tachy, brady, strict=True))
+    assert any(t >= 10 and t >= 3 * b for t, b in pairs), pairs
+    assert any(b >= 10 and b >= 3 * t for t, b in pairs), pairs
+    assert min(t + b for t, b in pairs) * 3 <= max(t + b for t, b in pairs), pairs
+
+
+def test_same_seed_same_ward() -> None:
+    """One seed gives the same ward twice; another seed gives others; unseeded patients of one
+    ward still differ from each other."""
+    assert [ward_series(5, i, 500) for i in range(4)] == [ward_series(5, i, 500) for i in range(4)]
+    for i in range(4):
+        assert ward_series(5, i, 500) != ward_series(6, i, 500)
+    assert len({patient_seed(5, i) for i in range(256)}) == 256
+    unseeded = Simulator(patients=4)
+    series = [[p.model.bpm(k * STEP) for k in range(1, 500)] for p in unseeded.patients]
+    assert len({tuple(s) for s in series}) == 4
+
+
+def test_patients_setting() -> None:
+    """HRDASH_SIMULATOR_PATIENTS defaults to 1 and accepts 1-256; anything else is one line
+    naming the setting."""
+    assert Settings.load(env={}).simulator_patients == 1
+    env = {"HRDASH_SIMULATOR_PATIENTS": "64"}
+    assert Settings.load(env=env).simulator_patients == 64
+    assert Settings.load(env={"HRDASH_SIMULATOR_PATIENTS": "256"}).simulator_patients == 256
+    for bad in ("0", "257", "many", ""):
+        with pytest.raises(SettingError, match=r"^HRDASH_SIMULATOR_PATIENTS: ") as info:
+            Settings.load(env={"HRDASH_SIMULATOR_PATIENTS": bad})
+        assert "\n" not in str(info.value)
+
+
+def test_bad_patients_setting_exits_2() -> None:
+    """`hrdash simulate` with a bad patient count exits 2 with one line naming the setting."""
+    assert_one_line_error(hrdash("simulate", "--simulator-patients", "0"), "--simulator-patients")
+    result = hrdash("simulate", env=clean_env(HRDASH_SIMULATOR_PATIENTS="300"))
+    assert_one_line_error(result, "HRDASH_SIMULATOR_PATIENTS")
+
+
+def test_simulate_serves_its_patients() -> None:
+    """`hrdash simulate --simulator-patients 3` serves bed-03 and refuses bed-04."""
+    from websockets.sync.client import connect as sync_connect
+
+    port = free_port()
+    proc = spawn(
+        "simulate",
+        "--simulator-port",
+        str(port),
+        "--simulator-period",
+        "0.05",
+        "--simulator-patients",
+        "3",
+        "--simulator-seed",
+        "4",
+    )
+    try:
+        wait_until_listening(proc, port)
+        url = f"ws://127.0.0.1:{port}/patients/"
+        with sync_connect(url + "bed-03", open_timeout=timeout(5)) as ws:
+            values = [json.loads(ws.recv(timeout=timeout(5)))["value"] for _ in range(5)]
+        assert is_contiguous_part(values, ward_series(4, 2, 2000, 0.05))
+        with pytest.raises(InvalidStatus):
+            sync_connect(url + "bed-04", open_timeout=timeout(5))
+    finally:
+        if proc.poll() is None:
+            stop_with_sigterm(proc)
