@@ -173,9 +173,19 @@ def test_patient_ids() -> None:
     assert patient_ids(100)[0] == "bed-001" and patient_ids(256)[-1] == "bed-256"
 
 
+# Seed 7 of the single-patient simulator before wards existed: its first and last 12 values of
+# 3000 at 0.5 s, and a weighted sum of all of them. A ward must not change this patient.
+SEED_7_HEAD = [75, 76, 78, 80, 81, 78, 78, 76, 75, 76, 79, 80]
+SEED_7_TAIL = [83, 84, 81, 79, 80, 82, 86, 88, 87, 87, 84, 82]
+SEED_7_CHECKSUM = 10772483
+
+
 def test_one_patient_is_the_simulator_of_old() -> None:
-    """Patient bed-01 of any ward is exactly today's single patient: same seed, same profile."""
-    assert ward_series(7, 0, 3000) == run_model(7, 3000).tolist()
+    """Patient bed-01 of any ward is exactly the single patient of old, value for value."""
+    series = ward_series(7, 0, 3000)
+    assert series[:12] == SEED_7_HEAD and series[-12:] == SEED_7_TAIL
+    assert sum(v * (i % 97 + 1) for i, v in enumerate(series)) == SEED_7_CHECKSUM
+    assert run_model(7, 3000).tolist() == series
     assert patient_seed(7, 0) == 7 and patient_seed(None, 0) is None
 
 
