@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 PREFIX = "HRDASH_"
+MAX_SIMULATOR_PATIENTS = 256
 
 
 class SettingError(ValueError):
@@ -318,7 +319,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "simulator_patients",
         "1",
-        _int_range(1, 256),
+        _int_range(1, MAX_SIMULATOR_PATIENTS),
         "Patients the embedded simulator serves, bed-01 … bed-NN, at /patients/<id> (/ is "
         "bed-01). Each has its own seed, derived from HRDASH_SIMULATOR_SEED and its index.",
         _SIM,

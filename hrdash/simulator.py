@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.http11 import Request, Response
 
-from hrdash.settings import PortInUseError
+from hrdash.settings import MAX_SIMULATOR_PATIENTS, PortInUseError
 
 log = logging.getLogger("hrdash.simulator")
 
@@ -48,7 +48,7 @@ TACHY_TARGET = (125.0, 155.0)
 BRADY_TARGET = (38.0, 47.0)
 TACHY, BRADY = "tachycardia", "bradycardia"
 WARD_BASELINES = (55.0, 100.0)  # resting baselines of a ward spread over this range
-MAX_PATIENTS = 256
+MAX_PATIENTS = MAX_SIMULATOR_PATIENTS
 
 
 @dataclass(frozen=True)
