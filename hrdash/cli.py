@@ -154,7 +154,8 @@ def simulate(**flags: Any) -> None:
 @settings_options("probe")
 def probe(url: str | None, count: int, timeout_s: float, sample: Path | None, **flags: Any) -> None:
     """Connect to the heart-rate service at URL, print its first frames, and infer where the
-    heart rate and the time are: prints the settings to use. Exit status 0 when a mapping was
+    heart rate and the time are: prints the settings to use and a [[patient]] table for a
+    sources file. Exit status 0 when a mapping was
     found, 1 when the service could not be reached or sent nothing in time, 3 when no field
     fits."""
     from hrdash import probe as probing

@@ -2,8 +2,10 @@
 
 Connects with the same upstream options as the bridge (path/query parameters, body, headers,
 subprotocols, TLS), prints the first frames, then the inferred mapping (see
-:mod:`hrdash.inference`) and the settings to use. ``--sample FILE`` does the same from a saved
-sample without connecting. Exit status: 0 when a mapping was found, 1 when the service could not
+:mod:`hrdash.inference`), the settings to use and a ``[[patient]]`` table for a sources file
+(:mod:`hrdash.sources`; its secrets are ``***``, as everywhere in the output). ``--sample FILE``
+does the same from a saved sample without connecting (a table only when HRDASH_UPSTREAM_URL
+names the service). Exit status: 0 when a mapping was found, 1 when the service could not
 be reached or sent nothing in time, 3 when frames arrived but no heart-rate field fits.
 """
 
@@ -24,9 +26,11 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from hrdash.inference import Inference, infer
 from hrdash.readings import Rejected, decode
 from hrdash.settings import Settings, redact_url
+from hrdash.sources import Source, patient_table
 from hrdash.upstream import connect_options, connect_url
 
 FRAME_PREVIEW = 400  # characters of each frame printed
+PATIENT_ID = "patient-1"  # id of the printed [[patient]] table (the one-upstream patient's id)
 
 
 class ProbeError(Exception):
@@ -153,6 +157,14 @@ def report(frames: list[str | bytes], result: Inference) -> str:
     return "\n".join(lines)
 
 
+def sources_entry(settings: Settings, result: Inference) -> Source:
+    """The patient that the probed service and its options make, read with the inferred
+    mapping."""
+    return Source.from_settings(
+        settings, PATIENT_ID, value_field=result.value_path, time_field=result.time_path or ""
+    )
+
+
 def probe(settings: Settings, count: int, timeout: float, sample: Path | None) -> tuple[str, int]:
     """Run a probe; returns (text to print, exit status). Raises :class:`ProbeError`."""
     out: list[str] = []
@@ -175,4 +187,7 @@ def probe(settings: Settings, count: int, timeout: float, sample: Path | None) -
         decoded.append(None if isinstance(obj, Rejected) else obj)
     result = infer(decoded)
     out.append(report(frames, result))
+    if result.value_path and settings.upstream_url:
+        out.append("Sources file entry (a [[patient]] table; choose its id and name):")
+        out.append(patient_table(sources_entry(settings, result)))
     return "\n".join(out), 0 if result.value_path else 3

@@ -72,16 +72,24 @@ def _choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
-def _ws_url(raw: str) -> str:
+def ws_url(raw: str) -> str:
+    """A ws:// or wss:// URL with a host name, stripped. Raises ValueError."""
     value = raw.strip()
-    if not value:
-        return ""
     parts = urlsplit(value)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError(f"expected a ws:// or wss:// URL, got {raw!r}")
+    return value
+
+
+def _ws_url(raw: str) -> str:
+    if not raw.strip():
+        return ""
+    try:
+        return ws_url(raw)
+    except ValueError:
         raise ValueError(
             f"expected a ws:// or wss:// URL (or empty for the simulator), got {raw!r}"
-        )
-    return value
+        ) from None
 
 
 def _public_ws_url(raw: str) -> str:
@@ -137,6 +145,14 @@ def _raw_text(raw: str) -> str:
     return raw
 
 
+def pair(name: str, value: str) -> tuple[str, str]:
+    """One path parameter (or query parameter): a non-empty name and its value, stripped.
+    Raises ValueError."""
+    if not name.strip():
+        raise ValueError(f"expected a non-empty name, got {name!r}")
+    return name.strip(), value.strip()
+
+
 def _pairs(raw: str) -> tuple[tuple[str, str], ...]:
     """``a=1,b=2`` → (("a", "1"), ("b", "2"))."""
     out = []
@@ -146,7 +162,7 @@ def _pairs(raw: str) -> tuple[tuple[str, str], ...]:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
             raise ValueError(f"expected name=value pairs separated by commas, got {item.strip()!r}")
-        out.append((name.strip(), value.strip()))
+        out.append(pair(name, value))
     return tuple(out)
 
 
@@ -180,10 +196,15 @@ def _headers(raw: str) -> tuple[tuple[str, str], ...]:
             if not sep or not name.strip():
                 raise ValueError("expected 'Name: value' lines (or a JSON object)")
             items.append((name.strip(), value.strip()))
-    for name, value in items:
-        if not name.replace("-", "").isalnum() or "\n" in value or "\r" in value:
-            raise ValueError(f"invalid header {name!r}")
-    return tuple(items)
+    return tuple(header(name, value) for name, value in items)
+
+
+def header(name: str, value: str) -> tuple[str, str]:
+    """One request header: a name of letters, digits and dashes, a value on one line.
+    Raises ValueError (naming the header, never its value: values are secret)."""
+    if not name.replace("-", "").isalnum() or "\n" in value or "\r" in value:
+        raise ValueError(f"invalid header {name!r}")
+    return name, value
 
 
 def _names(raw: str) -> tuple[str, ...]:
@@ -496,18 +517,10 @@ class Settings:
 
     def _check_consistency(self) -> None:
         if self.upstream_url:
-            placeholders = set(re.findall(r"{([^{}]*)}", self.upstream_url))
-            given = {name for name, _ in self.path_params}
-            if placeholders - given:
-                missing = ", ".join(sorted(placeholders - given))
-                raise SettingError(
-                    f"HRDASH_PATH_PARAMS: the upstream URL needs a value for {missing}"
-                )
-            if given - placeholders:
-                extra = ", ".join(sorted(given - placeholders))
-                raise SettingError(
-                    f"HRDASH_PATH_PARAMS: the upstream URL has no {{{extra}}} placeholder"
-                )
+            try:
+                check_path_params(self.upstream_url, self.path_params)
+            except ValueError as exc:
+                raise SettingError(f"HRDASH_PATH_PARAMS: {exc}") from None
         if self.buffer < self.window:
             raise SettingError(
                 f"HRDASH_BUFFER ({self.buffer}) must be at least HRDASH_WINDOW ({self.window})"
@@ -578,6 +591,19 @@ class Settings:
                 text = str(value)
             out[setting.env] = text
         return out
+
+
+def check_path_params(url: str, path_params: tuple[tuple[str, str], ...]) -> None:
+    """Every ``{name}`` placeholder of ``url`` has a value, and every value a placeholder.
+    Raises ValueError."""
+    placeholders = set(re.findall(r"{([^{}]*)}", url))
+    given = {name for name, _ in path_params}
+    if placeholders - given:
+        missing = ", ".join(sorted(placeholders - given))
+        raise ValueError(f"the upstream URL needs a value for {missing}")
+    if given - placeholders:
+        extra = ", ".join(sorted(given - placeholders))
+        raise ValueError(f"the upstream URL has no {{{extra}}} placeholder")
 
 
 def url_host(host: str) -> str:
