@@ -513,14 +513,19 @@ async def test_probe_table_loads_back_and_reads_the_service(
     assert strict_service(service.seen[-1])
 
 
+def relative_path(path: str) -> str:
+    relative = os.path.relpath(path)
+    assert not os.path.isabs(relative)
+    return relative
+
+
 async def test_probe_table_keeps_tls_options(
     services: ServiceFactory, tls: Tls, tmp_path: Path
 ) -> None:
     """A probe with --ca-file (relative to where probe runs) prints it as an absolute path, so
     the table loads from any directory and verifies the service's certificate."""
     service = await services(ssl_context=tls.server)
-    relative = os.path.relpath(tls.ca_file)  # the probe runs in this process's directory
-    assert not os.path.isabs(relative)
+    relative = relative_path(tls.ca_file)  # the probe runs in this process's directory
     result = await probe(service.url, "--ca-file", relative, env={"HRDASH_SOURCE_NAME": "Bed 9"})
     assert result.status == 0, result.err
     elsewhere = tmp_path / "elsewhere"
