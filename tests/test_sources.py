@@ -302,6 +302,7 @@ BAD: dict[str, tuple[str, str]] = {
         "line 7, column 16: TOML syntax error: Cannot overwrite a value",
     ),
     "no patient": ("# nothing yet\n", "no [[patient]] table"),
+    "empty patient array": ("patient = []\n", "no [[patient]] table"),
     "one table, not an array": (
         '[patient]\nid = "bed-01"\nurl = "ws://h/"\n',
         "patient: expected [[patient]] tables, got a table",
@@ -537,7 +538,8 @@ async def test_probe_table_keeps_tls_options(
 
 
 async def test_probe_without_a_mapping_prints_no_table(tmp_path: Path) -> None:
-    """No heart-rate field, no table (exit 3); a sample without a service URL, no table."""
+    """A sample without a service URL: no table (it has no url); no heart-rate field: no table
+    (exit 3)."""
     sample = tmp_path / "sample.jsonl"
     sample.write_text(
         '{"time": 1764324000000, "value": 72}\n{"time": 1764324000500, "value": 75}\n'
@@ -556,5 +558,5 @@ async def test_probe_without_a_mapping_prints_no_table(tmp_path: Path) -> None:
         )
     ]
     sample.write_text('{"note": "hello"}\n{"note": "again"}\n')
-    nothing = await probe("--sample", str(sample))
+    nothing = await probe("--sample", str(sample), env={"HRDASH_UPSTREAM_URL": "ws://hr.example/"})
     assert nothing.status == 3 and "[[patient]]" not in nothing.out
