@@ -156,16 +156,17 @@ def load_sources(path: str | os.PathLike[str]) -> list[Source]:
     taken relative to the file's directory. Raises :class:`SourcesError`."""
     where = os.fspath(path)
     try:
-        with open(path, "rb") as file:
-            data = tomllib.load(file)
+        text = Path(where).read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise SourcesError(f"{where}: no such file") from None
     except OSError as exc:
         raise SourcesError(f"{where}: cannot read it: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SourcesError(f"{where}: {_syntax_error(exc)}") from None
     except UnicodeDecodeError:
         raise SourcesError(f"{where}: not UTF-8 text") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SourcesError(f"{where}: {_syntax_error(exc, text)}") from None
     return parse_sources(data, where, Path(where).parent)
 
 
@@ -405,15 +406,20 @@ _PARSERS: dict[str, Callable[[Any, Path], Any]] = {
 }
 
 
-def _syntax_error(exc: tomllib.TOMLDecodeError) -> str:
-    """``line 3, column 5: TOML syntax error: Expected '=' ...`` from tomllib's message."""
+def _syntax_error(exc: tomllib.TOMLDecodeError, text: str) -> str:
+    """``line 3, column 5: TOML syntax error: Expected '=' ...`` from tomllib's message (which
+    says "at end of document" when the file ends too early: then the last line is named)."""
     message = str(exc)
     match = re.search(r" \(at line (\d+), column (\d+)\)$", message)
     if match:
         where = f"line {match[1]}, column {match[2]}"
         return f"{where}: TOML syntax error: {message[: match.start()]}"
-    message = message.replace(" (at end of document)", "")
-    return f"end of file: TOML syntax error: {message}"
+    end = " (at end of document)"
+    if message.endswith(end):
+        lines = text.splitlines() or [""]
+        where = f"line {len(lines)}, column {len(lines[-1]) + 1}"
+        return f"{where} (end of file): TOML syntax error: {message.removesuffix(end)}"
+    return f"TOML syntax error: {message}"
 
 
 # -- writing a table back ---------------------------------------------------------------------

@@ -301,6 +301,10 @@ BAD: dict[str, tuple[str, str]] = {
         f'{P1}[[patient]]\nid = "bed-02"\nurl = "ws://h/"\nurl = "ws://i/"\n',
         "line 7, column 16: TOML syntax error: Cannot overwrite a value",
     ),
+    "file ends in a string": (
+        '[[patient]]\nid = "bed-01"\nurl = "ws://h/',
+        "line 3, column 15 (end of file): TOML syntax error: Unterminated string",
+    ),
     "no patient": ("# nothing yet\n", "no [[patient]] table"),
     "empty patient array": ("patient = []\n", "no [[patient]] table"),
     "one table, not an array": (
