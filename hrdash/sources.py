@@ -175,7 +175,9 @@ def parse_sources(data: dict[str, Any], where: str, base: Path) -> list[Source]:
     ``base`` is the directory relative ``ca_file`` paths start from."""
     for key in data:
         if key != "patient":
-            raise SourcesError(f'{where}: unknown key "{key}" (the file holds [[patient]] tables)')
+            raise SourcesError(
+                f"{where}: unknown key {_key(key)} (the file holds [[patient]] tables)"
+            )
     patients = data.get("patient")
     if not patients:
         raise SourcesError(f"{where}: no [[patient]] table")
@@ -207,7 +209,7 @@ def _patient(
     label = f'{where}: patient "{patient_id}"'
     for key in table:
         if key not in KEYS:
-            raise fail(f'unknown key "{key}"')
+            raise fail(f"unknown key {_key(key)}")
     if "url" not in table:
         raise fail('missing key "url"')
     values: dict[str, Any] = {}
@@ -217,9 +219,9 @@ def _patient(
         try:
             values[key] = _PARSERS[key](raw, base)
         except _UnknownKey as exc:
-            raise fail(f'unknown key "{key}.{exc}"') from None
+            raise fail(f"unknown key {_key(f'{key}.{exc}')}") from None
         except _FieldError as exc:
-            raise fail(f"{key}.{exc.sub}: {exc}") from None
+            raise fail(f"{key}.{_key(exc.sub, bare=True)}: {exc}") from None
         except ValueError as exc:
             raise fail(f"{key}: {exc}") from None
     try:
@@ -228,6 +230,13 @@ def _patient(
         raise fail(f"path_params: {exc}") from None
     values.setdefault("name", patient_id)
     return Source(id=patient_id, **values)
+
+
+def _key(key: str, *, bare: bool = False) -> str:
+    """A key as messages show it: in double quotes, escaped so that the message stays one line
+    (``bare``: without the quotes when it needs no escape)."""
+    shown = json.dumps(key)
+    return shown[1:-1] if bare and shown[1:-1] == key else shown
 
 
 class _UnknownKey(ValueError):
@@ -289,7 +298,10 @@ def _name(value: Any, base: Path) -> str:
 
 
 def _url(value: Any, base: Path) -> str:
-    return ws_url(_string(value))
+    text = _string(value)
+    if any(unicodedata.category(c) == "Cc" for c in text.strip()):
+        raise ValueError("expected a URL without control characters")
+    return ws_url(text)
 
 
 def _scalar_text(sub: str, value: Any) -> str:

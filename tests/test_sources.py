@@ -305,6 +305,18 @@ BAD: dict[str, tuple[str, str]] = {
         '[[patient]]\nid = "bed-01"\nurl = "ws://h/',
         "line 3, column 15 (end of file): TOML syntax error: Unterminated string",
     ),
+    "key with a newline": (
+        patient('url = "ws://h/"\n"valu\\nfield" = "hr"'),
+        'patient "bed-02": unknown key "valu\\nfield"',
+    ),
+    "header name with a newline": (
+        patient('url = "ws://h/"\nheaders = { "X\\nY" = "k" }'),
+        'patient "bed-02": headers."X\\nY": invalid header \'X\\nY\'',
+    ),
+    "url with a newline": (
+        patient('url = "ws://h/a\\nb"'),
+        'patient "bed-02": url: expected a URL without control characters',
+    ),
     "no patient": ("# nothing yet\n", "no [[patient]] table"),
     "empty patient array": ("patient = []\n", "no [[patient]] table"),
     "one table, not an array": (
