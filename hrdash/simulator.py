@@ -266,12 +266,13 @@ async def run_simulator(
         if exc.errno == errno.EADDRINUSE:
             raise PortInUseError.for_port(host, port, "HRDASH_SIMULATOR_PORT") from None
         raise
+    ids = [p.id for p in sim.patients]
+    paths = f"/patients/{ids[0]}" + (f" … /patients/{ids[-1]}" if len(ids) > 1 else "")
     log.info(
-        "simulator on ws://%s:%d/ and /patients/%s … /patients/%s (one frame every %g s)",
+        "simulator on ws://%s:%d/ and %s (one frame every %g s)",
         host,
         port,
-        sim.patients[0].id,
-        sim.patients[-1].id,
+        paths,
         period,
     )
     stop = asyncio.Event()
