@@ -22,8 +22,8 @@ from hrdash.sources import (
     patient_table,
 )
 from hrdash.upstream import connect_options
-from tests.conftest import Seen, ServiceFactory, Tls
-from tests.test_probe import POINTS, frames_of, probe
+from tests.conftest import ServiceFactory, Tls
+from tests.test_probe import BODY, POINTS, frames_of, probe, strict_service
 
 
 def write(tmp_path: Path, text: str, name: str = "sources.toml") -> Path:
@@ -458,17 +458,7 @@ def test_redacted_table_round_trip_hides_every_secret(tmp_path: Path) -> None:
 
 # -- hrdash probe prints a table that loads back -------------------------------------------------
 
-BODY = '{"action": "subscribe", "stream": "hr"}'
-
-
-def strict_service(seen: Seen) -> bool:
-    """Serves only a client with the right path, query, header, subprotocol and first message."""
-    return (
-        seen.path == "/patients/7/hr?ward=3&format=json"
-        and seen.headers.get("X-Api-Key") == "k-123"
-        and seen.subprotocol == "hr.v1"
-        and seen.first_message == BODY
-    )
+# The strict service of the probe tests: it answers only a client with every option right.
 
 
 def printed_table(out: str) -> str:
