@@ -35,7 +35,10 @@ def read_all(frames: list[Any], value_path: str, time_path: str | None) -> list[
 
 
 def iso(ms: int, tz: timezone = UTC, z: bool = False) -> str:
-    text = datetime.fromtimestamp(ms / 1000, tz).isoformat(timespec="milliseconds")
+    # Whole seconds and the ms apart: ms / 1000 as a float can land a hair below the ms, and
+    # isoformat truncates (9157055213571 would print .570).
+    exact = datetime.fromtimestamp(ms // 1000, tz).replace(microsecond=ms % 1000 * 1000)
+    text = exact.isoformat(timespec="milliseconds")
     return text.replace("+00:00", "Z") if z else text
 
 

@@ -84,7 +84,8 @@ def frames_of(objs: list[Any]) -> list[str]:
 
 
 def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+    exact = datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=ms % 1000 * 1000)
+    return exact.isoformat(timespec="milliseconds")
 
 
 POINTS = [(T0 + 500 * i, 64 + (i * 29) % 60) for i in range(8)]
