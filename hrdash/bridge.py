@@ -238,7 +238,7 @@ class Bridge:
     def counters(self) -> dict[str, int]:
         """Every counter, the edge's and the hub's, in the order /healthz shows them."""
         merged = {**self._counters, **self.patient.counters}
-        return {key: merged[key] for key in COUNTER_ORDER}
+        return {key: merged[key] for key in COUNTER_ORDER if key in merged} | merged
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -440,9 +440,9 @@ class Bridge:
         if self.overlap_viewers:
             plain = self.viewers - self.overlap_viewers
             self._send_all(_json(self.patient.overlap_frame(items)), set(self.overlap_viewers))
-            self._send_all(self._readings_frame(items), plain)
+            self._send_all(_json(self.patient.readings_frame(items)), plain)
         else:
-            self._send_all(self._readings_frame(items))
+            self._send_all(_json(self.patient.readings_frame(items)))
 
     def _send_all(self, frame: str, viewers: set[ServerConnection] | None = None) -> None:
         """Write ``frame`` to ``viewers`` (default: all), dropping those too far behind.

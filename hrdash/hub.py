@@ -48,12 +48,15 @@ class PatientHub:
 
     def accept(self, readings: Iterable[Reading], now: float) -> list[Stored]:
         """Store readings (pending until :meth:`flush`); returns them with their seq."""
-        stored = [self.buffer.append(r.time, r.bpm) for r in readings]
-        if stored:
-            self._pending.extend(stored)
-            self.counters["accepted"] += len(stored)
+        append, pending, start = self.buffer.append, self._pending, len(self._pending)
+        for r in readings:  # the ingest path: a plain loop, no intermediate list
+            pending.append(append(r.time, r.bpm))
+        count = len(pending) - start
+        if count:
+            self.counters["accepted"] += count
             self.last_reading_at = now
-        return stored
+            return pending[start:]
+        return []
 
     @property
     def pending(self) -> int:
