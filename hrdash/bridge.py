@@ -600,7 +600,7 @@ class Bridge:
         params = parse_qs(query)
         since = params.get("since", [""])[0]
         run = params.get("run", [""])[0]
-        seq = int(since) if since.isdigit() else None
+        seq = int(since) if since.isascii() and since.isdigit() else None  # not "²"
         return _json(self.patient.first_frame(seq, run))
 
     async def _handle_viewer(self, ws: ServerConnection) -> None:

@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 
+from hrdash.bridge import Bridge
 from hrdash.buffer import SINCE_LIMIT
 from hrdash.hub import OVERLAP, Hub, PatientHub
 from hrdash.readings import Reading
+from hrdash.settings import Settings
 
 RUN = "cafe0123"
 T0 = 1_700_000_000_000  # Unix ms
@@ -196,3 +198,18 @@ def test_hub_maps_patients_to_their_own_rings() -> None:
     assert a.run_id == b.run_id == RUN
     with pytest.raises(ValueError, match="bed-01"):
         hub.add("bed-01")
+
+
+@pytest.mark.parametrize("since", ["%C2%B2", "-1", "1.5", "x"])
+def test_a_since_that_is_not_ascii_digits_gets_the_snapshot(since: str) -> None:
+    """The bridge hands the hub a since only when it is ASCII digits ("²" is a digit to
+    str.isdigit but not to int): anything else gets the snapshot, never an error."""
+    bridge = Bridge(Settings.load(env={}))
+    bridge.patient.accept(readings(0, 3), now=1.0)
+    bridge.patient.flush()
+    frame = json.loads(bridge._first_frame(f"since={since}&run={bridge.run_id}"))
+    assert [r["seq"] for r in frame["readings"]] == [1, 2, 3]
+    assert [
+        r["seq"]
+        for r in json.loads(bridge._first_frame(f"since=1&run={bridge.run_id}"))["readings"]
+    ] == [2, 3]
