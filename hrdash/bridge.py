@@ -3,9 +3,10 @@
 Upstream side: connects to the heart-rate service with websockets' reconnect iterator, using our
 own backoff (first retry within 0.5 s, doubling with jitter, capped at ``RECONNECT_CAP``); every
 frame goes through :class:`hrdash.upstream.FrameReader` (the configured or inferred mapping, or
-the transform hook, over the pure :mod:`hrdash.readings`); accepted readings enter the ring
-buffer (:mod:`hrdash.buffer`) and get a ``seq``; rejected frames are counted by reason and logged
-at most once per reason per 10 s.
+the transform hook, over the pure :mod:`hrdash.readings`); accepted readings go to the pure hub
+(:mod:`hrdash.hub`: the ring and ``seq``, snapshots, since/resend answers, the frames), which this
+module's asyncio edge sends out; rejected frames are counted by reason and logged at most once
+per reason per 10 s.
 
 Viewer side (``ws://BRIDGE_HOST:BRIDGE_PORT/ws``), JSON text frames, each with a ``type``:
 
@@ -64,7 +65,8 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from hrdash.buffer import SINCE_LIMIT, RingBuffer, Stored
+from hrdash.buffer import RingBuffer, Stored
+from hrdash.hub import OVERLAP, Hub, PatientHub
 from hrdash.origins import RefusedOrigins, canonical_origin, origin_allowed
 from hrdash.readings import Reading, RejectCounter, Rejected
 from hrdash.settings import PortInUseError, Settings, redact_url
@@ -76,7 +78,7 @@ from hrdash.upstream import (
     load_transform,
 )
 
-__all__ = ["UPSTREAM_MAX_SIZE", "Bridge", "reconnect_delays", "run_bridge"]
+__all__ = ["OVERLAP", "UPSTREAM_MAX_SIZE", "Bridge", "reconnect_delays", "run_bridge"]
 
 log = logging.getLogger("hrdash.bridge")
 
@@ -91,11 +93,23 @@ VIEWER_SNDBUF = 32 * 1024  # kernel send buffer per viewer (Linux doubles it): k
 # reached quickly and the viewer dropped (autotuning would grow it to ~4 MiB first)
 VIEWER_MAX_MESSAGE = 4096  # bytes; viewers only send small resend requests
 VIEWER_RESEND_PER_S = 5  # more resend requests than this in a second are ignored
-OVERLAP = 3  # readings repeated in each live frame for viewers that ask with ?overlap=1
 STATUS_EVERY = 1.0  # seconds between heartbeat status frames at most
 REJECT_LOG_EVERY = 10.0  # seconds between two log lines for the same rejection reason
 LAST_FRAME_CHARS = 4096  # the Source panel shows at most this much of the last raw frame
 LAST_REJECTED_CHARS = 1024
+PATIENT_ID = "patient-1"  # the one patient of HRDASH_UPSTREAM_URL
+# /healthz and status frames list the edge's and the hub's counters in this order.
+COUNTER_ORDER = (
+    "frames",
+    "accepted",
+    "upstream_connects",
+    "upstream_failures",
+    "viewers_connected",
+    "viewers_dropped_slow",
+    "resends",
+    "since_truncated",
+    "viewer_messages_refused",
+)
 
 
 def reconnect_delays(
@@ -173,8 +187,8 @@ class Bridge:
         self.reader = FrameReader(
             settings.value_field, settings.time_field, load_transform(settings.transform)
         )
-        self.buffer = RingBuffer(settings.buffer)
-        self.run_id = secrets.token_hex(4)
+        self.hub = Hub(settings.buffer, settings.window, run_id=secrets.token_hex(4))
+        self.patient: PatientHub = self.hub.add(PATIENT_ID)
         self.viewers: set[ServerConnection] = set()
         self.detail_viewers: set[ServerConnection] = set()  # Source panel open: full status
         self.overlap_viewers: set[ServerConnection] = set()  # asked for ?overlap=1
@@ -184,24 +198,18 @@ class Bridge:
         self.rejects = RejectCounter(REJECT_LOG_EVERY)
         self.refused_origins = RefusedOrigins()
         self.allowed_origins = frozenset(canonical_origin(o) for o in settings.effective_origins)
-        self.counters: dict[str, int] = {
+        self._counters: dict[str, int] = {  # the edge's; the hub keeps its own
             "frames": 0,
-            "accepted": 0,
             "upstream_connects": 0,
             "upstream_failures": 0,
             "viewers_connected": 0,
             "viewers_dropped_slow": 0,
-            "resends": 0,
-            "since_truncated": 0,  # since/resend answers cut to SINCE_LIMIT readings
             "viewer_messages_refused": 0,  # over VIEWER_RESEND_PER_S a second: ignored
         }
         self.upstream = "connecting"
         self.upstream_since = self._now_ms()
         self.upstream_detail = ""
-        self.last_reading_at: float | None = None  # clock() of the last accepted reading
         self.last_rejection: dict[str, Any] | None = None
-        self._pending: list[Stored] = []
-        self._flushed_seq = 0
         self._flush_handle: asyncio.Handle | None = None
         self._last_status_at = 0.0
         self._last_flush_at = 0.0
@@ -209,10 +217,28 @@ class Bridge:
         self._tasks: list[asyncio.Task[None]] = []
         self.server: Server | None = None
 
-    # -- clock -----------------------------------------------------------------------------
+    # -- clock, hub -------------------------------------------------------------------------
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
+
+    @property
+    def buffer(self) -> RingBuffer:
+        return self.patient.buffer
+
+    @property
+    def run_id(self) -> str:
+        return self.hub.run_id
+
+    @property
+    def _flushed_seq(self) -> int:
+        return self.patient.flushed_seq
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Every counter, the edge's and the hub's, in the order /healthz shows them."""
+        merged = {**self._counters, **self.patient.counters}
+        return {key: merged[key] for key in COUNTER_ORDER if key in merged} | merged
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -270,7 +296,7 @@ class Bridge:
 
     def _retry(self, exc: Exception) -> Exception | None:
         """process_exception for the reconnect iterator: a monitor retries every failure."""
-        self.counters["upstream_failures"] += 1
+        self._counters["upstream_failures"] += 1
         cause = describe_error(exc)
         if self.upstream != "down" or self.upstream_detail != cause:
             log.warning("upstream %s: %s; retrying", self._shown_url, cause)
@@ -300,7 +326,7 @@ class Bridge:
             **connect_options(s),
         ):
             opened = time.monotonic()
-            self.counters["upstream_connects"] += 1
+            self._counters["upstream_connects"] += 1
             log.info("upstream connected: %s", self._shown_url)
             if s.send:
                 with contextlib.suppress(ConnectionClosed):
@@ -336,7 +362,7 @@ class Bridge:
 
         Returns the readings accepted now (frames held while the mapping is being inferred are
         accepted later, all at once)."""
-        self.counters["frames"] += 1
+        self._counters["frames"] += 1
         if isinstance(data, str):
             self.last_frame = data[:LAST_FRAME_CHARS]
         else:
@@ -377,11 +403,8 @@ class Bridge:
                 self._reject(result.reason, result.detail, data)
                 continue
             accepted.append(result)
-            item = self.buffer.append(result.time, result.bpm)
-            self._pending.append(item)
         if accepted:
-            self.counters["accepted"] += len(accepted)
-            self.last_reading_at = self.clock()
+            self.patient.accept(accepted, self.clock())
             if self._flush_handle is None:
                 # Everything that arrives in this loop iteration goes out in one frame.
                 self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
@@ -401,23 +424,13 @@ class Bridge:
     # -- fan-out ---------------------------------------------------------------------------
 
     def _readings_frame(self, items: Iterable[Stored], **extra: Any) -> str:
-        return _json(
-            {
-                "type": "readings",
-                "run": self.run_id,
-                "readings": [item.as_dict() for item in items],
-                "first_seq": self.buffer.first_seq,
-                "last_seq": self._flushed_seq,
-                **extra,
-            }
-        )
+        return _json(self.patient.readings_frame(items, **extra))
 
     def _flush(self) -> None:
         self._flush_handle = None
-        if not self._pending:
+        items = self.patient.flush()
+        if not items:
             return
-        items, self._pending = self._pending, []
-        self._flushed_seq = items[-1].seq
         now = time.monotonic()
         if self._last_flush_at:
             gap = now - self._last_flush_at
@@ -426,11 +439,10 @@ class Bridge:
         self._last_flush_at = now
         if self.overlap_viewers:
             plain = self.viewers - self.overlap_viewers
-            repeated = self.buffer.last(len(items) + OVERLAP)
-            self._send_all(self._readings_frame(repeated), set(self.overlap_viewers))
-            self._send_all(self._readings_frame(items), plain)
+            self._send_all(_json(self.patient.overlap_frame(items)), set(self.overlap_viewers))
+            self._send_all(_json(self.patient.readings_frame(items)), plain)
         else:
-            self._send_all(self._readings_frame(items))
+            self._send_all(_json(self.patient.readings_frame(items)))
 
     def _send_all(self, frame: str, viewers: set[ServerConnection] | None = None) -> None:
         """Write ``frame`` to ``viewers`` (default: all), dropping those too far behind.
@@ -458,7 +470,7 @@ class Bridge:
 
     def _drop_slow(self, ws: ServerConnection) -> None:
         self._forget(ws)
-        self.counters["viewers_dropped_slow"] += 1
+        self._counters["viewers_dropped_slow"] += 1
         log.info("dropped a viewer that fell behind (%s)", ws.remote_address)
         if ws.transport is not None:
             ws.transport.abort()  # free its buffer now; it resumes with ?since= on reconnect
@@ -467,29 +479,21 @@ class Bridge:
 
     def status(self) -> dict[str, Any]:
         """The state a viewer or /healthz sees. Contains no secret."""
-        age = None
-        if self.last_reading_at is not None:
-            age = round(max(0.0, self.clock() - self.last_reading_at), 3)
-        return {
-            "type": "status",
-            "run": self.run_id,
-            "upstream": self.upstream,
-            "since": self.upstream_since,
-            "detail": self.upstream_detail,
-            "source": self.settings.display_source,
-            "first_seq": self.buffer.first_seq,
-            "last_seq": self._flushed_seq,  # what viewers have been sent, never ahead of it
-            "last_reading_age": age,
-            "now": self._now_ms(),
-            "viewers": len(self.viewers),
-            "counters": {
+        return self.patient.status_frame(
+            self.clock(),
+            upstream=self.upstream,
+            since=self.upstream_since,
+            detail=self.upstream_detail,
+            source=self.settings.display_source,
+            viewers=len(self.viewers),
+            counters={
                 **self.counters,
                 "rejected": self.rejects.total,
                 "rejected_by_reason": dict(self.rejects),
             },
-            "mapping": self.reader.describe(),
-            "last_rejection": self.last_rejection,
-        }
+            mapping=self.reader.describe(),
+            last_rejection=self.last_rejection,
+        )
 
     def source_detail(self) -> dict[str, Any]:
         """What the Source panel shows beyond the status: never a secret (URL redacted, header
@@ -554,7 +558,7 @@ class Bridge:
             body = {"status": "ok", **self.status(), "origins": origins}
             return self._json_response(http.HTTPStatus.OK, body)
         if path == "/readings":
-            body = {"run": self.run_id, "readings": [item.as_dict() for item in self.buffer]}
+            body = self.patient.all_readings()
             return self._json_response(http.HTTPStatus.OK, body)
         if path != "/ws":
             return ws.respond(http.HTTPStatus.NOT_FOUND, "Not found: use /ws or /healthz\n")
@@ -596,24 +600,8 @@ class Bridge:
         params = parse_qs(query)
         since = params.get("since", [""])[0]
         run = params.get("run", [""])[0]
-        if run == self.run_id and since.isdigit():
-            items = self._since(int(since))
-        else:
-            items = self.buffer.last(self.settings.window)
-        return self._readings_frame(self._flushed_only(items), snapshot=True)
-
-    def _since(self, seq: int) -> list[Stored]:
-        """The answer to a since or resend: the readings after ``seq``, at most ``SINCE_LIMIT``
-        (the newest of those already sent out); an answer cut short is counted."""
-        pending = self.buffer.last_seq - self._flushed_seq  # go out with the next live frame
-        items = self._flushed_only(self.buffer.since(seq, SINCE_LIMIT + pending))
-        if self.buffer.held_after(seq) - pending > len(items):
-            self.counters["since_truncated"] += 1
-        return items
-
-    def _flushed_only(self, items: list[Stored]) -> list[Stored]:
-        # Readings still pending go out with the next live frame; do not send them twice.
-        return [item for item in items if item.seq <= self._flushed_seq]
+        seq = int(since) if since.isascii() and since.isdigit() else None  # not "²"
+        return _json(self.patient.first_frame(seq, run))
 
     async def _handle_viewer(self, ws: ServerConnection) -> None:
         # Write the snapshot and join the fan-out in one synchronous step, so that no live
@@ -628,14 +616,14 @@ class Bridge:
         self.viewers.add(ws)
         if parse_qs(query).get("overlap", ["0"])[0] not in ("", "0"):
             self.overlap_viewers.add(ws)
-        self.counters["viewers_connected"] += 1
+        self._counters["viewers_connected"] += 1
         rate = RateWindow(VIEWER_RESEND_PER_S)
         try:
             async for message in ws:
                 if rate.allow(self.monotonic()):
                     self._on_viewer_message(ws, message)
                 else:
-                    self.counters["viewer_messages_refused"] += 1
+                    self._counters["viewer_messages_refused"] += 1
         except ConnectionClosed:
             pass
         finally:
@@ -661,12 +649,7 @@ class Bridge:
         since = request.get("since")
         if isinstance(since, bool) or not isinstance(since, int):
             return
-        if request.get("run") == self.run_id:
-            items = self._since(since)
-        else:
-            items = self.buffer.last(self.settings.window)
-        self.counters["resends"] += 1
-        broadcast([ws], self._readings_frame(self._flushed_only(items), resend=True))
+        broadcast([ws], _json(self.patient.resend_frame(since, request.get("run"))))
 
 
 async def run_bridge(settings: Settings, ready: Callable[[Bridge], None] | None = None) -> None:

@@ -1,0 +1,215 @@
+"""hrdash.hub: one patient's ring, snapshot, since/resend answers and frames, without sockets."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from hrdash.bridge import Bridge
+from hrdash.buffer import SINCE_LIMIT
+from hrdash.hub import OVERLAP, Hub, PatientHub
+from hrdash.readings import Reading
+from hrdash.settings import Settings
+
+RUN = "cafe0123"
+T0 = 1_700_000_000_000  # Unix ms
+
+
+def readings(first: int, count: int) -> list[Reading]:
+    """``count`` readings, the i-th (from ``first``) at T0 + 500 * i with bpm 60 + i % 50."""
+    return [Reading(T0 + 500 * i, 60 + i % 50) for i in range(first, first + count)]
+
+
+def hub_with(count: int, *, capacity: int = 100, window: int = 10) -> PatientHub:
+    """A patient hub given ``count`` readings, all sent out (flushed)."""
+    hub = PatientHub(capacity, window, RUN)
+    hub.accept(readings(0, count), now=100.0)
+    hub.flush()
+    return hub
+
+
+def seqs(frame: dict[str, object]) -> list[int]:
+    items = frame["readings"]
+    assert isinstance(items, list)
+    return [item["seq"] for item in items]
+
+
+def test_accept_gives_seqs_and_counts() -> None:
+    """Accepted readings get seq 1, 2, ... in order and are counted."""
+    hub = PatientHub(100, 10, RUN)
+    stored = hub.accept(readings(0, 3), now=5.0)
+    assert [(s.seq, s.time, s.bpm) for s in stored] == [
+        (1, T0, 60),
+        (2, T0 + 500, 61),
+        (3, T0 + 1000, 62),
+    ]
+    assert hub.accept([], now=6.0) == []
+    assert hub.counters["accepted"] == 3
+    assert hub.last_reading_at == 5.0  # an empty batch does not move it
+
+
+def test_snapshot_is_the_last_window() -> None:
+    """A new viewer without since gets the last ``window`` readings and this run's seqs."""
+    hub = hub_with(25, window=10)
+    frame = hub.first_frame(None, None)
+    assert frame["type"] == "readings" and frame["snapshot"] is True
+    assert frame["run"] == RUN
+    assert seqs(frame) == list(range(16, 26))
+    assert (frame["first_seq"], frame["last_seq"]) == (1, 25)
+    assert frame["readings"][-1] == {"seq": 25, "time": T0 + 500 * 24, "bpm": 60 + 24}
+    json.dumps(frame, allow_nan=False)  # what the edge sends is plain JSON
+
+
+def test_since_with_this_run_gives_what_follows() -> None:
+    """since=N with this run's id gives every reading after N (more than the window)."""
+    hub = hub_with(25, window=10)
+    assert seqs(hub.first_frame(3, RUN)) == list(range(4, 26))
+    assert seqs(hub.first_frame(25, RUN)) == []
+    assert hub.counters["since_truncated"] == 0
+
+
+@pytest.mark.parametrize("run", ["deadbeef", None, ""])
+def test_since_with_another_run_gives_the_snapshot(run: str | None) -> None:
+    """A since from another run (or none) is meaningless here: the viewer gets the snapshot."""
+    hub = hub_with(25, window=10)
+    assert seqs(hub.first_frame(3, run)) == list(range(16, 26))
+
+
+def test_since_is_bounded_and_truncation_counted() -> None:
+    """A since answer holds at most SINCE_LIMIT readings, the newest, and each cut is counted."""
+    total = SINCE_LIMIT + 50
+    hub = hub_with(total, capacity=total + 10)
+    frame = hub.resend_frame(0, RUN)
+    assert frame["resend"] is True
+    assert seqs(frame) == list(range(51, total + 1))
+    assert (hub.counters["since_truncated"], hub.counters["resends"]) == (1, 1)
+    # Exactly SINCE_LIMIT readings after the since: not cut, not counted.
+    assert len(seqs(hub.resend_frame(50, RUN))) == SINCE_LIMIT
+    assert (hub.counters["since_truncated"], hub.counters["resends"]) == (1, 2)
+    # A resend from another run gets the window, uncounted as truncation.
+    assert seqs(hub.resend_frame(0, "other")) == list(range(total - 9, total + 1))
+    assert (hub.counters["since_truncated"], hub.counters["resends"]) == (1, 3)
+
+
+def test_pending_readings_do_not_count_as_truncation() -> None:
+    """Readings not yet sent out are left out of an answer without counting it as cut."""
+    hub = hub_with(SINCE_LIMIT, capacity=SINCE_LIMIT + 10)
+    hub.accept(readings(SINCE_LIMIT, 5), now=101.0)  # pending
+    assert seqs(hub.first_frame(0, RUN)) == list(range(1, SINCE_LIMIT + 1))
+    assert hub.counters["since_truncated"] == 0
+
+
+def test_pending_readings_are_left_out_until_flushed() -> None:
+    """Accepted but not sent out: in no answer and not in last_seq; after flush, in all."""
+    hub = hub_with(3)
+    hub.accept(readings(3, 2), now=101.0)
+    assert hub.pending == 2
+    assert seqs(hub.first_frame(None, None)) == [1, 2, 3]
+    assert seqs(hub.first_frame(0, RUN)) == [1, 2, 3]
+    assert seqs(hub.resend_frame(1, RUN)) == [2, 3]
+    assert hub.first_frame(None, None)["last_seq"] == 3
+    live = hub.flush()
+    assert [s.seq for s in live] == [4, 5]
+    assert (hub.pending, hub.flushed_seq) == (0, 5)
+    assert hub.flush() == []  # nothing new: flushed_seq stays
+    assert hub.flushed_seq == 5
+    assert seqs(hub.first_frame(None, None)) == [1, 2, 3, 4, 5]
+    assert hub.readings_frame(live)["last_seq"] == 5
+
+
+def test_overlap_frame_repeats_the_readings_before() -> None:
+    """An overlap viewer's live frame holds the new readings and the OVERLAP ones before."""
+    hub = hub_with(10)
+    hub.accept(readings(10, 2), now=101.0)
+    live = hub.flush()
+    assert seqs(hub.readings_frame(live)) == [11, 12]
+    assert seqs(hub.overlap_frame(live)) == list(range(11 - OVERLAP, 13))
+    assert hub.overlap_frame(live)["last_seq"] == 12
+    # Early in a run there is less to repeat.
+    young = PatientHub(100, 10, RUN)
+    young.accept(readings(0, 1), now=1.0)
+    assert seqs(young.overlap_frame(young.flush())) == [1]
+
+
+def test_status_frame_fields() -> None:
+    """The status frame puts the edge's fields around this ring's seqs, age and clock."""
+    hub = PatientHub(5, 10, RUN)
+    edge: dict[str, Any] = {
+        "upstream": "live",
+        "since": 123,
+        "detail": "",
+        "source": "ws://x",
+        "viewers": 2,
+        "counters": {"frames": 9},
+        "mapping": {"value": "value"},
+        "last_rejection": None,
+    }
+    empty = hub.status_frame(50.0, **edge)
+    assert (empty["first_seq"], empty["last_seq"], empty["last_reading_age"]) == (1, 0, None)
+    hub.accept(readings(0, 8), now=100.0)
+    hub.accept(readings(8, 1), now=101.25)
+    before_flush = hub.status_frame(102.0, **edge)
+    assert before_flush["last_seq"] == 0  # never ahead of what viewers were sent
+    hub.flush()
+    status = hub.status_frame(102.0, **edge)
+    assert list(status) == [
+        "type",
+        "run",
+        "upstream",
+        "since",
+        "detail",
+        "source",
+        "first_seq",
+        "last_seq",
+        "last_reading_age",
+        "now",
+        "viewers",
+        "counters",
+        "mapping",
+        "last_rejection",
+    ]
+    assert status["type"] == "status" and status["run"] == RUN
+    assert (status["first_seq"], status["last_seq"]) == (5, 9)  # capacity 5 of 9 readings
+    assert status["last_reading_age"] == 0.75
+    assert status["now"] == 102_000
+    assert {k: status[k] for k in edge} == edge
+    # A clock behind the last reading gives age 0, not a negative age.
+    assert hub.status_frame(100.0, **edge)["last_reading_age"] == 0.0
+
+
+def test_all_readings_is_the_whole_ring() -> None:
+    hub = hub_with(7, capacity=5)
+    assert hub.all_readings() == {
+        "run": RUN,
+        "readings": [{"seq": s, "time": T0 + 500 * (s - 1), "bpm": 59 + s} for s in range(3, 8)],
+    }
+
+
+def test_hub_maps_patients_to_their_own_rings() -> None:
+    """Each patient has its own ring and seqs; all share the run id; ids are unique."""
+    hub = Hub(100, 10, RUN)
+    a, b = hub.add("bed-01"), hub.add("bed-02")
+    a.accept(readings(0, 3), now=1.0)
+    b.accept(readings(0, 1), now=1.0)
+    assert (a.buffer.last_seq, b.buffer.last_seq) == (3, 1)
+    assert hub["bed-02"] is b and list(hub) == ["bed-01", "bed-02"] and len(hub) == 2
+    assert a.run_id == b.run_id == RUN
+    with pytest.raises(ValueError, match="bed-01"):
+        hub.add("bed-01")
+
+
+@pytest.mark.parametrize("since", ["%C2%B2", "-1", "1.5", "x"])
+def test_a_since_that_is_not_ascii_digits_gets_the_snapshot(since: str) -> None:
+    """The bridge hands the hub a since only when it is ASCII digits ("²" is a digit to
+    str.isdigit but not to int): anything else gets the snapshot, never an error."""
+    bridge = Bridge(Settings.load(env={}))
+    bridge.patient.accept(readings(0, 3), now=1.0)
+    bridge.patient.flush()
+    frame = json.loads(bridge._first_frame(f"since={since}&run={bridge.run_id}"))
+    assert [r["seq"] for r in frame["readings"]] == [1, 2, 3]
+    assert [
+        r["seq"]
+        for r in json.loads(bridge._first_frame(f"since=1&run={bridge.run_id}"))["readings"]
+    ] == [2, 3]
