@@ -58,6 +58,17 @@ def load_settings(flags: dict[str, Any]) -> Settings:
     return settings
 
 
+def check_sources(settings: Settings) -> None:
+    """A bad sources file (or none where the settings name one) ends here, before anything
+    serves: one line naming the file, the patient and the field, exit status 2."""
+    from hrdash.sources import station_sources
+
+    try:
+        station_sources(settings)
+    except SettingError as exc:
+        fail(str(exc))
+
+
 def configure_logging(level: str) -> None:
     """Our loggers at ``level``; websockets' per-connection chatter only when debugging."""
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
@@ -87,11 +98,13 @@ def cli() -> None:
 @cli.command()
 @settings_options("run")
 def run(**flags: Any) -> None:
-    """Run everything: the simulator (when no upstream URL is set), the bridge and the Dash
-    server. The same as `python app.py`. Ctrl-C or SIGTERM stops them all."""
+    """Run everything: the simulator (when neither an upstream URL nor a sources file is set),
+    the bridge and the Dash server. The same as `python app.py`. Ctrl-C or SIGTERM stops them
+    all."""
     from hrdash.runner import run_all
 
     settings = load_settings(flags)
+    check_sources(settings)
     try:
         run_all(settings)
     except PortInUseError as exc:
@@ -101,11 +114,13 @@ def run(**flags: Any) -> None:
 @cli.command()
 @settings_options("bridge")
 def bridge(**flags: Any) -> None:
-    """Run only the bridge: connect to the heart-rate service and relay its readings to browsers
-    on ws://BRIDGE_HOST:BRIDGE_PORT/ws (health: GET /healthz)."""
+    """Run only the bridge: connect to the heart-rate service (or every patient of the sources
+    file) and relay the readings to browsers on ws://BRIDGE_HOST:BRIDGE_PORT/ws?patient=ID, the
+    station feed on /ws?station=1 (health: GET /healthz; patients: GET /api/patients)."""
     from hrdash.bridge import run_bridge
 
     settings = load_settings(flags)
+    check_sources(settings)
     _run_async(run_bridge(settings))
 
 

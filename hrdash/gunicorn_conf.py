@@ -22,12 +22,14 @@ from typing import Any
 
 from hrdash.cli import configure_logging, fail
 from hrdash.settings import SettingError, Settings
+from hrdash.sources import station_sources
 from hrdash.supervise import START_TIMEOUT, SupervisorFailed, SupervisorProcess
 
 __all__ = ["bind", "control_socket_disable", "on_exit", "on_starting", "when_ready"]
 
 try:
     _settings = Settings.load()
+    station_sources(_settings)  # a bad sources file stops gunicorn before it serves
 except SettingError as _exc:
     fail(str(_exc))
 

@@ -268,6 +268,14 @@ SETTINGS: tuple[Setting, ...] = (
         "The heart-rate service (ws:// or wss://). Empty: start the embedded simulator.",
     ),
     Setting(
+        "sources",
+        "",
+        _text,
+        "Sources file (TOML): one [[patient]] table per patient, for a station of several "
+        "patients. Not together with HRDASH_UPSTREAM_URL. Empty: HRDASH_UPSTREAM_URL, or the "
+        "simulator's patients.",
+    ),
+    Setting(
         "path_params",
         "",
         _pairs,
@@ -457,6 +465,7 @@ class Settings:
     and its default is that row's default (written once, in the table)."""
 
     upstream_url: str = _default("upstream_url")
+    sources: str = _default("sources")
     path_params: tuple[tuple[str, str], ...] = _default("path_params")
     query: str = _default("query")
     send: str = _default("send")
@@ -516,6 +525,11 @@ class Settings:
         return settings
 
     def _check_consistency(self) -> None:
+        if self.sources and self.upstream_url:
+            raise SettingError(
+                "HRDASH_SOURCES and HRDASH_UPSTREAM_URL are both set: use one (the sources file "
+                "for several patients, the URL for one)"
+            )
         if self.upstream_url:
             try:
                 check_path_params(self.upstream_url, self.path_params)
@@ -526,7 +540,7 @@ class Settings:
                 f"HRDASH_BUFFER ({self.buffer}) must be at least HRDASH_WINDOW ({self.window})"
             )
         ports = {"HRDASH_PORT": self.port, "HRDASH_BRIDGE_PORT": self.bridge_port}
-        if not self.upstream_url:
+        if self.uses_simulator:
             ports["HRDASH_SIMULATOR_PORT"] = self.simulator_port
         seen: dict[int, str] = {}
         for name, port in ports.items():
@@ -554,7 +568,8 @@ class Settings:
 
     @property
     def uses_simulator(self) -> bool:
-        return not self.upstream_url
+        """True when neither a sources file nor an upstream URL is set."""
+        return not self.upstream_url and not self.sources
 
     @property
     def effective_origins(self) -> tuple[str, ...]:
@@ -570,6 +585,8 @@ class Settings:
             return self.source_name
         if self.uses_simulator:
             return "Embedded simulator"
+        if not self.upstream_url:
+            return f"Sources file {self.sources}"
         return redact_url(self.effective_upstream_url)
 
     def to_env(self) -> dict[str, str]:

@@ -17,8 +17,10 @@ the same parser as its ``HRDASH_*`` setting (:data:`hrdash.settings.BY_NAME`), a
 one-upstream code read that patient. :func:`patient_table` writes a table back (``hrdash probe``
 prints one); :func:`load_sources` reads it back to the same :class:`Source`.
 
-Not wired yet: nothing reads a sources file until the bridge serves several patients, so there is
-deliberately no ``HRDASH_SOURCES`` setting yet (one that did nothing would mislead).
+:func:`station_sources` gives the patients of a station from the settings, whatever they name:
+the file of ``HRDASH_SOURCES``, the one service of ``HRDASH_UPSTREAM_URL`` (``patient-1``) or the
+embedded simulator's patients (``bed-01`` …); :func:`source_settings` gives the settings that
+connect to and read one of them. The Dash server and the bridge both call them.
 
 Apart from reading the file, everything here is pure. A bad file raises :class:`SourcesError`, a
 :class:`~hrdash.settings.SettingError` whose message is one line naming the file, the patient
@@ -50,12 +52,14 @@ from hrdash.settings import (
     redact_url,
     ws_url,
 )
+from hrdash.simulator import patient_ids
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
 NAME_MAX = 64  # characters of a patient's name (it has to fit on a tile)
 LIMIT_MIN, LIMIT_MAX = 20, 300  # bpm: the range every alarm limit must lie in
 LIMIT_ORDER = ("extreme_low", "low", "high", "extreme_high")  # strictly rising
 SECRET = "***"  # what a secret is printed as (as in redacted URLs)
+UPSTREAM_PATIENT = "patient-1"  # the id of the one patient of HRDASH_UPSTREAM_URL
 
 # The upstream options a patient may set, as named in the settings table (and the README).
 PER_SOURCE = (
@@ -149,6 +153,40 @@ class Source:
             options["ca_file"] = os.path.abspath(options["ca_file"])
         name = settings.source_name or patient_id
         return cls(id=patient_id, name=name, url=settings.upstream_url, **options)
+
+
+def simulator_name(patient_id: str) -> str:
+    """``Bed 3`` for the simulator's ``bed-03``."""
+    return f"Bed {int(patient_id.rsplit('-', 1)[1])}"
+
+
+def station_sources(settings: Settings) -> list[Source]:
+    """The station's patients, in order: the patients of the ``sources`` file; else, with an
+    ``upstream_url``, its one patient (id ``patient-1``); else the embedded simulator's
+    patients ``bed-01`` … ``bed-NN`` (``simulator_patients``), named ``Bed 1`` …, each at
+    ``/patients/<id>`` on the simulator's port. Raises :class:`SourcesError` for a bad file."""
+    if settings.sources:
+        return load_sources(settings.sources)
+    if settings.upstream_url:
+        return [Source.from_settings(settings, UPSTREAM_PATIENT)]
+    base = f"ws://127.0.0.1:{settings.simulator_port}/patients/"
+    return [
+        Source(id=pid, name=simulator_name(pid), url=base + pid)
+        for pid in patient_ids(settings.simulator_patients)
+    ]
+
+
+def source_settings(settings: Settings, source: Source) -> Settings:
+    """The settings that connect to and read ``source``'s service: for a patient of the sources
+    file, ``settings`` with that patient's URL, name and options
+    (:meth:`Source.upstream_settings`); for the one patient of ``upstream_url`` or a simulator
+    of one patient, ``settings`` itself (the single patient of earlier versions, unchanged);
+    for a patient of a simulated ward, its path on the simulator and its name."""
+    if settings.sources:
+        return settings.replace(**source.upstream_settings())
+    if settings.upstream_url or settings.simulator_patients == 1:
+        return settings
+    return settings.replace(upstream_url=source.url, source_name=source.name)
 
 
 def load_sources(path: str | os.PathLike[str]) -> list[Source]:
