@@ -11,27 +11,96 @@ each reading its ``seq``) and answers viewers from it:
   viewer gets one twice, and ``last_seq`` in every frame is the last seq sent out;
 * the frames themselves, as dicts (readings, status), with the ``overlap`` repeat.
 
+* the patient's entries in the station digest (below) and in ``GET /api/patients``.
+
 :class:`Hub` maps patient ids to their :class:`PatientHub`; every patient of one bridge run
 shares its run id. The clock is passed in (Unix seconds) wherever time matters.
+
+The station digest (:meth:`Hub.station_frame`) is the whole station in one frame, complete on
+its own (Dash may hand a page only the last of several)::
+
+    {"type": "station", "run": RUN, "now": <Unix ms>, "stale_after": S, "snapshot": true,
+     "patients": [{"id", "name", "upstream", "detail", "state", "age", "last", "recent",
+                   "alarms": []}, ...]}
+
+in the order patients were added. ``upstream`` is what the ingest says of the service
+(:class:`UpstreamState`); ``state`` (:func:`patient_state`) adds the readings' freshness to it;
+``age`` is the seconds since the bridge accepted the patient's last reading, on the bridge's
+clock (never the service's timestamps); ``last`` is that reading; ``recent`` holds the last
+:data:`STATION_REPEAT` readings, or, in a snapshot (``"snapshot": true``, the first frame a
+viewer gets), the readings of the last :data:`SPARK_SECONDS` (the tiles' sparklines), oldest
+first. ``alarms`` is filled by the alarm engine (a later stage).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from hrdash.buffer import SINCE_LIMIT, RingBuffer, Stored
 from hrdash.readings import Reading
 
-__all__ = ["OVERLAP", "Hub", "PatientHub"]
+__all__ = [
+    "OVERLAP",
+    "SPARK_SECONDS",
+    "STATION_REPEAT",
+    "Hub",
+    "PatientHub",
+    "UpstreamState",
+    "patient_state",
+]
 
 OVERLAP = 3  # readings repeated in each live frame for viewers that ask with ?overlap=1
+STATION_REPEAT = 4  # readings of each patient in every station frame (the last ones)
+SPARK_SECONDS = 120  # seconds of readings per patient in a station snapshot (the sparkline)
+SPARK_LIMIT = 600  # readings per patient in a station snapshot at most (5 Hz for SPARK_SECONDS)
+UPSTREAM_STATES = ("connecting", "live", "down")
+STATES = ("live", "stale", "connecting", "down")
+
+
+@dataclass(frozen=True)
+class UpstreamState:
+    """What the ingest says of a patient's service: ``state`` is one of UPSTREAM_STATES,
+    ``detail`` the cause of the last failure (empty when none), ``live_since`` the clock (Unix
+    seconds) when it last went live, ``None`` while it is not live."""
+
+    state: str = "connecting"
+    detail: str = ""
+    live_since: float | None = None
+
+
+def patient_state(
+    upstream: UpstreamState, last_reading_at: float | None, now: float, stale_after: float
+) -> str:
+    """A patient's state at ``now`` (all on the bridge's clock, Unix seconds): ``down`` or
+    ``connecting`` as its upstream is; with the upstream live, ``connecting`` until the first
+    reading of this connection if that is less than ``stale_after`` away, ``stale`` when the
+    last reading (or, without one since the connection went live, the connection) is older
+    than ``stale_after``, else ``live``."""
+    if upstream.state == "down":
+        return "down"
+    if upstream.state != "live":
+        return "connecting"
+    live_for = 0.0 if upstream.live_since is None else max(0.0, now - upstream.live_since)
+    if last_reading_at is None or (
+        upstream.live_since is not None and last_reading_at < upstream.live_since
+    ):
+        return "connecting" if live_for <= stale_after else "stale"
+    return "stale" if now - last_reading_at > stale_after else "live"
+
+
+_CONNECTING = UpstreamState()
 
 
 class PatientHub:
     """One patient's ring, seq, snapshot, since/resend answers and frames."""
 
-    def __init__(self, capacity: int, window: int, run_id: str) -> None:
+    def __init__(
+        self, capacity: int, window: int, run_id: str, patient_id: str, name: str = ""
+    ) -> None:
+        self.id = patient_id
+        self.name = name or patient_id
         self.buffer = RingBuffer(capacity)
         self.window = window
         self.run_id = run_id
@@ -101,6 +170,7 @@ class PatientHub:
         return {
             "type": "readings",
             "run": self.run_id,
+            "patient": self.id,
             "readings": [item.as_dict() for item in items],
             "first_seq": self.buffer.first_seq,
             "last_seq": self.flushed_seq,
@@ -123,7 +193,11 @@ class PatientHub:
 
     def all_readings(self) -> dict[str, Any]:
         """Everything the ring holds (``GET /readings``)."""
-        return {"run": self.run_id, "readings": [item.as_dict() for item in self.buffer]}
+        return {
+            "run": self.run_id,
+            "patient": self.id,
+            "readings": [item.as_dict() for item in self.buffer],
+        }
 
     def status_frame(
         self,
@@ -139,19 +213,17 @@ class PatientHub:
         last_rejection: dict[str, Any] | None,
     ) -> dict[str, Any]:
         """The status frame: the edge's fields around this ring's seqs and reading age."""
-        age = None
-        if self.last_reading_at is not None:
-            age = round(max(0.0, now - self.last_reading_at), 3)
         return {
             "type": "status",
             "run": self.run_id,
+            "patient": self.id,
             "upstream": upstream,
             "since": since,
             "detail": detail,
             "source": source,
             "first_seq": self.buffer.first_seq,
             "last_seq": self.flushed_seq,  # what viewers have been sent, never ahead of it
-            "last_reading_age": age,
+            "last_reading_age": self.age(now),
             "now": int(now * 1000),
             "viewers": viewers,
             "counters": counters,
@@ -159,20 +231,118 @@ class PatientHub:
             "last_rejection": last_rejection,
         }
 
+    # -- the station --------------------------------------------------------------------------
+
+    def age(self, now: float) -> float | None:
+        """Seconds since the last reading was accepted (bridge clock), ``None`` before one."""
+        if self.last_reading_at is None:
+            return None
+        return round(max(0.0, now - self.last_reading_at), 3)
+
+    def spark(self) -> list[Stored]:
+        """The readings of the last ``SPARK_SECONDS`` up to the newest (by the readings' own
+        times, relative to the newest), at most ``SPARK_LIMIT``, oldest first."""
+        items = self.buffer.last(SPARK_LIMIT)
+        if not items:
+            return items
+        cut = items[-1].time - SPARK_SECONDS * 1000
+        start = len(items)
+        while start > 0 and items[start - 1].time >= cut:
+            start -= 1
+        return items[start:]
+
+    def state(self, upstream: UpstreamState, now: float, stale_after: float) -> str:
+        """This patient's state at ``now`` (:func:`patient_state`)."""
+        return patient_state(upstream, self.last_reading_at, now, stale_after)
+
+    def station_entry(
+        self, upstream: UpstreamState, now: float, stale_after: float, *, snapshot: bool = False
+    ) -> dict[str, Any]:
+        """This patient in a station frame (see the module's docstring)."""
+        recent = self.spark() if snapshot else self.buffer.last(STATION_REPEAT)
+        return {
+            "id": self.id,
+            "name": self.name,
+            "upstream": upstream.state,
+            "detail": upstream.detail,
+            "state": self.state(upstream, now, stale_after),
+            "age": self.age(now),
+            "last": recent[-1].as_dict() if recent else None,
+            "recent": [item.as_dict() for item in recent],
+            "alarms": [],
+        }
+
+    def listing(self, upstream: UpstreamState, now: float, stale_after: float) -> dict[str, Any]:
+        """This patient in ``GET /api/patients``."""
+        last = self.buffer.last(1)
+        return {
+            "id": self.id,
+            "name": self.name,
+            "upstream": upstream.state,
+            "state": self.state(upstream, now, stale_after),
+            "age": self.age(now),
+            "last": last[0].as_dict() if last else None,
+            "alarms": [],
+        }
+
 
 class Hub:
-    """Patient id → :class:`PatientHub`, all of one run (one run id)."""
+    """Patient id → :class:`PatientHub`, all of one run (one run id), in the order added."""
 
     def __init__(self, capacity: int, window: int, run_id: str) -> None:
         self.capacity, self.window, self.run_id = capacity, window, run_id
         self.patients: dict[str, PatientHub] = {}
 
-    def add(self, patient_id: str) -> PatientHub:
+    def add(self, patient_id: str, name: str = "") -> PatientHub:
         if patient_id in self.patients:
             raise ValueError(f"patient {patient_id!r} is already in the hub")
-        patient = PatientHub(self.capacity, self.window, self.run_id)
+        patient = PatientHub(self.capacity, self.window, self.run_id, patient_id, name)
         self.patients[patient_id] = patient
         return patient
+
+    def get(self, patient_id: str) -> PatientHub | None:
+        return self.patients.get(patient_id)
+
+    @property
+    def first(self) -> PatientHub:
+        """The first patient added (``/ws`` without ``patient`` serves it)."""
+        return next(iter(self.patients.values()))
+
+    def station_frame(
+        self,
+        upstreams: Mapping[str, UpstreamState],
+        now: float,
+        stale_after: float,
+        *,
+        snapshot: bool = False,
+    ) -> dict[str, Any]:
+        """The station digest at ``now`` (Unix s): every patient with its upstream from
+        ``upstreams`` (one missing there counts as connecting); ``snapshot`` puts each
+        patient's sparkline in ``recent``."""
+        frame: dict[str, Any] = {
+            "type": "station",
+            "run": self.run_id,
+            "now": int(now * 1000),
+            "stale_after": stale_after,
+        }
+        if snapshot:
+            frame["snapshot"] = True
+        frame["patients"] = [
+            patient.station_entry(
+                upstreams.get(pid, _CONNECTING), now, stale_after, snapshot=snapshot
+            )
+            for pid, patient in self.patients.items()
+        ]
+        return frame
+
+    def listing(
+        self, upstreams: Mapping[str, UpstreamState], now: float, stale_after: float
+    ) -> list[dict[str, Any]]:
+        """``GET /api/patients``: every patient, in order."""
+        return [
+            patient.listing(upstreams.get(pid, _CONNECTING), now, stale_after)
+            for pid, patient in self.patients.items()
+        ]
 
     def __getitem__(self, patient_id: str) -> PatientHub:
         return self.patients[patient_id]

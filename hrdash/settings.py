@@ -414,8 +414,7 @@ SETTINGS: tuple[Setting, ...] = (
         "stale_after",
         "2.0",
         _float_range(0.1, 3600),
-        "Seconds without a reading after which the page marks the value as stale.",
-        _WEB,
+        "Seconds without a reading after which the page and the station mark the value as stale.",
     ),
     Setting(
         "ping_interval",

@@ -16,8 +16,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from hrdash.bridge import UPSTREAM_MAX_SIZE, RateWindow, reconnect_delays
+from hrdash.bridge import UPSTREAM_MAX_SIZE, reconnect_delays
 from hrdash.buffer import SINCE_LIMIT
+from hrdash.edge import RateWindow
 from hrdash.readings import FRAME_REASONS
 from tests.conftest import (
     RunningSimulator,
@@ -94,7 +95,7 @@ async def test_snapshot_is_at_most_window_when_few_readings(
     bridge = await start_bridge(upstream.url, window=20)
     await upstream.wait_connections(1)
     await upstream.send(valid(70), valid(71), valid(72))
-    await wait_for(lambda: bridge._flushed_seq == 3, what="the three readings sent out")
+    await wait_for(lambda: bridge.patient.flushed_seq == 3, what="the three readings sent out")
     async with asyncio.timeout(timeout(5)), connect(viewer_url(bridge)) as ws:
         first = strict_json(await ws.recv())
     assert [(r["seq"], r["bpm"]) for r in first["readings"]] == [(1, 70), (2, 71), (3, 72)]
@@ -110,12 +111,12 @@ async def test_pending_readings_are_not_in_a_snapshot(
     async with asyncio.timeout(timeout(5)), connect(viewer_url(bridge)) as ws:
         await read_until(ws, is_readings)
         bridge.on_frame(valid(70))  # accepted now; the fan-out runs on the next loop turn
-        pending = strict_json(bridge._first_frame(""))
+        pending = strict_json(bridge.edge.first_frame(""))
         assert pending["readings"] == []
         assert pending["last_seq"] == 0
         frames = await read_until(ws, has_seq_at_least(1))
         assert [r["bpm"] for f in frames if is_readings(f) for r in f["readings"]] == [70]
-        after = strict_json(bridge._first_frame(""))
+        after = strict_json(bridge.edge.first_frame(""))
         assert [r["seq"] for r in after["readings"]] == [1]
 
 
@@ -271,7 +272,7 @@ async def test_since_and_resend_answers_are_bounded_and_counted(
     bridge = await start_bridge(upstream.url, buffer=2 * total, window=20)
     await upstream.wait_connections(1)
     await upstream.send(*(valid(40 + i % 200, 1_700_000_000_000 + i) for i in range(total)))
-    await wait_for(lambda: bridge._flushed_seq == total, what=f"{total} readings sent out")
+    await wait_for(lambda: bridge.patient.flushed_seq == total, what=f"{total} readings sent out")
     newest = list(range(total - SINCE_LIMIT + 1, total + 1))
     async with asyncio.timeout(timeout(10)):
         query = f"since=0&run={bridge.run_id}"
@@ -295,7 +296,7 @@ async def test_since_and_resend_answers_are_bounded_and_counted(
             for _ in range(5):
                 bridge.on_frame(valid(90))
             query = f"since={total - SINCE_LIMIT}&run={bridge.run_id}"
-            pending = strict_json(bridge._first_frame(query))
+            pending = strict_json(bridge.edge.first_frame(query))
             assert [r["seq"] for r in pending["readings"]] == newest
             assert bridge.counters["since_truncated"] == 3
     counters = (await healthz(bridge.port))["counters"]
@@ -310,10 +311,10 @@ async def test_resume_after_more_than_the_bound_still_fills_the_window(
     bridge = await start_bridge(upstream.url, buffer=5000, window=20)
     await upstream.wait_connections(1)
     await upstream.send(*(valid(70) for _ in range(10)))
-    await wait_for(lambda: bridge._flushed_seq == 10)
+    await wait_for(lambda: bridge.patient.flushed_seq == 10)
     await upstream.send(*(valid(80) for _ in range(SINCE_LIMIT + 100)))
     last = 10 + SINCE_LIMIT + 100
-    await wait_for(lambda: bridge._flushed_seq == last)
+    await wait_for(lambda: bridge.patient.flushed_seq == last)
     async with (
         asyncio.timeout(timeout(10)),
         connect(viewer_url(bridge, f"since=10&run={bridge.run_id}"), max_size=None) as ws,

@@ -233,13 +233,14 @@ def readings(
     bpm: dict[int, float] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """A readings frame of ``run`` (the bridge's ``_readings_frame``): ``first_seq`` is the
+    """A readings frame of ``run`` (the hub's ``readings_frame``): ``first_seq`` is the
     oldest seq the bridge still holds, ``last_seq`` the newest it has sent (default: the newest
     here)."""
     seqs = list(seqs)
     return {
         "type": "readings",
         "run": run,
+        "patient": "bed-01",
         "readings": [reading(s, (bpm or {}).get(s)) for s in seqs],
         "first_seq": first_seq,
         "last_seq": max(seqs) if last_seq is None else last_seq,
@@ -267,7 +268,7 @@ def test_frames_have_the_bridges_shape() -> None:
     readings, so the client is tested on what it is really sent."""
     bridge = Bridge(SETTINGS)
     bridge.buffer.append(T0, 72)
-    real = json.loads(bridge._readings_frame(bridge.buffer.last(1)))
+    real = bridge.patient.readings_frame(bridge.buffer.last(1))
     ours = readings("r", [1])
     assert set(ours) == set(real)
     assert set(ours["readings"][0]) == set(real["readings"][0])

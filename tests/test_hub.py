@@ -9,11 +9,20 @@ import pytest
 
 from hrdash.bridge import Bridge
 from hrdash.buffer import SINCE_LIMIT
-from hrdash.hub import OVERLAP, Hub, PatientHub
+from hrdash.hub import (
+    OVERLAP,
+    SPARK_SECONDS,
+    STATION_REPEAT,
+    Hub,
+    PatientHub,
+    UpstreamState,
+    patient_state,
+)
 from hrdash.readings import Reading
 from hrdash.settings import Settings
 
 RUN = "cafe0123"
+PATIENT = "bed-01"
 T0 = 1_700_000_000_000  # Unix ms
 
 
@@ -24,7 +33,7 @@ def readings(first: int, count: int) -> list[Reading]:
 
 def hub_with(count: int, *, capacity: int = 100, window: int = 10) -> PatientHub:
     """A patient hub given ``count`` readings, all sent out (flushed)."""
-    hub = PatientHub(capacity, window, RUN)
+    hub = PatientHub(capacity, window, RUN, PATIENT)
     hub.accept(readings(0, count), now=100.0)
     hub.flush()
     return hub
@@ -38,7 +47,7 @@ def seqs(frame: dict[str, object]) -> list[int]:
 
 def test_accept_gives_seqs_and_counts() -> None:
     """Accepted readings get seq 1, 2, ... in order and are counted."""
-    hub = PatientHub(100, 10, RUN)
+    hub = PatientHub(100, 10, RUN, PATIENT)
     stored = hub.accept(readings(0, 3), now=5.0)
     assert [(s.seq, s.time, s.bpm) for s in stored] == [
         (1, T0, 60),
@@ -128,14 +137,14 @@ def test_overlap_frame_repeats_the_readings_before() -> None:
     assert seqs(hub.overlap_frame(live)) == list(range(11 - OVERLAP, 13))
     assert hub.overlap_frame(live)["last_seq"] == 12
     # Early in a run there is less to repeat.
-    young = PatientHub(100, 10, RUN)
+    young = PatientHub(100, 10, RUN, PATIENT)
     young.accept(readings(0, 1), now=1.0)
     assert seqs(young.overlap_frame(young.flush())) == [1]
 
 
 def test_status_frame_fields() -> None:
     """The status frame puts the edge's fields around this ring's seqs, age and clock."""
-    hub = PatientHub(5, 10, RUN)
+    hub = PatientHub(5, 10, RUN, PATIENT)
     edge: dict[str, Any] = {
         "upstream": "live",
         "since": 123,
@@ -157,6 +166,7 @@ def test_status_frame_fields() -> None:
     assert list(status) == [
         "type",
         "run",
+        "patient",
         "upstream",
         "since",
         "detail",
@@ -170,7 +180,7 @@ def test_status_frame_fields() -> None:
         "mapping",
         "last_rejection",
     ]
-    assert status["type"] == "status" and status["run"] == RUN
+    assert status["type"] == "status" and status["run"] == RUN and status["patient"] == PATIENT
     assert (status["first_seq"], status["last_seq"]) == (5, 9)  # capacity 5 of 9 readings
     assert status["last_reading_age"] == 0.75
     assert status["now"] == 102_000
@@ -183,6 +193,7 @@ def test_all_readings_is_the_whole_ring() -> None:
     hub = hub_with(7, capacity=5)
     assert hub.all_readings() == {
         "run": RUN,
+        "patient": PATIENT,
         "readings": [{"seq": s, "time": T0 + 500 * (s - 1), "bpm": 59 + s} for s in range(3, 8)],
     }
 
@@ -207,9 +218,139 @@ def test_a_since_that_is_not_ascii_digits_gets_the_snapshot(since: str) -> None:
     bridge = Bridge(Settings.load(env={}))
     bridge.patient.accept(readings(0, 3), now=1.0)
     bridge.patient.flush()
-    frame = json.loads(bridge._first_frame(f"since={since}&run={bridge.run_id}"))
+    frame = json.loads(bridge.edge.first_frame(f"since={since}&run={bridge.run_id}"))
     assert [r["seq"] for r in frame["readings"]] == [1, 2, 3]
     assert [
         r["seq"]
-        for r in json.loads(bridge._first_frame(f"since=1&run={bridge.run_id}"))["readings"]
+        for r in json.loads(bridge.edge.first_frame(f"since=1&run={bridge.run_id}"))["readings"]
     ] == [2, 3]
+
+
+# -- the station digest -------------------------------------------------------------------------
+
+STALE = 2.0
+
+
+@pytest.mark.parametrize(
+    ("upstream", "last_at", "now", "state"),
+    [
+        (UpstreamState("down", "connection refused"), 99.0, 100.0, "down"),
+        (UpstreamState("connecting", "connection lost"), 99.5, 100.0, "connecting"),
+        (UpstreamState("connecting"), None, 100.0, "connecting"),
+        # Live, no reading yet: connecting for stale_after, then stale.
+        (UpstreamState("live", live_since=99.0), None, 100.0, "connecting"),
+        (UpstreamState("live", live_since=99.0), None, 101.0, "connecting"),
+        (UpstreamState("live", live_since=99.0), None, 101.5, "stale"),
+        # Live, a reading from before this connection counts as none yet.
+        (UpstreamState("live", live_since=99.0), 90.0, 100.0, "connecting"),
+        (UpstreamState("live", live_since=99.0), 90.0, 102.0, "stale"),
+        # Live with readings: fresh until stale_after has passed since the last one.
+        (UpstreamState("live", live_since=50.0), 99.0, 100.0, "live"),
+        (UpstreamState("live", live_since=50.0), 98.0, 100.0, "live"),
+        (UpstreamState("live", live_since=50.0), 97.9, 100.0, "stale"),
+    ],
+)
+def test_patient_state(
+    upstream: UpstreamState, last_at: float | None, now: float, state: str
+) -> None:
+    """down and connecting follow the upstream; a live upstream is connecting until its first
+    reading (for at most stale_after), stale once its last reading (or its connection, without
+    one) is older than stale_after, else live; all on the bridge's clock."""
+    assert patient_state(upstream, last_at, now, STALE) == state
+
+
+def station_hub() -> Hub:
+    """Two patients: bed-01 with 300 readings accepted at 100.0 (0.5 s apart by their own
+    times), bed-02 with none."""
+    hub = Hub(1000, 10, RUN)
+    hub.add("bed-01", "Bed 1").accept(readings(0, 300), now=100.0)
+    hub.add("bed-02")
+    return hub
+
+
+def test_station_frame_is_complete_and_in_order() -> None:
+    """A station frame holds every patient in order with its name, upstream, state, age on the
+    bridge's clock, last reading and the last STATION_REPEAT readings, oldest first; a patient
+    the ingest says nothing of is connecting."""
+    hub = station_hub()
+    live = UpstreamState("live", live_since=10.0)
+    frame = hub.station_frame({"bed-01": live}, 101.25, STALE)
+    assert {k: frame[k] for k in ("type", "run", "now", "stale_after")} == {
+        "type": "station",
+        "run": RUN,
+        "now": 101_250,
+        "stale_after": STALE,
+    }
+    assert "snapshot" not in frame
+    first, second = frame["patients"]
+    assert [p["id"] for p in frame["patients"]] == ["bed-01", "bed-02"]
+    assert first == {
+        "id": "bed-01",
+        "name": "Bed 1",
+        "upstream": "live",
+        "detail": "",
+        "state": "live",
+        "age": 1.25,
+        "last": {"seq": 300, "time": T0 + 500 * 299, "bpm": 60 + 299 % 50},
+        "recent": [
+            {"seq": s, "time": T0 + 500 * (s - 1), "bpm": 60 + (s - 1) % 50}
+            for s in range(297, 301)
+        ],
+        "alarms": [],
+    }
+    assert len(first["recent"]) == STATION_REPEAT
+    assert second == {
+        "id": "bed-02",
+        "name": "bed-02",
+        "upstream": "connecting",
+        "detail": "",
+        "state": "connecting",
+        "age": None,
+        "last": None,
+        "recent": [],
+        "alarms": [],
+    }
+    json.dumps(frame, allow_nan=False)  # strict JSON
+    # Time passes with no reading: the same patient goes stale, its age grows.
+    later = hub.station_frame({"bed-01": live}, 103.5, STALE)["patients"][0]
+    assert (later["state"], later["age"]) == ("stale", 3.5)
+
+
+def test_station_snapshot_holds_the_sparkline() -> None:
+    """A snapshot's ``recent`` holds the readings of the last SPARK_SECONDS up to the newest
+    (by their own times), oldest first, and says it is a snapshot."""
+    hub = station_hub()
+    frame = hub.station_frame({}, 100.0, STALE, snapshot=True)
+    assert frame["snapshot"] is True
+    spark = frame["patients"][0]["recent"]
+    newest = T0 + 500 * 299
+    assert spark[-1]["seq"] == 300 and spark[0]["time"] == newest - SPARK_SECONDS * 1000
+    assert len(spark) == 2 * SPARK_SECONDS + 1  # 0.5 s apart, both ends included
+    assert [r["seq"] for r in spark] == list(range(300 - 2 * SPARK_SECONDS, 301))
+    assert frame["patients"][1]["recent"] == []
+
+
+def test_listing_is_what_api_patients_answers() -> None:
+    """``GET /api/patients``: id, name, upstream, state, age, last reading and alarms."""
+    hub = station_hub()
+    listing = hub.listing({"bed-02": UpstreamState("down", "connection refused")}, 100.5, STALE)
+    assert listing == [
+        {
+            "id": "bed-01",
+            "name": "Bed 1",
+            "upstream": "connecting",
+            "state": "connecting",
+            "age": 0.5,
+            "last": {"seq": 300, "time": T0 + 500 * 299, "bpm": 60 + 299 % 50},
+            "alarms": [],
+        },
+        {
+            "id": "bed-02",
+            "name": "bed-02",
+            "upstream": "down",
+            "state": "down",
+            "age": None,
+            "last": None,
+            "alarms": [],
+        },
+    ]

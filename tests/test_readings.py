@@ -14,8 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hrdash.bridge import Bridge, _json
+from hrdash.bridge import Bridge
 from hrdash.buffer import Stored
+from hrdash.edge import _json
 from hrdash.readings import (
     BPM_MAX,
     BPM_MIN,
@@ -338,7 +339,7 @@ def feed_all(loop: asyncio.AbstractEventLoop, bridge: Bridge, frames: list[str |
             accepted = bridge.on_frame(data)
             assert all(isinstance(r, Reading) for r in accepted)
         if bridge.reader.deciding:
-            bridge._accept(bridge.reader.due(time.monotonic() + INFER_WAIT), None)
+            bridge.source.accept(bridge.reader.due(time.monotonic() + INFER_WAIT), None)
         assert not bridge.reader.deciding
 
     loop.run_until_complete(run())

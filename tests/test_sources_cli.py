@@ -21,11 +21,23 @@ GOOD = '[[patient]]\nid = "bed-01"\nurl = "ws://127.0.0.1:9/"\n'
 
 # Each bad file, and what its one line must name: the patient and the field.
 BAD = {
-    "unknown key": (f'{GOOD}[[patient]]\nid = "bed-02"\nurl = "ws://h/"\nvalue = "hr"\n', ['patient "bed-02"', '"value"']),
-    "duplicate id": (f'{GOOD}[[patient]]\nid = "bed-01"\nurl = "ws://h/"\n', ["patient #2", "id", '"bed-01"']),
-    "bad id": (f'{GOOD}[[patient]]\nid = "bed 2"\nurl = "ws://h/"\n', ["patient #2", "id", "'bed 2'"]),
-    "missing url": (f'{GOOD}[[patient]]\nid = "bed-02"\nname = "Bed 2"\n', ['patient "bed-02"', '"url"']),
-}  # fmt: skip
+    "unknown key": (
+        f'{GOOD}[[patient]]\nid = "bed-02"\nurl = "ws://h/"\nvalue = "hr"\n',
+        ['patient "bed-02"', '"value"'],
+    ),
+    "duplicate id": (
+        f'{GOOD}[[patient]]\nid = "bed-01"\nurl = "ws://h/"\n',
+        ["patient #2", "id", '"bed-01"'],
+    ),
+    "bad id": (
+        f'{GOOD}[[patient]]\nid = "bed 2"\nurl = "ws://h/"\n',
+        ["patient #2", "id", "'bed 2'"],
+    ),
+    "missing url": (
+        f'{GOOD}[[patient]]\nid = "bed-02"\nname = "Bed 2"\n',
+        ['patient "bed-02"', '"url"'],
+    ),
+}
 
 
 def write(tmp_path: Path, text: str) -> Path:

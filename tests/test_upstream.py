@@ -643,6 +643,6 @@ async def test_detail_request_adds_source_detail(
         assert not any("source_detail" in f for f in plain_frames)
         await detail.send(json.dumps({"type": "detail", "on": False}))
         await wait_for(lambda: not bridge.detail_viewers, what="detail off")
-        mark = bridge._now_ms()  # status frames stamped later were sent after "off"
+        mark = int(bridge.clock() * 1000)  # status frames stamped later were sent after "off"
         later = await read_until(detail, lambda f: is_status(f) and f["now"] > mark, 3)
         assert "source_detail" not in later[-1]

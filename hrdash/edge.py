@@ -1,0 +1,581 @@
+"""The edge: the bridge's asyncio server for viewers (``ws://BRIDGE_HOST:BRIDGE_PORT``).
+
+It serves what the pure hub (:mod:`hrdash.hub`) holds and what each patient's ingest reports
+(the :class:`Ingest` protocol; :class:`hrdash.ingest.PatientSource` is one). Endpoints:
+
+* ``/ws?patient=ID[&since=SEQ&run=RUN&overlap=1]`` — one patient's feed; ``/ws`` without
+  ``patient`` serves the first patient; an unknown id gets HTTP 404 with one line. JSON text
+  frames, each with a ``type`` and the ``patient`` id:
+
+  - ``{"type": "readings", "run": RUN, "patient": ID, "readings": [{"seq", "time", "bpm"}, ...],
+    "first_seq": N, "last_seq": M}`` — on connect one frame with the snapshot (the last
+    ``window`` readings, or everything after ``?since=SEQ`` when ``&run=RUN`` names this run),
+    then live frames; readings that arrive together go out in one frame.
+  - ``{"type": "status", "run": RUN, "patient": ID, "upstream": "connecting" | "live" | "down",
+    ...}`` — on every change and at least once a second, placed between readings (the
+    browser's heartbeat).
+
+  A viewer may send ``{"type": "resend", "since": N, "run": RUN}``; it gets one readings frame
+  with everything after ``N``. Every since/resend answer holds at most ``SINCE_LIMIT`` readings
+  (the newest; :mod:`hrdash.buffer`), and a viewer's messages beyond ``VIEWER_RESEND_PER_S`` a
+  second are ignored; both are counted (``since_truncated``, ``viewer_messages_refused``). With
+  ``?overlap=1`` each live frame also repeats the ``OVERLAP`` readings before the new ones (Dash
+  hands a page only the last of several messages within one render; the page drops seqs it has).
+  ``{"type": "detail", "on": true}`` adds a ``source_detail`` object (redacted URL, mapping, last
+  raw frame) to the status frames that viewer receives.
+* ``/ws?station=1`` — the station feed: a station frame (:meth:`hrdash.hub.Hub.station_frame`),
+  the first one a snapshot with every patient's sparkline, then one whenever a patient has new
+  readings or changed state, at most every ``STATION_MIN_INTERVAL`` and at least every
+  ``STATION_EVERY`` seconds; each frame is encoded once for every station viewer.
+* ``GET /healthz`` — 200 with the first patient's status and counters, the origins, and
+  ``patients``: each patient's id, name, upstream, state and counters.
+* ``GET /api/patients`` — every patient's id, name, upstream, state, age, last reading, alarms.
+* ``GET /readings?patient=ID`` — everything the patient's ring holds (default: the first).
+
+A WebSocket handshake whose ``Origin`` header is not in ``HRDASH_ALLOWED_ORIGINS`` (see
+:mod:`hrdash.origins`) gets HTTP 403; the refusal is counted in ``/healthz`` (``origins``) and
+logged, with the allowed list, once per origin per minute. Clients without an ``Origin`` header
+(not browsers) are accepted.
+
+Fan-out works like :func:`websockets.asyncio.server.broadcast`: each frame is encoded and framed
+once and written to every viewer without waiting. A viewer whose unread bytes exceed
+``viewer_buffer`` is dropped (it resumes with ``since`` when it reconnects), so it never delays
+the others or grows memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import http
+import json
+import logging
+import socket
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+
+from hrdash.hub import Hub, PatientHub, UpstreamState
+from hrdash.origins import RefusedOrigins, canonical_origin, origin_allowed
+from hrdash.settings import PortInUseError, Settings
+
+__all__ = ["Edge", "Feed", "Ingest", "RateWindow"]
+
+log = logging.getLogger("hrdash.edge")
+
+VIEWER_SNDBUF = 32 * 1024  # kernel send buffer per viewer (Linux doubles it): keeps what a
+# stalled viewer holds in the kernel small, so that viewer_buffer, counted in user space, is
+# reached quickly and the viewer dropped (autotuning would grow it to ~4 MiB first)
+VIEWER_MAX_MESSAGE = 4096  # bytes; viewers only send small resend requests
+VIEWER_RESEND_PER_S = 5  # more resend requests than this in a second are ignored
+STATUS_EVERY = 1.0  # seconds between heartbeat status frames at most
+STATION_MIN_INTERVAL = 0.1  # seconds between two station frames at least
+STATION_EVERY = 1.0  # seconds between two station frames at most (the station's heartbeat)
+PATIENT_ID_SHOWN = 64  # characters of an unknown patient id echoed in a 404
+# /healthz and status frames list the edge's, the hub's and the ingest's counters in this order.
+COUNTER_ORDER = (
+    "frames",
+    "accepted",
+    "upstream_connects",
+    "upstream_failures",
+    "viewers_connected",
+    "viewers_dropped_slow",
+    "resends",
+    "since_truncated",
+    "viewer_messages_refused",
+)
+
+
+def _json(obj: Any) -> str:
+    # Strict JSON: a browser's JSON.parse rejects NaN/Infinity, so refuse to emit them.
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False)
+
+
+def _flag(params: dict[str, list[str]], name: str) -> bool:
+    return params.get(name, ["0"])[0] not in ("", "0")
+
+
+class RateWindow:
+    """At most ``limit`` events per window of ``per`` seconds; the caller passes the clock."""
+
+    def __init__(self, limit: int, per: float = 1.0) -> None:
+        self.limit, self.per = limit, per
+        self._start: float | None = None
+        self._count = 0
+
+    def allow(self, now: float) -> bool:
+        """Count one event at ``now``; true if it is within the limit."""
+        if self._start is None or now - self._start >= self.per:
+            self._start, self._count = now, 0
+        self._count += 1
+        return self._count <= self.limit
+
+
+class Ingest(Protocol):
+    """What the edge shows of a patient's ingest (:class:`hrdash.ingest.PatientSource`)."""
+
+    id: str
+    counters: dict[str, int]
+
+    @property
+    def upstream_state(self) -> UpstreamState: ...
+
+    def status_fields(self) -> dict[str, Any]: ...
+
+    def rejected(self) -> dict[str, Any]: ...
+
+    def source_detail(self) -> dict[str, Any]: ...
+
+
+class Feed:
+    """The edge's side of one patient: its viewers, their counters and the fan-out timing."""
+
+    def __init__(self, hub: PatientHub, ingest: Ingest) -> None:
+        self.id = hub.id
+        self.hub = hub
+        self.ingest = ingest
+        self.viewers: set[ServerConnection] = set()
+        self.detail_viewers: set[ServerConnection] = set()  # Source panel open: full status
+        self.overlap_viewers: set[ServerConnection] = set()  # asked for ?overlap=1
+        self.counters: dict[str, int] = {
+            "viewers_connected": 0,
+            "viewers_dropped_slow": 0,
+            "viewer_messages_refused": 0,  # over VIEWER_RESEND_PER_S a second: ignored
+        }
+        self.flush_handle: asyncio.Handle | None = None
+        self.last_status_at = 0.0
+        self.last_flush_at = 0.0
+        self.period_estimate = 0.5
+
+    def forget(self, ws: ServerConnection) -> None:
+        self.viewers.discard(ws)
+        self.detail_viewers.discard(ws)
+        self.overlap_viewers.discard(ws)
+
+
+class Edge:
+    """Viewers in, frames out, for every patient of ``hub``, each with its ``ingests`` entry
+    (same ids, same order). Start with :meth:`start`, stop with :meth:`close`; the ingest calls
+    :meth:`readings_accepted` and :meth:`upstream_changed`.
+
+    ``clock`` gives Unix seconds (ages, status times); ``monotonic`` is the clock of the
+    viewers' message rate limit."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        hub: Hub,
+        ingests: Sequence[Ingest],
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.hub = hub
+        self.clock = clock
+        self.monotonic = monotonic
+        self.feeds: dict[str, Feed] = {i.id: Feed(hub[i.id], i) for i in ingests}
+        if list(self.feeds) != list(hub):
+            raise ValueError("the ingests must be the hub's patients, in its order")
+        self.first = next(iter(self.feeds.values()))
+        self.station_viewers: set[ServerConnection] = set()
+        self.station_counters: dict[str, int] = {
+            "viewers_connected": 0,
+            "viewers_dropped_slow": 0,
+            "viewer_messages_refused": 0,
+            "frames": 0,  # station frames sent
+        }
+        self.refused_origins = RefusedOrigins()
+        self.allowed_origins = frozenset(canonical_origin(o) for o in settings.effective_origins)
+        self._where: dict[ServerConnection, Feed | None] = {}  # None: a station viewer
+        self._station_wake = asyncio.Event()
+        self._station_dirty = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self.server: Server | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> Server:
+        """Listen for viewers and start the heartbeats and the station feed."""
+        s = self.settings
+        try:
+            self.server = await serve(
+                self._handle_viewer,
+                s.bridge_host,
+                s.bridge_port,
+                process_request=self._process_request,  # checks the Origin, too
+                compression=None,  # per-viewer deflate costs ~50 KiB and CPU per frame
+                ping_interval=s.ping_interval,
+                ping_timeout=s.ping_timeout,
+                max_size=VIEWER_MAX_MESSAGE,
+                max_queue=4,
+            )
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUseError.for_port(
+                    s.bridge_host, s.bridge_port, "HRDASH_BRIDGE_PORT"
+                ) from None
+            raise
+        self._tasks = [
+            asyncio.create_task(self._status_forever(feed), name=f"status {feed.id}")
+            for feed in self.feeds.values()
+        ]
+        self._tasks.append(asyncio.create_task(self._station_forever(), name="station"))
+        return self.server
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for feed in self.feeds.values():
+            if feed.flush_handle is not None:
+                feed.flush_handle.cancel()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    # -- from the ingest -------------------------------------------------------------------
+
+    def readings_accepted(self, patient_id: str) -> None:
+        """The patient's hub holds new readings: send them out on the next loop turn (what
+        arrives within this turn goes out in one frame)."""
+        feed = self.feeds[patient_id]
+        if feed.flush_handle is None:
+            feed.flush_handle = asyncio.get_running_loop().call_soon(self._flush, feed)
+        self._station_changed()
+
+    def upstream_changed(self, patient_id: str) -> None:
+        """The patient's upstream state or mapping changed: tell its viewers and the station."""
+        self._broadcast_status(self.feeds[patient_id])
+        self._station_changed()
+
+    # -- fan-out ---------------------------------------------------------------------------
+
+    def _flush(self, feed: Feed) -> None:
+        feed.flush_handle = None
+        items = feed.hub.flush()
+        if not items:
+            return
+        now = time.monotonic()
+        if feed.last_flush_at:
+            gap = now - feed.last_flush_at
+            if 0.01 < gap < 5:
+                feed.period_estimate = 0.8 * feed.period_estimate + 0.2 * gap
+        feed.last_flush_at = now
+        if not feed.viewers:
+            return
+        if feed.overlap_viewers:
+            plain = feed.viewers - feed.overlap_viewers
+            self._send_all(_json(feed.hub.overlap_frame(items)), set(feed.overlap_viewers))
+            if plain:
+                self._send_all(_json(feed.hub.readings_frame(items)), plain)
+        else:
+            self._send_all(_json(feed.hub.readings_frame(items)), feed.viewers)
+
+    def _send_all(self, frame: str, viewers: Iterable[ServerConnection]) -> None:
+        """Write ``frame`` to ``viewers``, dropping those too far behind.
+
+        The frame is serialised once (server frames are unmasked and uncompressed here, so the
+        bytes are the same for every viewer) and written to each transport without waiting;
+        this is what :func:`websockets.asyncio.server.broadcast` does, minus framing the same
+        message once per viewer, which is a fifth of the cost at thousands of viewers."""
+        data = Frame(Opcode.TEXT, frame.encode()).serialize(mask=False)
+        limit = self.settings.viewer_buffer
+        for ws in list(viewers):
+            transport = ws.transport
+            if transport is None or ws.protocol.state is not State.OPEN:
+                continue
+            if transport.get_write_buffer_size() > limit:
+                self._drop_slow(ws)
+                continue
+            transport.write(data)
+
+    def _forget(self, ws: ServerConnection) -> None:
+        feed = self._where.pop(ws, None)
+        if feed is not None:
+            feed.forget(ws)
+        self.station_viewers.discard(ws)
+
+    def _drop_slow(self, ws: ServerConnection) -> None:
+        feed = self._where.get(ws)
+        counters = self.station_counters if feed is None else feed.counters
+        counters["viewers_dropped_slow"] += 1
+        self._forget(ws)
+        log.info("dropped a viewer that fell behind (%s)", ws.remote_address)
+        if ws.transport is not None:
+            ws.transport.abort()  # free its buffer now; it resumes with ?since= on reconnect
+
+    # -- status ----------------------------------------------------------------------------
+
+    def counters(self, feed: Feed) -> dict[str, int]:
+        """A patient's counters, the edge's, the hub's and the ingest's, in COUNTER_ORDER."""
+        merged = {**feed.ingest.counters, **feed.hub.counters, **feed.counters}
+        return {key: merged[key] for key in COUNTER_ORDER if key in merged} | merged
+
+    def status(self, feed: Feed | None = None) -> dict[str, Any]:
+        """The status frame of a patient (default: the first) as a viewer or /healthz sees
+        it. Contains no secret."""
+        feed = feed or self.first
+        return feed.hub.status_frame(
+            self.clock(),
+            **feed.ingest.status_fields(),
+            viewers=len(feed.viewers),
+            counters={**self.counters(feed), **feed.ingest.rejected()},
+        )
+
+    def _broadcast_status(self, feed: Feed) -> None:
+        feed.last_status_at = time.monotonic()
+        if not feed.viewers:
+            return
+        status = self.status(feed)
+        if feed.detail_viewers:
+            feed.detail_viewers &= feed.viewers
+            plain = feed.viewers - feed.detail_viewers
+            self._send_all(_json(status), plain)
+            detail = {**status, "source_detail": feed.ingest.source_detail()}
+            self._send_all(_json(detail), feed.detail_viewers)
+        else:
+            self._send_all(_json(status), feed.viewers)
+
+    def _next_status_delay(self, feed: Feed) -> float:
+        """Seconds until the next heartbeat: at most STATUS_EVERY after the last status, and,
+        while readings flow, half a period away from the instants when they go out."""
+        now = time.monotonic()
+        due = feed.last_status_at + STATUS_EVERY
+        period = feed.period_estimate
+        if feed.last_flush_at and now - feed.last_flush_at < 2 * period and period > 0.1:
+            mid = feed.last_flush_at + period / 2
+            while mid + period <= due:
+                mid += period
+            if mid > feed.last_status_at + STATUS_EVERY / 2 and mid > now:
+                due = mid
+        return max(0.01, due - now)
+
+    async def _status_forever(self, feed: Feed) -> None:
+        while True:
+            await asyncio.sleep(self._next_status_delay(feed))
+            if time.monotonic() - feed.last_status_at >= STATUS_EVERY / 2 - 0.01:
+                self._broadcast_status(feed)
+
+    # -- the station -----------------------------------------------------------------------
+
+    def upstreams(self) -> dict[str, UpstreamState]:
+        return {pid: feed.ingest.upstream_state for pid, feed in self.feeds.items()}
+
+    def station_frame(self, *, snapshot: bool = False) -> dict[str, Any]:
+        """The station digest now (:meth:`hrdash.hub.Hub.station_frame`)."""
+        return self.hub.station_frame(
+            self.upstreams(), self.clock(), self.settings.stale_after, snapshot=snapshot
+        )
+
+    def patients(self) -> list[dict[str, Any]]:
+        """``GET /api/patients``."""
+        return self.hub.listing(self.upstreams(), self.clock(), self.settings.stale_after)
+
+    def _station_changed(self) -> None:
+        if self.station_viewers and not self._station_dirty:
+            self._station_dirty = True
+            self._station_wake.set()
+
+    async def _station_forever(self) -> None:
+        """A station frame when something changed, at most every STATION_MIN_INTERVAL, and at
+        least every STATION_EVERY seconds."""
+        last = 0.0
+        while True:
+            due = last + STATION_EVERY - time.monotonic()
+            if not self._station_dirty and due > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(due):
+                        await self._station_wake.wait()
+            wait = last + STATION_MIN_INTERVAL - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._station_wake.clear()
+            self._station_dirty = False
+            last = time.monotonic()
+            if self.station_viewers:
+                self.station_counters["frames"] += 1
+                self._send_all(_json(self.station_frame()), self.station_viewers)
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    def healthz(self) -> dict[str, Any]:
+        """``GET /healthz``: the first patient's status (as before there were several), the
+        origins, every patient in short and the station feed's counters."""
+        now, stale_after = self.clock(), self.settings.stale_after
+        patients = [
+            {
+                "id": feed.id,
+                "name": feed.hub.name,
+                "upstream": feed.ingest.upstream_state.state,
+                "state": feed.hub.state(feed.ingest.upstream_state, now, stale_after),
+                "counters": {**self.counters(feed), **feed.ingest.rejected()},
+            }
+            for feed in self.feeds.values()
+        ]
+        origins = {
+            "allowed": list(self.settings.effective_origins),
+            "refused": self.refused_origins.as_dict(),
+        }
+        station = {"viewers": len(self.station_viewers), **self.station_counters}
+        return {
+            "status": "ok",
+            **self.status(),
+            "origins": origins,
+            "patients": patients,
+            "station": station,
+        }
+
+    def _feed_of(self, params: dict[str, list[str]]) -> Feed | None:
+        """The feed a query names (``patient=ID``; none: the first); ``None`` if unknown."""
+        patient_id = params.get("patient", [""])[0]
+        return self.feeds.get(patient_id) if patient_id else self.first
+
+    def _not_found(self, ws: ServerConnection, params: dict[str, list[str]]) -> Response:
+        shown = params.get("patient", [""])[0][:PATIENT_ID_SHOWN]
+        return ws.respond(
+            http.HTTPStatus.NOT_FOUND, f"No patient {shown!r}: see GET /api/patients\n"
+        )
+
+    def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        parts = urlsplit(request.path)
+        path, params = parts.path, parse_qs(parts.query)
+        if path == "/healthz":
+            return self._json_response(http.HTTPStatus.OK, self.healthz())
+        if path == "/api/patients":
+            return self._json_response(http.HTTPStatus.OK, self.patients())
+        if path == "/readings":
+            feed = self._feed_of(params)
+            if feed is None:
+                return self._not_found(ws, params)
+            return self._json_response(http.HTTPStatus.OK, feed.hub.all_readings())
+        if path != "/ws":
+            return ws.respond(
+                http.HTTPStatus.NOT_FOUND, "Not found: use /ws, /api/patients or /healthz\n"
+            )
+        headers = request.headers.get_all("Origin")
+        origin = ", ".join(headers) if headers else None
+        if len(headers) > 1 or not origin_allowed(origin, self.allowed_origins):
+            self._refuse_origin(str(origin))
+            return ws.respond(
+                http.HTTPStatus.FORBIDDEN, "Origin not allowed: see HRDASH_ALLOWED_ORIGINS\n"
+            )
+        if not _flag(params, "station") and self._feed_of(params) is None:
+            return self._not_found(ws, params)
+        return None
+
+    def _refuse_origin(self, origin: str) -> None:
+        suppressed = self.refused_origins.add(origin, time.monotonic())
+        if suppressed is not None:
+            extra = f" ({suppressed} more since the last report)" if suppressed else ""
+            log.warning(
+                "refused a viewer from origin %r: not in HRDASH_ALLOWED_ORIGINS (%s); set it to "
+                "the exact origin the browser uses, scheme, host and port%s",
+                self.refused_origins.key(origin),
+                ", ".join(self.settings.effective_origins),
+                extra,
+            )
+
+    @staticmethod
+    def _json_response(status: http.HTTPStatus, body: Any) -> Response:
+        data = (_json(body) + "\n").encode()
+        headers = Headers(
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(data))),
+                ("Cache-Control", "no-store"),
+                ("Connection", "close"),
+            ]
+        )
+        return Response(status.value, status.phrase, headers, data)
+
+    # -- viewers ---------------------------------------------------------------------------
+
+    def first_frame(self, query: str) -> str:
+        """The frame a patient viewer connecting with ``query`` gets first (``?since=SEQ&run=RUN``
+        or the snapshot). Raises KeyError for an unknown patient."""
+        params = parse_qs(query)
+        feed = self._feed_of(params)
+        if feed is None:
+            raise KeyError(params.get("patient", [""])[0])
+        since = params.get("since", [""])[0]
+        run = params.get("run", [""])[0]
+        seq = int(since) if since.isascii() and since.isdigit() else None  # not "²"
+        return _json(feed.hub.first_frame(seq, run))
+
+    async def _handle_viewer(self, ws: ServerConnection) -> None:
+        # Write the first frames and join the fan-out in one synchronous step, so that no live
+        # frame can slip in before them and none is missed after them.
+        query = urlsplit(ws.request.path).query if ws.request else ""
+        params = parse_qs(query)
+        sock = ws.transport.get_extra_info("socket") if ws.transport is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, VIEWER_SNDBUF)
+        feed: Feed | None = None
+        if _flag(params, "station"):
+            broadcast([ws], _json(self.station_frame(snapshot=True)))
+            self.station_viewers.add(ws)
+            self.station_counters["viewers_connected"] += 1
+            refused = self.station_counters
+        else:
+            feed = self._feed_of(params)
+            if feed is None:  # process_request refused it already
+                return
+            broadcast([ws], self.first_frame(query))
+            broadcast([ws], _json(self.status(feed)))
+            feed.viewers.add(ws)
+            if _flag(params, "overlap"):
+                feed.overlap_viewers.add(ws)
+            feed.counters["viewers_connected"] += 1
+            refused = feed.counters
+        self._where[ws] = feed
+        rate = RateWindow(VIEWER_RESEND_PER_S)
+        try:
+            async for message in ws:
+                if not rate.allow(self.monotonic()):
+                    refused["viewer_messages_refused"] += 1
+                elif feed is not None:
+                    self._on_viewer_message(feed, ws, message)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._forget(ws)
+
+    def _on_viewer_message(self, feed: Feed, ws: ServerConnection, message: str | bytes) -> None:
+        try:
+            request = json.loads(message)
+        except (ValueError, RecursionError):
+            return
+        if not isinstance(request, dict):
+            return
+        if request.get("type") == "detail":
+            if request.get("on") is True:
+                feed.detail_viewers.add(ws)
+                status = {**self.status(feed), "source_detail": feed.ingest.source_detail()}
+                broadcast([ws], _json(status))
+            else:
+                feed.detail_viewers.discard(ws)
+            return
+        if request.get("type") != "resend":
+            return
+        since = request.get("since")
+        if isinstance(since, bool) or not isinstance(since, int):
+            return
+        broadcast([ws], _json(feed.hub.resend_frame(since, request.get("run"))))
