@@ -329,7 +329,7 @@ class Service:
         self.server = await serve(
             self._handler,
             "127.0.0.1",
-            0,
+            self.port,  # 0 at first; after stop(), a start() listens on the same port again
             subprotocols=self.subprotocols,  # type: ignore[arg-type]
             ssl=self.ssl_context,
             process_request=self.process_request,

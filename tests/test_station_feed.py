@@ -1,0 +1,297 @@
+"""The bridge reading a station of patients on real sockets: a sources file of three services of
+different shapes, each patient's own feed, the station feed, /api/patients, and one service
+going away and coming back without touching the others."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from hrdash.bridge import Bridge
+from hrdash.edge import STATION_EVERY, STATION_MIN_INTERVAL
+from hrdash.hub import STATION_REPEAT
+from hrdash.settings import Settings
+from tests.conftest import (
+    Service,
+    ServiceFactory,
+    bridges_closed_after,
+    http_get,
+    read_until,
+    strict_json,
+    timeout,
+    wait_for,
+)
+
+T0 = 1_764_324_000  # Unix seconds
+COUNT = 8  # frames each service sends on connect
+
+
+def reference(first_bpm: int) -> list[str]:
+    """The reference shape: {"time": <Unix ms>, "value": <bpm>}, 500 ms apart."""
+    return [json.dumps({"time": T0 * 1000 + 500 * i, "value": first_bpm + i}) for i in range(COUNT)]
+
+
+def nested(first_bpm: int) -> list[str]:
+    """Nested: {"data": {"hr": <bpm>, "ts": <Unix ms>}} (read with data.hr / data.ts)."""
+    return [
+        json.dumps({"kind": "hr", "data": {"hr": first_bpm + i, "ts": T0 * 1000 + 500 * i}})
+        for i in range(COUNT)
+    ]
+
+
+def epoch_seconds(first_bpm: int) -> list[str]:
+    """Epoch seconds: {"ts": <Unix s>, "hr": <bpm>}, a second apart (read with hr / ts)."""
+    return [json.dumps({"ts": T0 + i, "hr": first_bpm + i}) for i in range(COUNT)]
+
+
+def readings_of(frames: list[str]) -> list[tuple[int, int]]:
+    """The (time in Unix ms, bpm) pairs a service's frames must become, whatever their shape."""
+    out = []
+    for text in frames:
+        obj = json.loads(text)
+        if "data" in obj:
+            out.append((obj["data"]["ts"], obj["data"]["hr"]))
+        elif "ts" in obj:
+            out.append((obj["ts"] * 1000, obj["hr"]))
+        else:
+            out.append((obj["time"], obj["value"]))
+    return out
+
+
+@dataclass
+class Station:
+    bridge: Bridge
+    services: dict[str, Service]  # patient id → its service
+    frames: dict[str, list[str]]  # patient id → the frames its service sends
+
+    @property
+    def port(self) -> int:
+        return self.bridge.port
+
+    def url(self, query: str) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws?{query}"
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        status, body = await asyncio.to_thread(http_get, self.port, path)
+        return status, strict_json(body) if status == 200 else body.decode()
+
+
+IDS = ("bed-01", "icu_2", "Ward-3")
+
+
+@pytest.fixture
+async def station(services: ServiceFactory, tmp_path: Path) -> AsyncIterator[Station]:
+    """Three services (reference, nested, epoch seconds), a sources file naming them and a
+    bridge reading it (stale only after 60 s, so that sent-once frames stay live)."""
+    frames = {"bed-01": reference(70), "icu_2": nested(100), "Ward-3": epoch_seconds(50)}
+    running = {pid: await services(frames[pid]) for pid in IDS}
+    path = tmp_path / "ward.toml"
+    path.write_text(
+        f"""
+[[patient]]
+id = "bed-01"
+name = "Bed 1"
+url = "{running["bed-01"].url}"
+
+[[patient]]
+id = "icu_2"
+name = "ICU 2"
+url = "{running["icu_2"].url}"
+value_field = "data.hr"
+time_field = "data.ts"
+
+[[patient]]
+id = "Ward-3"
+url = "{running["Ward-3"].url}"
+value_field = "hr"
+time_field = "ts"
+"""
+    )
+    settings = Settings.load(env={"HRDASH_SOURCES": str(path)}).replace(
+        bridge_port=0, stale_after=60.0
+    )
+    async with bridges_closed_after() as start:
+        bridge = await start(settings)
+        await wait_for(
+            lambda: all(bridge.hub[pid].flushed_seq == COUNT for pid in IDS),
+            10,
+            "every patient's frames read and sent out",
+        )
+        yield Station(bridge, running, frames)
+
+
+def pairs(readings: list[dict[str, Any]]) -> list[tuple[int, int]]:
+    return [(r["time"], r["bpm"]) for r in readings]
+
+
+def entries(frame: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {p["id"]: p for p in frame["patients"]}
+
+
+def station_where(predicate: Callable[[dict[str, dict[str, Any]]], bool]) -> Any:
+    return lambda f: f.get("type") == "station" and predicate(entries(f))
+
+
+async def test_each_patient_feed_carries_exactly_its_own_readings(station: Station) -> None:
+    """Each /ws?patient=ID gets exactly the readings its own service sent (whatever the shape,
+    times in Unix ms), every frame naming the patient; /ws without a patient is the first."""
+    for pid in IDS:
+        async with asyncio.timeout(timeout(10)), connect(station.url(f"patient={pid}")) as ws:
+            first = strict_json(await ws.recv())
+            status = strict_json(await ws.recv())
+        assert first["type"] == "readings" and first["snapshot"] is True
+        assert pairs(first["readings"]) == readings_of(station.frames[pid]), pid
+        assert [r["seq"] for r in first["readings"]] == list(range(1, COUNT + 1))
+        assert (first["patient"], status["patient"]) == (pid, pid)
+        assert status["type"] == "status" and status["upstream"] == "live"
+    async with asyncio.timeout(timeout(10)), connect(station.url("overlap=1")) as ws:
+        first = strict_json(await ws.recv())
+    assert first["patient"] == "bed-01"
+    assert pairs(first["readings"]) == readings_of(station.frames["bed-01"])
+
+
+async def test_station_feed_carries_every_patient_on_its_entry(station: Station) -> None:
+    """/ws?station=1 starts with a snapshot: every patient in sources order, live, with its
+    name, its last reading and, as its sparkline, every reading its service sent; the frames
+    that follow carry each patient's last STATION_REPEAT readings on its own entry."""
+    async with asyncio.timeout(timeout(10)), connect(station.url("station=1")) as ws:
+        snapshot = strict_json(await ws.recv())
+        live = strict_json(await ws.recv())
+    assert snapshot["type"] == "station" and snapshot["snapshot"] is True
+    assert snapshot["run"] == station.bridge.run_id and snapshot["stale_after"] == 60.0
+    assert [p["id"] for p in snapshot["patients"]] == list(IDS)
+    assert [p["name"] for p in snapshot["patients"]] == ["Bed 1", "ICU 2", "Ward-3"]
+    for pid, entry in entries(snapshot).items():
+        sent = readings_of(station.frames[pid])
+        assert pairs(entry["recent"]) == sent, pid  # the sparkline: all of it, oldest first
+        assert (entry["last"]["time"], entry["last"]["bpm"]) == sent[-1]
+        assert (entry["upstream"], entry["state"], entry["detail"]) == ("live", "live", "")
+        assert 0 <= entry["age"] < 60 and entry["alarms"] == []
+    assert "snapshot" not in live
+    for pid, entry in entries(live).items():
+        sent = readings_of(station.frames[pid])
+        assert pairs(entry["recent"]) == sent[-STATION_REPEAT:], pid
+        assert entry["state"] == "live"
+
+
+async def test_api_patients_and_readings(station: Station) -> None:
+    """GET /api/patients lists each patient in order with its upstream, state, age and last
+    reading; GET /readings?patient=ID is that patient's ring; unknown ids get 404."""
+    status, listing = await station.get("/api/patients")
+    assert status == 200
+    assert [p["id"] for p in listing] == list(IDS)
+    for entry in listing:
+        sent = readings_of(station.frames[entry["id"]])
+        assert set(entry) == {"id", "name", "upstream", "state", "age", "last", "alarms"}
+        assert (entry["upstream"], entry["state"]) == ("live", "live")
+        assert (entry["last"]["seq"], entry["last"]["time"], entry["last"]["bpm"]) == (
+            COUNT,
+            *sent[-1],
+        )
+    status, body = await station.get("/readings?patient=icu_2")
+    assert status == 200 and body["patient"] == "icu_2"
+    assert pairs(body["readings"]) == readings_of(station.frames["icu_2"])
+    status, health = await station.get("/healthz")
+    assert status == 200 and health["patient"] == "bed-01"
+    assert [(p["id"], p["state"]) for p in health["patients"]] == [(p, "live") for p in IDS]
+    assert all(p["counters"]["accepted"] == COUNT for p in health["patients"])
+    status, text = await station.get("/readings?patient=nobody")
+    assert status == 404 and "nobody" in text and text.count("\n") == 1
+
+
+async def test_unknown_patient_is_refused_with_404(station: Station) -> None:
+    """/ws?patient=<unknown> is refused at the handshake with HTTP 404 and one line."""
+    with pytest.raises(InvalidStatus) as info:
+        async with asyncio.timeout(timeout(5)), connect(station.url("patient=bed-99")):
+            pass
+    response = info.value.response
+    assert response.status_code == 404
+    assert response.body is not None and b"bed-99" in response.body
+    assert response.body.count(b"\n") == 1
+
+
+async def test_station_frames_come_at_most_every_tenth_and_at_least_every_second(
+    station: Station,
+) -> None:
+    """Readings arriving in a stream give station frames no closer than STATION_MIN_INTERVAL
+    (by the bridge's own clock in ``now``); with nothing new they still come, about once a
+    STATION_EVERY."""
+    async with asyncio.timeout(timeout(20)), connect(station.url("station=1")) as ws:
+        await ws.recv()  # the snapshot
+        upstream = station.services["bed-01"].connections[-1]
+        sender = asyncio.create_task(stream(upstream, 60, 0.01))  # 60 readings in ~0.6 s
+        loop = asyncio.get_running_loop()
+        nows: list[int] = []
+        arrivals: list[float] = []
+        end = loop.time() + 3.5
+        while loop.time() < end:
+            frame = strict_json(await ws.recv())
+            nows.append(frame["now"])
+            arrivals.append(loop.time())
+        await sender
+    gaps_ms = [b - a for a, b in itertools.pairwise(nows)]
+    assert min(gaps_ms) >= STATION_MIN_INTERVAL * 1000 - 1, gaps_ms
+    assert sum(1 for gap in gaps_ms if gap < 500) >= 3, gaps_ms  # readings made them come often
+    assert len(nows) >= 4
+    quiet = [b - a for a, b in itertools.pairwise(arrivals) if a > arrivals[0] + 1.5]
+    assert quiet and max(quiet) < STATION_EVERY + 0.5, quiet  # the margin absorbs jitter
+    assert entries(frame)["bed-01"]["last"]["seq"] == COUNT + 60
+
+
+async def stream(ws: Any, count: int, every: float) -> None:
+    for i in range(count):
+        await ws.send(json.dumps({"time": (T0 + 100 + i) * 1000, "value": 80 + i % 10}))
+        await asyncio.sleep(every)
+
+
+async def test_a_service_going_away_touches_only_its_patient(station: Station) -> None:
+    """One service stops: in the station feed and /api/patients only its patient goes
+    connecting or down (with the cause), the others stay live; started again, it recovers and
+    its new readings reach its entry."""
+    bridge = station.bridge
+    gone = station.services["icu_2"]
+    async with asyncio.timeout(timeout(30)), connect(station.url("station=1")) as ws:
+        await ws.recv()
+        await gone.stop()
+        frames = await read_until(
+            ws, station_where(lambda e: e["icu_2"]["upstream"] == "down"), seconds=15
+        )
+        for frame in frames:
+            others = [e for pid, e in entries(frame).items() if pid != "icu_2"]
+            assert all((e["upstream"], e["state"]) == ("live", "live") for e in others), frame
+            assert entries(frame)["icu_2"]["state"] in ("connecting", "down"), frame
+        down = entries(frames[-1])["icu_2"]
+        assert down["state"] == "down" and down["detail"] == "connection refused"
+        assert down["last"]["bpm"] == 100 + COUNT - 1  # the last reading is kept, not live
+        status, listing = await station.get("/api/patients")
+        assert status == 200
+        assert [(p["upstream"], p["state"]) for p in listing] == [
+            ("live", "live"),
+            ("down", "down"),
+            ("live", "live"),
+        ]
+        # The service comes back (same port) with new readings.
+        gone.frames = nested(130)
+        await gone.start()
+        frames = await read_until(
+            ws,
+            station_where(lambda e: (e["icu_2"]["last"] or {}).get("bpm") == 130 + COUNT - 1),
+            seconds=20,
+        )
+        back = entries(frames[-1])["icu_2"]
+        assert (back["upstream"], back["state"], back["detail"]) == ("live", "live", "")
+        assert [r["bpm"] for r in back["recent"]] == [
+            130 + i for i in range(COUNT - STATION_REPEAT, COUNT)
+        ]
+        assert all(e["state"] == "live" for e in entries(frames[-1]).values())
+    assert bridge.hub["bed-01"].buffer.last_seq == COUNT  # the others read nothing twice
+    assert bridge.hub["icu_2"].buffer.last_seq == 2 * COUNT
