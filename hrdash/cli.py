@@ -182,7 +182,8 @@ def probe(url: str | None, count: int, timeout_s: float, sample: Path | None, **
         fail("give a service URL or --sample FILE (one of them)")
     if url is not None and not url.startswith(("ws://", "wss://")):
         fail(f"URL: expected a ws:// or wss:// URL, got {url!r}")
-    settings = load_settings({**flags, "upstream_url": url or None})
+    # The URL given is the one service probed: a station's sources file does not apply.
+    settings = load_settings({**flags, "upstream_url": url or None, "sources": ""})
     try:
         text, status = probing.probe(settings, count, timeout_s, sample)
     except probing.ProbeError as exc:

@@ -180,3 +180,13 @@ def test_bad_sources_file_stops_gunicorn(tmp_path: Path) -> None:
         assert name in lines[-1], log
     assert "Listening at" not in log and "Traceback" not in log, log
     assert time.monotonic() - started < timeout(30)
+
+
+def test_probe_ignores_a_stations_sources_file(tmp_path: Path) -> None:
+    """`hrdash probe URL` with HRDASH_SOURCES set probes the URL (here: refused, exit 1 with
+    its one line) instead of refusing the two settings together."""
+    env = clean_env(HRDASH_SOURCES=str(write(tmp_path, GOOD)))
+    result = hrdash("probe", f"ws://127.0.0.1:{free_port()}/", "--timeout", "2", env=env)
+    assert result.returncode == 1, result.stderr
+    assert "HRDASH_SOURCES" not in result.stderr
+    assert "connection refused" in result.stderr
