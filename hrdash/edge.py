@@ -53,7 +53,7 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
@@ -68,7 +68,7 @@ from hrdash.hub import Hub, PatientHub, UpstreamState
 from hrdash.origins import RefusedOrigins, canonical_origin, origin_allowed
 from hrdash.settings import PortInUseError, Settings
 
-__all__ = ["Edge", "Feed", "Ingest", "RateWindow"]
+__all__ = ["Edge", "Feed", "Ingest", "RateWindow", "Station"]
 
 log = logging.getLogger("hrdash.edge")
 
@@ -161,6 +161,67 @@ class Feed:
         self.detail_viewers.discard(ws)
         self.overlap_viewers.discard(ws)
 
+    def flushed(self, now: float) -> None:
+        """Note a live frame sent out at ``now`` (monotonic s): the period estimate follows."""
+        if self.last_flush_at:
+            gap = now - self.last_flush_at
+            if 0.01 < gap < 5:
+                self.period_estimate = 0.8 * self.period_estimate + 0.2 * gap
+        self.last_flush_at = now
+
+    def next_status_delay(self, now: float) -> float:
+        """Seconds from ``now`` (monotonic) until the next heartbeat: at most STATUS_EVERY after
+        the last status, and, while readings flow, half a period away from the instants when
+        they go out."""
+        due = self.last_status_at + STATUS_EVERY
+        period = self.period_estimate
+        if self.last_flush_at and now - self.last_flush_at < 2 * period and period > 0.1:
+            mid = self.last_flush_at + period / 2
+            while mid + period <= due:
+                mid += period
+            if mid > self.last_status_at + STATUS_EVERY / 2 and mid > now:
+                due = mid
+        return max(0.01, due - now)
+
+
+class Station:
+    """The edge's side of the station feed: its viewers, their counters and its pace."""
+
+    def __init__(self) -> None:
+        self.viewers: set[ServerConnection] = set()
+        self.counters: dict[str, int] = {
+            "viewers_connected": 0,
+            "viewers_dropped_slow": 0,
+            "viewer_messages_refused": 0,
+            "frames": 0,  # station frames sent
+        }
+        self._wake = asyncio.Event()
+        self._dirty = False
+
+    def changed(self) -> None:
+        """A patient has new readings or changed state: a frame is due (when anyone watches)."""
+        if self.viewers and not self._dirty:
+            self._dirty = True
+            self._wake.set()
+
+    async def due(self) -> AsyncIterator[None]:
+        """Yields whenever a station frame is due: after a change, but at most every
+        STATION_MIN_INTERVAL, and at least every STATION_EVERY seconds."""
+        last = 0.0
+        while True:
+            wait = last + STATION_EVERY - time.monotonic()
+            if not self._dirty and wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self._wake.wait()
+            pause = last + STATION_MIN_INTERVAL - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)  # what changes meanwhile goes out in this frame
+            self._wake.clear()
+            self._dirty = False
+            last = time.monotonic()
+            yield
+
 
 class Edge:
     """Viewers in, frames out, for every patient of ``hub``, each with its ``ingests`` entry
@@ -187,18 +248,10 @@ class Edge:
         if list(self.feeds) != list(hub):
             raise ValueError("the ingests must be the hub's patients, in its order")
         self.first = next(iter(self.feeds.values()))
-        self.station_viewers: set[ServerConnection] = set()
-        self.station_counters: dict[str, int] = {
-            "viewers_connected": 0,
-            "viewers_dropped_slow": 0,
-            "viewer_messages_refused": 0,
-            "frames": 0,  # station frames sent
-        }
+        self.station = Station()
         self.refused_origins = RefusedOrigins()
         self.allowed_origins = frozenset(canonical_origin(o) for o in settings.effective_origins)
         self._where: dict[ServerConnection, Feed | None] = {}  # None: a station viewer
-        self._station_wake = asyncio.Event()
-        self._station_dirty = False
         self._tasks: list[asyncio.Task[None]] = []
         self.server: Server | None = None
 
@@ -258,12 +311,12 @@ class Edge:
         feed = self.feeds[patient_id]
         if feed.flush_handle is None:
             feed.flush_handle = asyncio.get_running_loop().call_soon(self._flush, feed)
-        self._station_changed()
+        self.station.changed()
 
     def upstream_changed(self, patient_id: str) -> None:
         """The patient's upstream state or mapping changed: tell its viewers and the station."""
         self._broadcast_status(self.feeds[patient_id])
-        self._station_changed()
+        self.station.changed()
 
     # -- fan-out ---------------------------------------------------------------------------
 
@@ -272,12 +325,7 @@ class Edge:
         items = feed.hub.flush()
         if not items:
             return
-        now = time.monotonic()
-        if feed.last_flush_at:
-            gap = now - feed.last_flush_at
-            if 0.01 < gap < 5:
-                feed.period_estimate = 0.8 * feed.period_estimate + 0.2 * gap
-        feed.last_flush_at = now
+        feed.flushed(time.monotonic())
         if not feed.viewers:
             return
         if feed.overlap_viewers:
@@ -310,11 +358,11 @@ class Edge:
         feed = self._where.pop(ws, None)
         if feed is not None:
             feed.forget(ws)
-        self.station_viewers.discard(ws)
+        self.station.viewers.discard(ws)
 
     def _drop_slow(self, ws: ServerConnection) -> None:
         feed = self._where.get(ws)
-        counters = self.station_counters if feed is None else feed.counters
+        counters = self.station.counters if feed is None else feed.counters
         counters["viewers_dropped_slow"] += 1
         self._forget(ws)
         log.info("dropped a viewer that fell behind (%s)", ws.remote_address)
@@ -353,23 +401,9 @@ class Edge:
         else:
             self._send_all(_json(status), feed.viewers)
 
-    def _next_status_delay(self, feed: Feed) -> float:
-        """Seconds until the next heartbeat: at most STATUS_EVERY after the last status, and,
-        while readings flow, half a period away from the instants when they go out."""
-        now = time.monotonic()
-        due = feed.last_status_at + STATUS_EVERY
-        period = feed.period_estimate
-        if feed.last_flush_at and now - feed.last_flush_at < 2 * period and period > 0.1:
-            mid = feed.last_flush_at + period / 2
-            while mid + period <= due:
-                mid += period
-            if mid > feed.last_status_at + STATUS_EVERY / 2 and mid > now:
-                due = mid
-        return max(0.01, due - now)
-
     async def _status_forever(self, feed: Feed) -> None:
         while True:
-            await asyncio.sleep(self._next_status_delay(feed))
+            await asyncio.sleep(feed.next_status_delay(time.monotonic()))
             if time.monotonic() - feed.last_status_at >= STATUS_EVERY / 2 - 0.01:
                 self._broadcast_status(feed)
 
@@ -388,30 +422,12 @@ class Edge:
         """``GET /api/patients``."""
         return self.hub.listing(self.upstreams(), self.clock(), self.settings.stale_after)
 
-    def _station_changed(self) -> None:
-        if self.station_viewers and not self._station_dirty:
-            self._station_dirty = True
-            self._station_wake.set()
-
     async def _station_forever(self) -> None:
-        """A station frame when something changed, at most every STATION_MIN_INTERVAL, and at
-        least every STATION_EVERY seconds."""
-        last = 0.0
-        while True:
-            due = last + STATION_EVERY - time.monotonic()
-            if not self._station_dirty and due > 0:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(due):
-                        await self._station_wake.wait()
-            wait = last + STATION_MIN_INTERVAL - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            self._station_wake.clear()
-            self._station_dirty = False
-            last = time.monotonic()
-            if self.station_viewers:
-                self.station_counters["frames"] += 1
-                self._send_all(_json(self.station_frame()), self.station_viewers)
+        """One station frame, encoded once for every station viewer, whenever one is due."""
+        async for _ in self.station.due():
+            if self.station.viewers:
+                self.station.counters["frames"] += 1
+                self._send_all(_json(self.station_frame()), self.station.viewers)
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -433,7 +449,7 @@ class Edge:
             "allowed": list(self.settings.effective_origins),
             "refused": self.refused_origins.as_dict(),
         }
-        station = {"viewers": len(self.station_viewers), **self.station_counters}
+        station = {"viewers": len(self.station.viewers), **self.station.counters}
         return {
             "status": "ok",
             **self.status(),
@@ -531,9 +547,9 @@ class Edge:
         feed: Feed | None = None
         if _flag(params, "station"):
             broadcast([ws], _json(self.station_frame(snapshot=True)))
-            self.station_viewers.add(ws)
-            self.station_counters["viewers_connected"] += 1
-            refused = self.station_counters
+            self.station.viewers.add(ws)
+            self.station.counters["viewers_connected"] += 1
+            refused = self.station.counters
         else:
             feed = self._feed_of(params)
             if feed is None:  # process_request refused it already
