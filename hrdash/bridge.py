@@ -74,10 +74,12 @@ class Bridge:
                     on_change=self._on_change,
                     clock=clock,
                 )
-            except SettingError as exc:
+            except SettingError as exc:  # its transform hook cannot be loaded
                 if not settings.sources:
                     raise
-                raise SettingError(f'{settings.sources}: patient "{source.id}": {exc}') from None
+                cause = str(exc).removeprefix("HRDASH_TRANSFORM: ")
+                where = f'{settings.sources}: patient "{source.id}"'
+                raise SettingError(f"{where}: transform: {cause}") from None
             self.sources.append(ingest)
         self.edge = Edge(settings, self.hub, self.sources, clock=clock, monotonic=monotonic)
         self._tasks: list[asyncio.Task[None]] = []

@@ -190,3 +190,14 @@ def test_probe_ignores_a_stations_sources_file(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stderr
     assert "HRDASH_SOURCES" not in result.stderr
     assert "connection refused" in result.stderr
+
+
+def test_a_patients_transform_that_cannot_load_stops_the_bridge(tmp_path: Path) -> None:
+    """A patient whose transform hook cannot be imported: `hrdash bridge` exits 2 with one line
+    naming the file, the patient and the field, before it serves."""
+    text = GOOD + '[[patient]]\nid = "b2"\nurl = "ws://h/"\ntransform = "no_such_hooks:hr"\n'
+    path = write(tmp_path, text)
+    port = str(free_port())
+    result = hrdash("bridge", env=clean_env(HRDASH_SOURCES=str(path), HRDASH_BRIDGE_PORT=port))
+    line = assert_one_line_error(result, "no_such_hooks")
+    assert line.startswith(f'hrdash: error: {path}: patient "b2": transform: '), line
