@@ -24,9 +24,10 @@ It serves what the pure hub (:mod:`hrdash.hub`) holds and what each patient's in
   ``{"type": "detail", "on": true}`` adds a ``source_detail`` object (redacted URL, mapping, last
   raw frame) to the status frames that viewer receives.
 * ``/ws?station=1`` — the station feed: a station frame (:meth:`hrdash.hub.Hub.station_frame`),
-  the first one a snapshot with every patient's sparkline, then one whenever a patient has new
-  readings or changed state, at most every ``STATION_MIN_INTERVAL`` and at least every
-  ``STATION_EVERY`` seconds; each frame is encoded once for every station viewer.
+  the first one a snapshot with every patient's sparkline, then one ``STATION_GATHER`` after a
+  patient has new readings or changed state (what arrives together goes out together), at most
+  every ``STATION_MIN_INTERVAL`` and at least every ``STATION_EVERY`` seconds; each frame is
+  encoded once for every station viewer. Viewers' messages on it are ignored (rate-limited).
 * ``GET /healthz`` — 200 with the first patient's status and counters, the origins, and
   ``patients``: each patient's id, name, upstream, state and counters.
 * ``GET /api/patients`` — every patient's id, name, upstream, state, age, last reading, alarms.
@@ -80,6 +81,8 @@ VIEWER_RESEND_PER_S = 5  # more resend requests than this in a second are ignore
 STATUS_EVERY = 1.0  # seconds between heartbeat status frames at most
 STATION_MIN_INTERVAL = 0.1  # seconds between two station frames at least
 STATION_EVERY = 1.0  # seconds between two station frames at most (the station's heartbeat)
+STATION_GATHER = 0.005  # seconds a change waits for the readings arriving with it (services
+# that tick together, like the simulator's ward, send a burst: it goes out in one frame)
 PATIENT_ID_SHOWN = 64  # characters of an unknown patient id echoed in a 404
 # /healthz and status frames list the edge's, the hub's and the ingest's counters in this order.
 COUNTER_ORDER = (
@@ -205,8 +208,8 @@ class Station:
             self._wake.set()
 
     async def due(self) -> AsyncIterator[None]:
-        """Yields whenever a station frame is due: after a change, but at most every
-        STATION_MIN_INTERVAL, and at least every STATION_EVERY seconds."""
+        """Yields whenever a station frame is due: STATION_GATHER after a change, but at most
+        every STATION_MIN_INTERVAL, and at least every STATION_EVERY seconds."""
         last = 0.0
         while True:
             wait = last + STATION_EVERY - time.monotonic()
@@ -214,7 +217,10 @@ class Station:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wait):
                         await self._wake.wait()
-            pause = last + STATION_MIN_INTERVAL - time.monotonic()
+            now = time.monotonic()
+            pause = last + STATION_MIN_INTERVAL - now
+            if self._dirty:
+                pause = max(pause, STATION_GATHER)
             if pause > 0:
                 await asyncio.sleep(pause)  # what changes meanwhile goes out in this frame
             self._wake.clear()
