@@ -2,12 +2,13 @@
 
 Not on the per-reading path: these run when a person asks (a button in the page), over the
 readings the bridge keeps (``HRDASH_BUFFER``, 30 min at 2 Hz by default), fetched from the
-bridge's ``GET /readings``.
+bridge's ``GET /readings?patient=ID``.
 """
 
 from __future__ import annotations
 
 import json
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -28,9 +29,11 @@ def bridge_http_url(settings: Settings, path: str) -> str:
     return f"http://{url_host(settings.bridge_host)}:{settings.bridge_port}{path}"
 
 
-def fetch(settings: Settings) -> list[dict[str, Any]]:
-    """The readings the bridge holds, oldest first."""
-    url = bridge_http_url(settings, "/readings")
+def fetch(settings: Settings, patient: str | None = None) -> list[dict[str, Any]]:
+    """The readings the bridge holds for ``patient`` (``None``: its first patient), oldest
+    first."""
+    query = "" if patient is None else "?" + urllib.parse.urlencode({"patient": patient})
+    url = bridge_http_url(settings, "/readings" + query)
     try:
         with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT) as response:
             body = json.loads(response.read())

@@ -74,3 +74,32 @@ SESSION_SUMMARY_BUTTON = "hr-session-summarise"
 SESSION_SUMMARY = "hr-session-summary"
 SESSION_EXPORT_BUTTON = "hr-session-export"
 SESSION_DOWNLOAD = "hr-session-download"
+
+# Monitor page header (hrdash/pages/patient.py): the patient's name and the link to the station.
+PATIENT_NAME = "hr-patient-name"
+BACK_LINK = "hr-back"  # "← Station", only when there are several patients
+NOT_FOUND = "hr-not-found"  # the "No patient <id>" page
+
+# Station page (hrdash/pages/station.py); assets/station.js fills it.
+STATION = "hr-station"  # the tile grid (class hr-station-grid, --hr-cols/--hr-rows)
+STATION_WS = "hr-station-ws"  # dash_extensions.WebSocket on /ws?station=1
+STATION_CONFIG = "hr-station-config"  # dcc.Store
+STATION_TICK = "hr-station-tick"  # dcc.Interval
+STATION_STATUS = "hr-station-status"  # connection badge
+STATION_ALARMS = "hr-station-alarms"  # active alarms, highest priority first
+TILE_PREFIX = "hr-tile-"  # a tile's id is TILE_PREFIX + patient id
+
+
+def tile(patient_id: str) -> str:
+    """The element id of ``patient_id``'s station tile."""
+    return TILE_PREFIX + patient_id
+
+
+# Name (as assets/station.js knows it) → element id, handed to the browser in the station config.
+STATION_IDS = {
+    "grid": STATION,
+    "ws": STATION_WS,
+    "status": STATION_STATUS,
+    "alarms": STATION_ALARMS,
+    "tile_prefix": TILE_PREFIX,
+}

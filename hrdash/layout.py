@@ -231,13 +231,23 @@ def source_panel(settings: Settings) -> html.Details:
 
 
 def build_layout(
-    settings: Settings, ws_url: str, extras: Sequence[Any] = (), *, ws_port: int | None = None
+    settings: Settings,
+    ws_url: str,
+    extras: Sequence[Any] = (),
+    *,
+    ws_port: int | None = None,
+    patient: tuple[str, str] | None = None,
+    back_href: str | None = None,
 ) -> html.Div:
     """The whole page for ``settings``, with the browser connecting to ``ws_url``.
 
+    ``patient`` (id, name): whose monitor this is; the name is shown in the header and the id is
+    in the config store (``patient``). ``back_href``: where the "← Station" link in the header
+    leads (no link without it).
+
     ``ws_url`` may be relative (``/ws``): the browser resolves it against the page's own
     location, on port ``ws_port`` of the page's host name when that is given (see
-    :func:`hrdash.webapp.page_ws_url`); the WebSocket gets its ``url`` from the clientside
+    :func:`hrdash.wsurl.page_ws_url`); the WebSocket gets its ``url`` from the clientside
     ``connect`` callback. The WebSocket component is a direct child of the returned top-level
     Div: it closes its socket when unmounted, so it must never sit inside something that
     re-renders.
@@ -248,6 +258,7 @@ def build_layout(
         "stale_after": settings.stale_after,
         "ws_url": ws_url,
         "ws_port": ws_port,
+        "patient": patient[0] if patient else None,
         # The page compares its own origin with these to say why the bridge refuses it.
         "allowed_origins": [canonical_origin(o) for o in settings.effective_origins],
         "y_range": list(Y_RANGE),
@@ -270,8 +281,18 @@ def build_layout(
             html.Div(
                 className="hr-brand",
                 children=[
+                    *(
+                        [html.A("← Station", href=back_href, id=ids.BACK_LINK, className="hr-back")]
+                        if back_href
+                        else []
+                    ),
                     html.Span("♥", className="hr-brand__mark", **_attrs({"aria-hidden": "true"})),
                     html.H1("hrdash", className="hr-brand__title"),
+                    *(
+                        [html.Span(patient[1], id=ids.PATIENT_NAME, className="hr-patient")]
+                        if patient
+                        else []
+                    ),
                     html.Span(settings.display_source, id=ids.SOURCE, className="hr-source"),
                 ],
             ),

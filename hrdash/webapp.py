@@ -1,5 +1,5 @@
-"""The Dash application: :func:`create_app` builds it, :func:`page_ws_url` tells the page where
-the bridge is.
+"""The Dash application: :func:`create_app` builds it; :func:`page_ws_url` (from
+:mod:`hrdash.wsurl`) tells the page where the bridge is.
 
 The page resolves the bridge URL itself, against its own location (``localhost`` vs
 ``127.0.0.1`` vs a LAN address, http or https, the port a proxy listens on): the server never
@@ -14,11 +14,13 @@ from pathlib import Path
 
 import dash
 
-from hrdash import callbacks
-from hrdash.layout import build_layout
+from hrdash import callbacks, pages
 from hrdash.settings import Settings
+from hrdash.wsurl import page_ws_url
 
 TITLE = "hrdash"
+
+__all__ = ["ASSETS", "TITLE", "create_app", "page_ws_url"]
 
 
 def assets_folder() -> Path:
@@ -34,35 +36,14 @@ def assets_folder() -> Path:
 ASSETS = assets_folder()
 
 
-def page_ws_url(settings: Settings) -> tuple[str, int | None]:
-    """The bridge URL as the page is given it, and the bridge port when the browser must put it
-    on the page's host name; ``assets/hrdash.js`` (``resolveWsUrl``) resolves it in the browser.
-
-    - ``public_ws_url`` absolute (``ws://``/``wss://``): used as is.
-    - ``public_ws_url`` a path (``/ws``): resolved against the page's own URL, as the browser
-      sees it: the same host and port, ``wss`` when the page is https. Whatever a proxy does to
-      the Host header, the browser's address bar is right.
-    - empty: ``ws://<page's host name>:<bridge_port>/ws`` — the bridge serves plain ``ws``.
-
-    The page asks for ``overlap=1`` (see :func:`with_overlap`).
-    """
-    public = settings.public_ws_url
-    if public:
-        return with_overlap(public), None
-    return with_overlap("/ws"), settings.bridge_port
-
-
-def with_overlap(url: str) -> str:
-    """The page asks the bridge to repeat recent readings in each live frame (``overlap=1``):
-    Dash may hand the page only the last of several frames, and the repeat makes up for it."""
-    return url + ("&" if "?" in url else "?") + "overlap=1"
-
-
 def create_app(settings: Settings | None = None) -> dash.Dash:
     """Build the Dash app for ``settings`` (default: :meth:`Settings.load` from the environment).
 
-    Callbacks come from every module of :mod:`hrdash.callbacks` (see
-    :func:`hrdash.callbacks.register_all`).
+    A multi-page app (Dash pages, registered by :func:`hrdash.pages.register`): ``/`` is the
+    station when there are several patients, else the one patient's monitor;
+    ``/patient/<id>`` is a patient's monitor. Callbacks come from every module of
+    :mod:`hrdash.callbacks` (see :func:`hrdash.callbacks.register_all`); their ``layout`` extras
+    belong to the monitor page.
     """
     settings = Settings.load() if settings is None else settings
     app = dash.Dash(
@@ -70,14 +51,9 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
         assets_folder=str(ASSETS),
         title=TITLE,
         update_title="",  # no "Updating..." flicker in the tab title
+        use_pages=True,
+        pages_folder="",  # the pages are registered explicitly, by hrdash.pages.register
     )
-
-    extras = callbacks.extra_layout(settings)
-
-    def layout() -> object:
-        ws_url, ws_port = page_ws_url(settings)
-        return build_layout(settings, ws_url, extras, ws_port=ws_port)
-
-    app.layout = layout
+    pages.register(app, settings, callbacks.extra_layout(settings))
     callbacks.register_all(app, settings)
     return app

@@ -254,3 +254,31 @@ def watch(page: Any) -> tuple[list[str], list[str]]:
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
     return requests, errors
+
+
+def routed(client: Any, path: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """What Dash pages' router serves for ``path`` through a Flask test ``client`` of the app: the
+    page's layout (JSON) under ``layout`` and its title under ``title``, from the router callback
+    the browser calls with its path (the page itself is only the pages container)."""
+    page = client.get(path, headers=headers)  # also registers the router, on the first request
+    assert page.status_code == 200, (path, page.status_code)
+    body = {
+        "output": ".._pages_content.children..._pages_store.data..",
+        "outputs": [
+            {"id": "_pages_content", "property": "children"},
+            {"id": "_pages_store", "property": "data"},
+        ],
+        "inputs": [
+            {"id": "_pages_location", "property": "pathname", "value": path},
+            {"id": "_pages_location", "property": "search", "value": ""},
+        ],
+        "changedPropIds": ["_pages_location.pathname"],
+        "state": [],
+    }
+    answer = client.post("/_dash-update-component", json=body, headers=headers)
+    assert answer.status_code == 200, (path, answer.status_code, answer.get_data(as_text=True))
+    response = answer.get_json()["response"]
+    return {
+        "layout": response["_pages_content"]["children"],
+        "title": response["_pages_store"]["data"]["title"],
+    }

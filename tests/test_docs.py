@@ -12,7 +12,7 @@ import pytest
 from hrdash import callbacks
 from hrdash.settings import SETTINGS
 from hrdash.webapp import create_app
-from tests.support import ROOT
+from tests.support import ROOT, routed
 
 README = (ROOT / "README.md").read_text()
 
@@ -73,9 +73,8 @@ def test_readme_callback_module_example_works(
     monkeypatch.setattr(callbacks, "__path__", [*callbacks.__path__, str(tmp_path)])
     try:
         app = create_app()
-        with app.server.test_request_context("/"):
-            layout = app.layout()  # type: ignore[operator]
-        assert "note-input" in str(layout.to_plotly_json())
+        layout = routed(app.server.test_client(), "/")["layout"]
+        assert "note-input" in json.dumps(layout)
         assert any("note-echo.children" in key for key in app.callback_map)
     finally:
         sys.modules.pop("hrdash.callbacks.note", None)

@@ -13,13 +13,24 @@ from dash import html
 from dash_extensions import WebSocket
 from plotly.utils import PlotlyJSONEncoder
 
-from hrdash import callbacks, ids
+from hrdash import callbacks, ids, pages
 from hrdash.layout import Y_RANGE, build_layout
 from hrdash.settings import Settings
 from hrdash.webapp import create_app, page_ws_url
+from tests.support import routed
 
 # Every element id the package defines (hrdash.ids holds them all, as upper-case constants).
 ALL_IDS = sorted({v for k, v in vars(ids).items() if k.isupper() and isinstance(v, str)})
+# Ids of the other pages (the station, "No patient"), and the link that only a monitor with a
+# station to go back to has: the monitor of the one patient holds every other id.
+OTHER_PAGES_IDS = {
+    *ids.STATION_IDS.values(),
+    ids.STATION_CONFIG,
+    ids.STATION_TICK,
+    ids.NOT_FOUND,
+    ids.BACK_LINK,
+}
+MONITOR_IDS = sorted(set(ALL_IDS) - OTHER_PAGES_IDS)
 CONTRACT_IDS = [ids.WS, ids.TABLE, ids.CHART, ids.CURRENT_BPM, ids.CURRENT_TIME, ids.STATUS]
 
 
@@ -43,18 +54,18 @@ def _by_id(layout: Any) -> dict[str, Any]:
 
 
 def _page(settings: Settings) -> Any:
-    """The whole page as the app serves it (callback modules' extras included)."""
-    app = create_app(settings)
-    with app.server.test_request_context("/"):
-        return app.layout()  # type: ignore[operator]
+    """The page at ``/`` as the app serves it (callback modules' extras included)."""
+    return pages.site(create_app(settings)).home()
 
 
 def test_every_id_once() -> None:
-    """Every id of hrdash.ids (the contract ids, the internal ones, the Source panel's and the
-    Session card's) appears exactly once in the served page, and no element id appears twice."""
-    assert set(CONTRACT_IDS) <= set(ALL_IDS)
+    """Every id of hrdash.ids but the other pages' (the contract ids, the internal ones, the
+    Source panel's and the Session card's) appears exactly once in the one patient's monitor,
+    and no element id appears twice."""
+    assert set(CONTRACT_IDS) <= set(MONITOR_IDS)
     counts = Counter(c.id for c in _walk(_page(_settings())) if getattr(c, "id", None))
-    assert {i: counts[i] for i in ALL_IDS if counts[i] != 1} == {}
+    assert {i: counts[i] for i in MONITOR_IDS if counts[i] != 1} == {}
+    assert {i: counts[i] for i in OTHER_PAGES_IDS if counts[i]} == {}
     assert [i for i, n in counts.items() if n > 1] == []
 
 
@@ -221,9 +232,8 @@ def test_register_all_registers_every_module_in_name_order() -> None:
 
 
 def _config_served(app: Any, headers: dict[str, str]) -> dict[str, Any]:
-    layout = app.server.test_client().get("/_dash-layout", headers=headers)
-    assert layout.status_code == 200
-    found = [c for c in _walk_json(layout.get_json()) if c.get("props", {}).get("id") == ids.CONFIG]
+    layout = routed(app.server.test_client(), "/", headers)["layout"]
+    found = [c for c in _walk_json(layout) if c.get("props", {}).get("id") == ids.CONFIG]
     assert len(found) == 1
     return dict(found[0]["props"]["data"])
 
@@ -238,14 +248,15 @@ def _walk_json(node: Any) -> list[dict[str, Any]]:
 
 
 def test_app_serves_page_and_layout() -> None:
-    """The app serves / and /_dash-layout, with the bridge's port for the browser to use."""
+    """The app serves / and its layout (Dash pages' router), with the bridge's port for the
+    browser to use."""
     app = create_app(_settings(bridge_port=9999))
     client = app.server.test_client()
     page = client.get("/", headers={"Host": "monitor.local:8050"})
     assert page.status_code == 200
     assert b"<title>hrdash</title>" in page.data
     config = _config_served(app, {"Host": "monitor.local:8050"})
-    assert (config["ws_url"], config["ws_port"]) == ("/ws?overlap=1", 9999)
+    assert (config["ws_url"], config["ws_port"]) == ("/ws?patient=bed-01&overlap=1", 9999)
 
 
 def test_served_ws_url_ignores_request_headers() -> None:
@@ -253,7 +264,7 @@ def test_served_ws_url_ignores_request_headers() -> None:
     X-Forwarded-Proto say (a proxy's `Host $host` drops the port): the browser resolves it."""
     app = create_app(_settings(public_ws_url="/ws"))
     proxied = {"Host": "hr.example.org", "X-Forwarded-Proto": "https"}
-    assert _config_served(app, proxied)["ws_url"] == "/ws?overlap=1"
+    assert _config_served(app, proxied)["ws_url"] == "/ws?patient=bed-01&overlap=1"
     assert _config_served(app, {"Host": "other:1"}) == _config_served(app, proxied)
 
 

@@ -31,6 +31,7 @@ from tests.conftest import (
     viewer_url,
     wait_for,
 )
+from tests.support import routed
 
 SECRETS = ("pw", "s3cret", "t0ps3cret")
 HEADERS = '{"Authorization": "Bearer t0ps3cret"}'
@@ -177,7 +178,8 @@ async def test_probe_never_shows_the_secrets(services: ServiceFactory, dead_port
 
 
 def test_dash_page_never_shows_the_secrets() -> None:
-    """The page HTML, its layout JSON and its callback map show the redacted source only."""
+    """The page HTML, its layout JSON (the pages container and the page the router serves at /)
+    and its callback map show the redacted source only."""
     settings = Settings.load(env=secret_env(40123)).replace(port=41234, bridge_port=41235)
     assert settings.display_source == redacted(40123)
     client = create_app(settings).server.test_client()
@@ -187,6 +189,6 @@ def test_dash_page_never_shows_the_secrets() -> None:
         assert response.status_code == 200, path
         bodies[path] = response.get_data(as_text=True)
         assert_no_secret(bodies[path], path)
-    layout = json.dumps(json.loads(bodies["/_dash-layout"]))  # undo Dash's \u002f escapes
+    layout = json.dumps(routed(client, "/"))  # the page Dash pages' router serves at /
     assert_no_secret(layout, "the decoded layout")
     assert redacted(40123) in layout

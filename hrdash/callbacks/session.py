@@ -1,12 +1,13 @@
 """The session card below the table: a summary of everything the bridge keeps (30 min by
-default) and a CSV export of it. Python callbacks, run only when a button is pressed."""
+default) for the page's patient and a CSV export of it. Python callbacks, run only when a button
+is pressed; the patient's id comes from the page's config store."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from dash import Input, Output, dcc, html, no_update
+from dash import Input, Output, State, dcc, html, no_update
 
 from hrdash import history, ids
 
@@ -36,10 +37,11 @@ def layout(settings: Settings) -> html.Div:
     )
 
 
-def summary_text(settings: Settings) -> str:
-    """One paragraph about the readings the bridge holds, or why it cannot be had."""
+def summary_text(settings: Settings, patient: str | None = None) -> str:
+    """One paragraph about the readings the bridge holds for ``patient``, or why it cannot be
+    had."""
     try:
-        df = history.table(history.fetch(settings))
+        df = history.table(history.fetch(settings, patient))
     except history.HistoryError as exc:
         return str(exc)
     s = history.summary(df)
@@ -57,33 +59,47 @@ def summary_text(settings: Settings) -> str:
     )
 
 
-def export(settings: Settings) -> dict[str, Any] | None:
-    """A dcc.Download payload with the bridge's readings as CSV, or None if unavailable."""
+def export(settings: Settings, patient: str | None = None) -> dict[str, Any] | None:
+    """A dcc.Download payload with the bridge's readings of ``patient`` as CSV, or None if
+    unavailable."""
     try:
-        df = history.table(history.fetch(settings))
+        df = history.table(history.fetch(settings, patient))
     except history.HistoryError:
         return None
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    return dict(dcc.send_string(history.to_csv(df), filename=f"hrdash-{stamp}.csv"))
+    return dict(
+        dcc.send_string(
+            history.to_csv(df), filename=f"hrdash-{patient + '-' if patient else ''}{stamp}.csv"
+        )
+    )
+
+
+def _patient(config: dict[str, Any] | None) -> str | None:
+    """The page's patient id, from its config store (``None``: the bridge's first patient)."""
+    patient = (config or {}).get("patient")
+    return patient if isinstance(patient, str) else None
 
 
 def register(app: dash.Dash, settings: Settings) -> None:
     @app.callback(
         Output(ids.SESSION_SUMMARY, "children"),
         Input(ids.SESSION_SUMMARY_BUTTON, "n_clicks"),
+        State(ids.CONFIG, "data"),
         prevent_initial_call=True,
     )
-    def summarise(_: int | None) -> str:
-        return summary_text(settings)
+    def summarise(_: int | None, config: dict[str, Any] | None) -> str:
+        return summary_text(settings, _patient(config))
 
     @app.callback(
         Output(ids.SESSION_DOWNLOAD, "data"),
         Output(ids.SESSION_SUMMARY, "children", allow_duplicate=True),
         Input(ids.SESSION_EXPORT_BUTTON, "n_clicks"),
+        State(ids.CONFIG, "data"),
         prevent_initial_call=True,
     )
-    def download(_: int | None) -> tuple[Any, Any]:
-        payload = export(settings)
+    def download(_: int | None, config: dict[str, Any] | None) -> tuple[Any, Any]:
+        patient = _patient(config)
+        payload = export(settings, patient)
         if payload is None:
-            return no_update, summary_text(settings)
+            return no_update, summary_text(settings, patient)
         return payload, no_update

@@ -1,0 +1,179 @@
+"""The station page (``/`` with more than one patient): a tile per patient and the alarms list.
+
+Python builds the page once (the tile grid, one tile per patient, with the DOM contract of
+DESIGN.md); ``assets/station.js`` fills it from the bridge's station feed (``/ws?station=1``),
+writing the tiles directly to the DOM. Nothing on the station makes a Dash request per reading:
+the callbacks registered here are clientside and have no outputs but the socket's url.
+
+Tiles are plain links (``<a href="/patient/<id>">``, not ``dcc.Link``): ``dcc.Link`` cannot carry
+the tile's ``data-*`` attributes, and a full page load gives the monitor a fresh page (its
+socket, timers and per-tab state in ``assets/hrdash.js`` start clean, for the right patient).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from dash import ClientsideFunction, Input, Output, State, dcc, html
+from dash_extensions import WebSocket
+
+from hrdash import ids
+from hrdash.layout import PLACEHOLDER, TICK_MS, _attrs
+from hrdash.origins import canonical_origin
+from hrdash.settings import Settings
+from hrdash.wsurl import station_ws_url
+
+if TYPE_CHECKING:
+    import dash
+
+    from hrdash.pages import Patient
+
+NAMESPACE = "hrdash"  # window.dash_clientside.hrdash (assets/station.js)
+TITLE = "Station"
+SPARK_SECONDS = 120  # seconds of readings in a tile's sparkline (the bridge's first frame)
+NO_ALARMS = "No active alarms"
+INITIAL_STATE = "connecting"  # data-state of a tile before the first station frame
+INITIAL_STATE_TEXT = "Connecting…"
+
+
+def grid_shape(count: int) -> tuple[int, int]:
+    """(columns, rows) of the tile grid for ``count`` patients: the smallest square-ish grid,
+    ``ceil(sqrt(count))`` columns and as many rows as they need (1 → 1x1, 4 → 2x2, 16 → 4x4,
+    17 → 5x4, 64 → 8x8). The grid fills the screen below the header, so tiles shrink as the
+    count grows; at 16 on 1920x1080 every tile is visible without scrolling."""
+    count = max(1, count)
+    cols = math.ceil(math.sqrt(count))
+    return cols, math.ceil(count / cols)
+
+
+def tile(patient_id: str, name: str, href: str) -> html.A:
+    """One patient's tile, as DESIGN.md has it: the only element with ``data-patient``."""
+    return html.A(
+        id=ids.tile(patient_id),
+        className="hr-tile",
+        href=href,
+        children=[
+            html.Div(
+                className="hr-tile-head",
+                children=[
+                    html.Span(name, className="hr-tile-name"),
+                    html.Span(INITIAL_STATE_TEXT, className="hr-tile-state"),
+                ],
+            ),
+            html.Div(
+                className="hr-tile-main",
+                children=[
+                    html.Span(PLACEHOLDER, className="hr-tile-bpm"),
+                    html.Span("bpm", className="hr-tile-unit"),
+                ],
+            ),
+            html.Div("", className="hr-tile-age"),
+            html.Canvas(className="hr-tile-spark"),
+        ],
+        **_attrs({"data-patient": patient_id, "data-state": INITIAL_STATE, "data-alarm": "none"}),
+    )
+
+
+def config(settings: Settings, patients: Sequence[Patient]) -> dict[str, Any]:
+    """What ``assets/station.js`` needs: the station feed's URL (resolved in the browser, as the
+    monitor's), the origins the bridge accepts, staleness, the sparkline's span, the patients and
+    the element ids."""
+    ws_url, ws_port = station_ws_url(settings)
+    return {
+        "ws_url": ws_url,
+        "ws_port": ws_port,
+        "allowed_origins": [canonical_origin(o) for o in settings.effective_origins],
+        "stale_after": settings.stale_after,
+        "spark_seconds": SPARK_SECONDS,
+        "patients": [{"id": p.id, "name": p.name} for p in patients],
+        "ids": ids.STATION_IDS,
+    }
+
+
+def layout(
+    settings: Settings, patients: Sequence[Patient], monitor_href: Callable[[str], str]
+) -> html.Div:
+    """The station for ``patients`` (in station order); ``monitor_href(id)`` is a tile's link.
+
+    The WebSocket is a direct child of the top-level Div, as on the monitor."""
+    cols, rows = grid_shape(len(patients))
+    header = html.Header(
+        className="hr-header",
+        children=[
+            html.Div(
+                className="hr-brand",
+                children=[
+                    html.Span("♥", className="hr-brand__mark", **_attrs({"aria-hidden": "true"})),
+                    html.H1("hrdash", className="hr-brand__title"),
+                    html.Span(f"{TITLE} · {len(patients)} patients", className="hr-station-title"),
+                    html.Span(settings.display_source, className="hr-source"),
+                ],
+            ),
+            html.Span(
+                INITIAL_STATE_TEXT,
+                id=ids.STATION_STATUS,
+                className="hr-badge hr-badge--connecting",
+                role="status",
+                **_attrs({"aria-live": "polite"}),
+            ),
+        ],
+    )
+    grid = html.Div(
+        id=ids.STATION,
+        className="hr-station-grid",
+        style={"--hr-cols": str(cols), "--hr-rows": str(rows)},
+        children=[tile(p.id, p.name, monitor_href(p.id)) for p in patients],
+    )
+    alarms = html.Aside(
+        className="hr-card hr-station-side",
+        children=[
+            html.H2("Alarms", className="hr-card__label"),
+            html.Ul(
+                id=ids.STATION_ALARMS,
+                className="hr-station-alarms",
+                children=[html.Li(NO_ALARMS, className="hr-station-alarms__empty")],
+            ),
+        ],
+    )
+    return html.Div(
+        className="hr-app hr-station-page",
+        children=[
+            WebSocket(id=ids.STATION_WS),  # url: set in the browser (station_connect)
+            dcc.Store(id=ids.STATION_CONFIG, data=config(settings, patients)),
+            dcc.Interval(id=ids.STATION_TICK, interval=TICK_MS),
+            header,
+            html.Main(className="hr-station-main", children=[grid, alarms]),
+            html.Footer("Not a medical device.", className="hr-footer"),
+        ],
+    )
+
+
+def register(app: dash.Dash) -> None:
+    """The station's clientside callbacks (``assets/station.js``): the socket's url on page
+    load; frames, socket states and ticks handled in the browser with no output (the functions
+    write the tiles, the badge and the alarms list directly)."""
+    app.clientside_callback(
+        ClientsideFunction(NAMESPACE, "station_connect"),
+        Output(ids.STATION_WS, "url"),
+        Input(ids.STATION_CONFIG, "data"),
+    )
+    app.clientside_callback(
+        ClientsideFunction(NAMESPACE, "on_station_message"),
+        Input(ids.STATION_WS, "message"),
+        State(ids.STATION_CONFIG, "data"),
+        prevent_initial_call=True,
+    )
+    app.clientside_callback(
+        ClientsideFunction(NAMESPACE, "on_station_state"),
+        Input(ids.STATION_WS, "state"),
+        State(ids.STATION_CONFIG, "data"),
+        prevent_initial_call=True,
+    )
+    app.clientside_callback(
+        ClientsideFunction(NAMESPACE, "on_station_tick"),
+        Input(ids.STATION_TICK, "n_intervals"),
+        State(ids.STATION_CONFIG, "data"),
+        prevent_initial_call=True,
+    )
