@@ -98,7 +98,7 @@ def test_wheel_ships_the_assets_but_not_the_screenshots(wheel: Path) -> None:
     }
     assert {"hrdash/assets/hrdash.js", "hrdash/assets/hrdash.css"} <= shipped
     assert shipped <= names, sorted(shipped - names)
-    assert {"hrdash/gunicorn_conf.py", "hrdash/wsgi.py"} <= names
+    assert {"hrdash/gunicorn_conf.py", "hrdash/wsgi.py", "hrdash/pages/station.py"} <= names
     assert not [name for name in names if "screenshot" in name or name.endswith(".png")]
 
 
