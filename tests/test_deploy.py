@@ -200,7 +200,7 @@ def test_page_behind_nginx_tls_on_another_port_goes_live(
                 20 * FACTOR,
                 "Live with readings through nginx",
             )
-            assert seen["wsUrl"] == f"wss://localhost:{port}/ws?overlap=1"
+            assert seen["wsUrl"] == f"wss://localhost:{port}/ws?patient=bed-01&overlap=1"
             assert seen["alert"] == ""
             assert errors == []
         health = running.health()

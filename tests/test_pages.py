@@ -302,7 +302,7 @@ class _Bridge(http.server.BaseHTTPRequestHandler):
 
     paths: list[str] = []
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         self.paths.append(self.path)
         body = json.dumps({"readings": [{"seq": 1, "time": 1764324000000, "bpm": 71}]}).encode()
         self.send_response(200)

@@ -222,6 +222,8 @@ def test_panel_renders_hostile_upstream_as_text() -> None:
                 requests, errors = watch(page)
                 page.goto(running.url)
                 wait_panel(page, lambda p: "live" in (p["summary"] or ""), 15, "live")
+                assert len(requests) == 1, requests  # the page load's routing (Dash pages)
+                requests.clear()
                 open_panel(page)
                 shown = wait_panel(
                     page,
