@@ -8,6 +8,7 @@ import http.server
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dash
@@ -20,6 +21,7 @@ from hrdash.callbacks import session
 from hrdash.layout import PLACEHOLDER
 from hrdash.pages import station
 from hrdash.settings import Settings
+from hrdash.sources import Source
 from hrdash.webapp import create_app
 from tests.support import routed
 
@@ -74,7 +76,7 @@ def _texts(layout: Any) -> list[str]:
     ]
 
 
-def _station(count: int, **env: str) -> tuple[html.Div, list[pages.Patient]]:
+def _station(count: int, **env: str) -> tuple[html.Div, list[Source]]:
     site = pages.Site.for_settings(_settings(HRDASH_SIMULATOR_PATIENTS=str(count), **env))
     return site.home(), list(site.patients)
 
@@ -97,19 +99,49 @@ def test_grid_shape_holds_every_tile_without_an_empty_row() -> None:
         assert rows <= cols, count
 
 
-def test_patients_follow_the_settings() -> None:
-    """The simulator's patients are bed-01 … bed-NN ("Bed 1" …); an upstream URL is patient-1,
-    named by HRDASH_SOURCE_NAME when set."""
-    assert pages._patients(_settings(HRDASH_SIMULATOR_PATIENTS="3")) == [
-        ("bed-01", "Bed 1"),
-        ("bed-02", "Bed 2"),
-        ("bed-03", "Bed 3"),
-    ]
-    assert pages._patients(_settings()) == [("bed-01", "Bed 1")]
-    upstream = {"HRDASH_UPSTREAM_URL": "ws://127.0.0.1:1/hr"}
-    assert pages._patients(_settings(**upstream)) == [("patient-1", "patient-1")]
-    named = _settings(**upstream, HRDASH_SOURCE_NAME="Ward 7")
-    assert pages._patients(named) == [("patient-1", "Ward 7")]
+SOURCES = """
+[[patient]]
+id = "icu-a"
+name = "ICU A"
+url = "ws://127.0.0.1:1/a"
+
+[[patient]]
+id = "icu-b"
+name = "ICU <b>B</b>"
+url = "ws://user:pw-9xQ@127.0.0.1:1/b?token=s3cret-b"
+"""
+
+
+def test_station_follows_the_sources_file(tmp_path: Path) -> None:
+    """With HRDASH_SOURCES the tiles are its patients, in file order, with their names (as
+    text); a patient's monitor names the patient and its own service, redacted."""
+    path = tmp_path / "ward.toml"
+    path.write_text(SOURCES)
+    client = create_app(_settings(HRDASH_SOURCES=str(path))).server.test_client()
+    home = routed(client, "/")
+    tiles = [c for c in _walk_json(home["layout"]) if "data-patient" in c["props"]]
+    assert [t["props"]["data-patient"] for t in tiles] == ["icu-a", "icu-b"]
+    assert "ICU <b>B</b>" in _texts(home["layout"])
+    monitor = routed(client, "/patient/icu-b")
+    assert monitor["title"] == "ICU <b>B</b> — hrdash"
+    assert _props(monitor["layout"], ids.PATIENT_NAME)["children"] == "ICU <b>B</b>"
+    source = _props(monitor["layout"], ids.SOURCE)["children"]
+    assert source == "ws://***@127.0.0.1:1/b?token=***"
+    text = json.dumps(monitor)
+    assert "pw-9xQ" not in text and "s3cret-b" not in text
+
+
+def test_monitor_names_its_own_service() -> None:
+    """A simulated ward's monitor names its patient's path on the simulator; a single
+    simulated patient's still says "Embedded simulator"."""
+    ward = pages.Site.for_settings(
+        _settings(HRDASH_SIMULATOR_PATIENTS="3", HRDASH_SIMULATOR_PORT="8766")
+    )
+    found = {c.id: c for c in _walk(ward.monitor("bed-02")) if getattr(c, "id", None)}
+    assert found[ids.SOURCE].children == "ws://127.0.0.1:8766/patients/bed-02"
+    single = pages.Site.for_settings(_settings())
+    found = {c.id: c for c in _walk(single.home()) if getattr(c, "id", None)}
+    assert found[ids.SOURCE].children == "Embedded simulator"
 
 
 @pytest.mark.parametrize("count", [3, 16, 64])

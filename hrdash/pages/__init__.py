@@ -27,7 +27,7 @@ import flask
 
 from hrdash.pages import patient, station
 from hrdash.settings import Settings
-from hrdash.simulator import patient_ids
+from hrdash.sources import Source, station_sources
 
 HOME = "hrdash.pages.home"  # page registry key of "/"
 MONITOR = "hrdash.pages.patient"  # page registry key of "/patient/<patient_id>"
@@ -36,36 +36,17 @@ EXTENSION = "hrdash.pages"  # key of the app's Site in its Flask server's extens
 TITLE_SUFFIX = " — hrdash"
 
 
-@dataclass(frozen=True)
-class Patient:
-    """A patient as the pages know it: the id in URLs and on the wire, the name people read."""
-
-    id: str
-    name: str
-
-
-def _patients(settings: Settings) -> list[tuple[str, str]]:
-    """``(id, name)`` of every patient, in station order: one ``patient-1`` for an upstream URL,
-    else the simulator's ``bed-01`` … ``bed-NN`` ("Bed 1" …).
-
-    The one place the pages learn who the patients are; it mirrors
-    ``hrdash.sources.station_sources`` (which also reads ``HRDASH_SOURCES``) until that is here.
-    """
-    if settings.upstream_url:
-        return [("patient-1", settings.source_name or "patient-1")]
-    return [(pid, f"Bed {i}") for i, pid in enumerate(patient_ids(settings.simulator_patients), 1)]
-
-
 @dataclass
 class Site:
-    """One app's pages: its settings, patients, the monitor's extra components (from the
-    callback modules' ``layout(settings)``) and the URL prefix the app is served under."""
+    """One app's pages: its settings, patients (:func:`hrdash.sources.station_sources`, in
+    station order), the monitor's extra components (from the callback modules'
+    ``layout(settings)``) and the URL prefix the app is served under."""
 
     settings: Settings
-    patients: tuple[Patient, ...]
+    patients: tuple[Source, ...]
     extras: Sequence[Any] = ()
     prefix: str = "/"  # the app's requests_pathname_prefix
-    by_id: dict[str, Patient] = field(init=False, repr=False)
+    by_id: dict[str, Source] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.by_id = {p.id: p for p in self.patients}
@@ -74,8 +55,9 @@ class Site:
     def for_settings(
         cls, settings: Settings, extras: Sequence[Any] = (), prefix: str = "/"
     ) -> Site:
-        patients = tuple(Patient(pid, name) for pid, name in _patients(settings))
-        return cls(settings, patients, extras, prefix)
+        """The site of ``settings``'s patients. Raises :class:`hrdash.sources.SourcesError` for a
+        bad sources file."""
+        return cls(settings, tuple(station_sources(settings)), extras, prefix)
 
     @property
     def has_station(self) -> bool:
@@ -107,7 +89,13 @@ class Site:
         back = self.href("/") if self.has_station else None
         if found is None:
             return patient.not_found(str(patient_id), self.href("/"), self.has_station)
-        return patient.layout(self.settings, found.id, found.name, self.extras, back_href=back)
+        return patient.layout(
+            patient.monitor_settings(self.settings, found),
+            found.id,
+            found.name,
+            self.extras,
+            back_href=back,
+        )
 
     def monitor_title(self, patient_id: str | None) -> str:
         found = self.patients[0] if patient_id is None else self.by_id.get(patient_id)

@@ -18,6 +18,7 @@ from dash import html
 from hrdash import ids
 from hrdash.layout import build_layout
 from hrdash.settings import Settings
+from hrdash.sources import Source, source_settings
 from hrdash.wsurl import page_ws_url
 
 
@@ -35,6 +36,16 @@ def layout(
     return build_layout(
         settings, ws_url, extras, ws_port=ws_port, patient=(patient_id, name), back_href=back_href
     )
+
+
+def monitor_settings(settings: Settings, source: Source) -> Settings:
+    """The settings ``source``'s monitor shows: those that read its service
+    (:func:`hrdash.sources.source_settings`), so that the header names the patient's own service
+    (redacted), not the station's. Where they would name the service after the patient (a
+    simulated ward, a sources file), they name it by its URL instead: the name is in the header
+    already."""
+    own = source_settings(settings, source)
+    return own.replace(source_name="") if own.source_name == source.name else own
 
 
 def not_found_title(patient_id: str) -> str:

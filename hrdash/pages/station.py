@@ -28,7 +28,7 @@ from hrdash.wsurl import station_ws_url
 if TYPE_CHECKING:
     import dash
 
-    from hrdash.pages import Patient
+    from hrdash.sources import Source
 
 NAMESPACE = "hrdash"  # window.dash_clientside.hrdash (assets/station.js)
 TITLE = "Station"
@@ -76,7 +76,7 @@ def tile(patient_id: str, name: str, href: str) -> html.A:
     )
 
 
-def config(settings: Settings, patients: Sequence[Patient]) -> dict[str, Any]:
+def config(settings: Settings, patients: Sequence[Source]) -> dict[str, Any]:
     """What ``assets/station.js`` needs: the station feed's URL (resolved in the browser, as the
     monitor's), the origins the bridge accepts, staleness, the sparkline's span, the patients and
     the element ids."""
@@ -93,7 +93,7 @@ def config(settings: Settings, patients: Sequence[Patient]) -> dict[str, Any]:
 
 
 def layout(
-    settings: Settings, patients: Sequence[Patient], monitor_href: Callable[[str], str]
+    settings: Settings, patients: Sequence[Source], monitor_href: Callable[[str], str]
 ) -> html.Div:
     """The station for ``patients`` (in station order); ``monitor_href(id)`` is a tile's link.
 
