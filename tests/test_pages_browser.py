@@ -11,11 +11,25 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from hrdash import ids
-from tests.support import Running, app_command, chromium_page, hrdash_running, poll, wait_js
+from tests.support import (
+    Running,
+    app_command,
+    chromium_page,
+    get_json,
+    hrdash_running,
+    poll,
+    wait_js,
+)
 
 pytestmark = pytest.mark.browser
 
 PATIENTS = ["bed-01", "bed-02", "bed-03"]
+
+# The monitor's table rows as (seq, bpm).
+ROWS_JS = """(table) => ({rows: [...document.querySelectorAll(
+    `#${table} .ag-center-cols-container .ag-row`)].map((row) => [
+        Number(row.querySelector('[col-id="seq"]')?.textContent),
+        Number(row.querySelector('[col-id="bpm"]')?.textContent)])})"""
 
 TILES_JS = """() => Array.from(document.querySelectorAll('[data-patient]')).map(e => ({
     id: e.id, patient: e.dataset.patient, href: e.getAttribute('href'),
@@ -40,7 +54,8 @@ def _tiles(page: Any) -> list[dict[str, Any]]:
 
 def test_station_tile_opens_the_monitor_and_back(ward: Running) -> None:
     """/ shows one tile per patient (links to /patient/<id>); clicking Bed 2's opens
-    /patient/bed-02, whose socket asks for patient=bed-02 and whose current reading fills;
+    /patient/bed-02, whose socket asks for patient=bed-02 and whose table shows bed-02's
+    readings as the bridge holds them;
     "← Station" returns to the tiles. Each page has its title."""
     with chromium_page(1920, 1080) as page:
         sockets: list[str] = []
@@ -67,13 +82,17 @@ def test_station_tile_opens_the_monitor_and_back(ward: Running) -> None:
         assert (url.scheme, url.port, url.path) == ("ws", ward.bridge_port, "/ws")
         query = parse_qs(url.query)
         assert (query["patient"], query["overlap"]) == (["bed-02"], ["1"])
-        poll(
+        shown = poll(
             page,
-            lambda p: {"bpm": p.text_content(f"#{ids.CURRENT_BPM}") or ""},
-            lambda shown: shown["bpm"].isdigit(),
+            lambda p: p.evaluate(ROWS_JS, ids.TABLE),
+            lambda shown: len(shown["rows"]) >= 3,
             20,
-            "a reading on Bed 2's monitor",
+            "readings on Bed 2's monitor",
         )
+        # They are Bed 2's: each (seq, bpm) shown is one the bridge holds for bed-02.
+        held = get_json(f"http://127.0.0.1:{ward.bridge_port}/readings?patient=bed-02")
+        bridge = {(r["seq"], r["bpm"]) for r in held["readings"]}
+        assert {(seq, bpm) for seq, bpm in shown["rows"]} <= bridge, (shown, held)
 
         page.click(f"#{ids.BACK_LINK}")
         page.wait_for_url(ward.url)
