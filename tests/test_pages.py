@@ -380,3 +380,23 @@ def test_session_card_asks_for_the_pages_patient() -> None:
         assert "1 readings" in answer.get_data(as_text=True)
         assert session.export(settings, "bed-02") is not None
     assert paths == ["/readings?patient=bed-02", "/readings?patient=bed-02"]
+
+
+@pytest.mark.parametrize(
+    ("public", "expected"),
+    [
+        ("", ("/ws?patient=bed-02&overlap=1", 8765)),
+        ("/ws", ("/ws?patient=bed-02&overlap=1", None)),
+        (
+            "wss://hr.example.org/ws?k=1",
+            ("wss://hr.example.org/ws?k=1&patient=bed-02&overlap=1", None),
+        ),
+    ],
+)
+def test_monitor_ws_url_names_the_patient(public: str, expected: tuple[str, int | None]) -> None:
+    """HRDASH_PUBLIC_WS_URL stays a base (resolved in the browser as before): the monitor adds
+    patient=ID, then overlap=1."""
+    settings = _settings(HRDASH_SIMULATOR_PATIENTS="3", HRDASH_PUBLIC_WS_URL=public)
+    layout = pages.Site.for_settings(settings).monitor("bed-02")
+    config = next(c for c in _walk(layout) if getattr(c, "id", None) == ids.CONFIG).data
+    assert (config["ws_url"], config["ws_port"]) == expected
