@@ -256,13 +256,9 @@ def watch(page: Any) -> tuple[list[str], list[str]]:
     return requests, errors
 
 
-def routed(client: Any, path: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    """What Dash pages' router serves for ``path`` through a Flask test ``client`` of the app: the
-    page's layout (JSON) under ``layout`` and its title under ``title``, from the router callback
-    the browser calls with its path (the page itself is only the pages container)."""
-    page = client.get(path, headers=headers)  # also registers the router, on the first request
-    assert page.status_code == 200, (path, page.status_code)
-    body = {
+def router_request(path: str) -> dict[str, Any]:
+    """The body of the request with which the browser asks Dash pages' router for ``path``."""
+    return {
         "output": ".._pages_content.children..._pages_store.data..",
         "outputs": [
             {"id": "_pages_content", "property": "children"},
@@ -275,10 +271,35 @@ def routed(client: Any, path: str, headers: dict[str, str] | None = None) -> dic
         "changedPropIds": ["_pages_location.pathname"],
         "state": [],
     }
-    answer = client.post("/_dash-update-component", json=body, headers=headers)
-    assert answer.status_code == 200, (path, answer.status_code, answer.get_data(as_text=True))
-    response = answer.get_json()["response"]
+
+
+def _routed(answer: dict[str, Any]) -> dict[str, Any]:
+    response = answer["response"]
     return {
         "layout": response["_pages_content"]["children"],
         "title": response["_pages_store"]["data"]["title"],
     }
+
+
+def routed(client: Any, path: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """What Dash pages' router serves for ``path`` through a Flask test ``client`` of the app: the
+    page's layout (JSON) under ``layout`` and its title under ``title``, from the router callback
+    the browser calls with its path (the page itself is only the pages container)."""
+    page = client.get(path, headers=headers)  # also registers the router, on the first request
+    assert page.status_code == 200, (path, page.status_code)
+    answer = client.post("/_dash-update-component", json=router_request(path), headers=headers)
+    assert answer.status_code == 200, (path, answer.status_code, answer.get_data(as_text=True))
+    return _routed(answer.get_json())
+
+
+def routed_url(base: str, path: str, timeout: float = 5.0) -> dict[str, Any]:
+    """:func:`routed` over HTTP, from the app serving at ``base`` (``http://host:port``)."""
+    with urllib.request.urlopen(base + path, timeout=timeout) as page:
+        page.read()
+    request = urllib.request.Request(
+        base + "/_dash-update-component",
+        data=json.dumps(router_request(path)).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as answer:
+        return _routed(json.loads(answer.read()))

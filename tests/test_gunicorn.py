@@ -19,9 +19,9 @@ from tests.support import (
     ROOT,
     Running,
     free_port,
-    get_json,
     gunicorn_command,
     hrdash_running,
+    routed_url,
 )
 
 USAGE_LINE = "bridge exited with status 2 (a usage error); not restarting it"
@@ -182,7 +182,7 @@ def test_bind_flag_port_is_allowed_by_the_bridge_and_named_to_the_page() -> None
         assert running.port == bound
         allowed = running.health()["origins"]["allowed"]
         assert f"http://127.0.0.1:{bound}" in allowed, allowed
-        layout = get_json(f"http://127.0.0.1:{bound}/_dash-layout")
+        layout = routed_url(f"http://127.0.0.1:{bound}", "/")["layout"]
         page_allowed = _find_key(layout, "allowed_origins")
         assert page_allowed == allowed, (page_allowed, allowed)
 
