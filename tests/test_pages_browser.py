@@ -4,6 +4,7 @@ feed), the way back, and an unknown patient."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -45,6 +46,11 @@ def ward() -> Iterator[Running]:
         yield running
 
 
+def _patient_of(frame: Any) -> Any:
+    """The ``patient`` of a frame the bridge sent (Playwright hands text frames as str)."""
+    return json.loads(frame).get("patient") if isinstance(frame, str) else None
+
+
 def _tiles(page: Any) -> list[dict[str, Any]]:
     wait_js(
         page, f"() => document.querySelectorAll('[data-patient]').length === {len(PATIENTS)}", 20
@@ -55,11 +61,18 @@ def _tiles(page: Any) -> list[dict[str, Any]]:
 def test_station_tile_opens_the_monitor_and_back(ward: Running) -> None:
     """/ shows one tile per patient (links to /patient/<id>); clicking Bed 2's opens
     /patient/bed-02, whose socket asks for patient=bed-02 and whose table shows bed-02's
-    readings as the bridge holds them;
-    "← Station" returns to the tiles. Each page has its title."""
+    readings as the bridge holds them, every frame naming bed-02; "← Station" returns to the
+    tiles. Each page has its title."""
     with chromium_page(1920, 1080) as page:
         sockets: list[str] = []
-        page.on("websocket", lambda ws: sockets.append(ws.url))
+        patients_seen: set[Any] = set()  # the "patient" of every frame on a monitor's socket
+
+        def on_socket(ws: Any) -> None:
+            sockets.append(ws.url)
+            if "station=1" not in ws.url:
+                ws.on("framereceived", lambda frame: patients_seen.add(_patient_of(frame)))
+
+        page.on("websocket", on_socket)
         page.goto(ward.url)
         tiles = _tiles(page)
         assert [t["patient"] for t in tiles] == PATIENTS
@@ -93,6 +106,7 @@ def test_station_tile_opens_the_monitor_and_back(ward: Running) -> None:
         held = get_json(f"http://127.0.0.1:{ward.bridge_port}/readings?patient=bed-02")
         bridge = {(r["seq"], r["bpm"]) for r in held["readings"]}
         assert {(seq, bpm) for seq, bpm in shown["rows"]} <= bridge, (shown, held)
+        assert patients_seen == {"bed-02"}, patients_seen
 
         page.click(f"#{ids.BACK_LINK}")
         page.wait_for_url(ward.url)
