@@ -20,6 +20,9 @@ from dash import ClientsideFunction, Input, Output, State, dcc, html
 from dash_extensions import WebSocket
 
 from hrdash import ids
+from hrdash.hub import (
+    SPARK_SECONDS,  # the sparkline: the bridge's first station frame holds this much
+)
 from hrdash.layout import PLACEHOLDER, TICK_MS, _attrs
 from hrdash.origins import canonical_origin
 from hrdash.settings import Settings
@@ -32,7 +35,6 @@ if TYPE_CHECKING:
 
 NAMESPACE = "hrdash"  # window.dash_clientside.hrdash (assets/station.js)
 TITLE = "Station"
-SPARK_SECONDS = 120  # seconds of readings in a tile's sparkline (the bridge's first frame)
 NO_ALARMS = "No active alarms"
 INITIAL_STATE = "connecting"  # data-state of a tile before the first station frame
 INITIAL_STATE_TEXT = "Connecting…"
