@@ -758,11 +758,15 @@
         return [badgeText, badgeClass, card, timeText];
     }
 
-    // Merge into the existing object: the renderer keeps set_props, Patch, no_update there.
+    // Merge into the existing objects: the renderer keeps set_props, Patch, no_update on
+    // window.dash_clientside, and other assets (station.js) add their functions to the namespace
+    // in whatever order the assets load.
     window.dash_clientside = window.dash_clientside || {};
-    window.dash_clientside.hrdash = {
-        connect: connect, on_message: on_message, on_state: on_state, on_tick: on_tick,
-    };
+    var ns = (window.dash_clientside.hrdash = window.dash_clientside.hrdash || {});
+    ns.connect = connect;
+    ns.on_message = on_message;
+    ns.on_state = on_state;
+    ns.on_tick = on_tick;
 
     // AG Grid valueFormatter: {"function": "hrdashTime(params.value)"}.
     window.dashAgGridFunctions = window.dashAgGridFunctions || {};
@@ -788,6 +792,13 @@
         badgeState: badgeState,
         resolveWsUrl: resolveWsUrl,
         originRefusal: originRefusal,
+        // The socket's timings, shared with the station's socket (assets/station.js).
+        timing: {
+            backoffMinMs: BACKOFF_MIN_MS,
+            backoffMaxMs: BACKOFF_MAX_MS,
+            silentSocketMs: SILENT_SOCKET_MS,
+            connectTimeoutMs: CONNECT_TIMEOUT_MS,
+        },
         state: S,
     };
 })();

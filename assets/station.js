@@ -1,0 +1,716 @@
+/*
+ * hrdash — the station page: a tile per patient, fed by the bridge's station feed, entirely in the
+ * browser (no request to the Dash server while streaming).
+ *
+ * Wired by the station page (hrdash/pages/station.py) as clientside callbacks in the namespace
+ * window.dash_clientside.hrdash (hrdash.js adds the monitor's functions to the same object; the
+ * assets may load in any order):
+ *   station_connect(config)              page load → the socket's url (resolveWsUrl of hrdash.js)
+ *   on_station_message(message, config)  a frame → the tiles, written straight to the DOM
+ *   on_station_state(state, config)      socket opened/closed → reconnect with backoff, badge
+ *   on_station_tick(n, config)           ages and states extrapolated since the frame arrived,
+ *                                        watchdog on a silent socket, badge
+ * None of them returns anything Dash must render (always no_update); the badge is set with
+ * set_props, the tiles are written directly (textContent, attributes), and only the parts of a
+ * tile whose content changed are touched.
+ *
+ * The station feed (/ws?station=1) sends whole-station frames, each complete on its own (Dash may
+ * hand the page only the last of several):
+ *   {"type":"station","run":R,"now":<bridge ms>,"stale_after":S,"snapshot":true|absent,
+ *    "patients":[{"id","name","upstream","detail","state","age","last":{"seq","time","bpm"}|null,
+ *                 "recent":[{"seq","time","bpm"}...],"alarms":[ALARM...]}]}
+ * `age` is measured on the bridge's clock when it sent the frame; here it grows with the browser's
+ * monotonic clock (performance.now) from the frame's arrival, so a tile goes stale by itself when
+ * frames stop, and never from the browser's wall clock against a service's timestamps.
+ * `recent` holds the last SPARK_SECONDS of readings in a viewer's first frame (snapshot) and the
+ * last few in later ones: merged by seq per run into each patient's sparkline (bounded).
+ *
+ * The tiles (built by the page, the only elements with data-patient):
+ *   <a class="hr-tile" data-patient=ID data-state=… data-alarm=…>
+ *     .hr-tile-name .hr-tile-state · .hr-tile-bpm .hr-tile-unit · .hr-tile-age · canvas.hr-tile-spark
+ * Upstream strings (names, causes) are only ever written as text (textContent, title).
+ */
+(function () {
+    "use strict";
+
+    var SPARK_MAX_POINTS = 2000; // per patient, whatever the service's rate (memory bound)
+    var SPARK_MIN_SPAN = 20; // bpm: the sparkline's y range is at least this tall
+    var SPARK_PAD = 3; // CSS px kept free above and below the line
+    var SPARK_LINE = 1.6; // CSS px
+    var DASH = "–"; // en dash: no reading
+    var LABELS = {live: "Live", stale: "Stale", connecting: "Connecting…", down: "Down"};
+    var UPSTREAMS = {connecting: true, live: true, down: true};
+    var PRIORITIES = ["high", "medium", "low"]; // highest first
+    var ALARM_ON = {active: true, latched: true}; // alarm states that colour a tile
+
+    // Per-tab mutable state. Times are performance.now() milliseconds.
+    var S = {
+        nonce: 0,
+        backoff: null, // next reconnect delay (null: the shortest)
+        timer: null, // pending reconnect
+        readyState: undefined,
+        openedAt: 0,
+        connectStartedAt: 0,
+        lastMessageAt: 0, // any message, valid or not (the watchdog's)
+        framesSinceOpen: 0,
+        closedUnopened: 0, // sockets closed since one last opened (a refused handshake closes)
+        wsBase: null,
+        frame: null, // the last valid station frame
+        frameAt: 0, // its arrival
+        sparks: {}, // patient id → {run, points (by seq), last (largest seq), version}
+        frames: 0, // valid station frames received
+        rejected: 0, // malformed frames, ignored
+        reasons: {}, // reason → count
+        ignored: 0, // well-formed frames of other types
+        badge: null, // "text|class|title" last set
+        tileWrites: 0, // tiles touched (tests check that unchanged tiles are not)
+        sizeEpoch: 0, // bumped on resize: every sparkline is redrawn at its new size
+    };
+
+    // Tile element → {view, parts} last written to it. A tile React mounts afresh (the page shown
+    // again) has no entry, so it is written in full.
+    var shown = new WeakMap();
+
+    function now() {
+        return performance.now();
+    }
+
+    function finite(x) {
+        return typeof x === "number" && isFinite(x);
+    }
+
+    function nu() {
+        return window.dash_clientside.no_update;
+    }
+
+    /** The monitor's socket timings (assets/hrdash.js), read when needed: load order is free. */
+    function timing() {
+        return window.hrdashCore.timing;
+    }
+
+    // -- pure helpers ------------------------------------------------------------------------
+
+    function readingProblem(r) {
+        if (!r || typeof r !== "object" || !finite(r.seq) || !finite(r.time) || !finite(r.bpm)) {
+            return "reading";
+        }
+        return "";
+    }
+
+    function patientProblem(p) {
+        if (!p || typeof p !== "object" || Array.isArray(p)) {
+            return "patient";
+        }
+        if (typeof p.id !== "string" || !p.id) {
+            return "patient_id";
+        }
+        if (!Object.prototype.hasOwnProperty.call(LABELS, p.state)) {
+            return "state";
+        }
+        if (!Object.prototype.hasOwnProperty.call(UPSTREAMS, p.upstream)) {
+            return "upstream";
+        }
+        if (p.age !== null && !(finite(p.age) && p.age >= 0)) {
+            return "age";
+        }
+        if (p.name !== undefined && typeof p.name !== "string") {
+            return "name";
+        }
+        if (p.detail !== undefined && p.detail !== null && typeof p.detail !== "string") {
+            return "detail";
+        }
+        if (p.last !== null && readingProblem(p.last)) {
+            return "last";
+        }
+        if (!Array.isArray(p.recent) || p.recent.some(readingProblem)) {
+            return "recent";
+        }
+        if (p.alarms !== undefined && !Array.isArray(p.alarms)) {
+            return "alarms";
+        }
+        return "";
+    }
+
+    /**
+     * A socket message's text → {frame} (a valid station frame), {ignored: type} (a well-formed
+     * frame of another type) or {error: reason} (malformed: not shown, counted).
+     */
+    function parseFrame(text) {
+        var frame;
+        try {
+            frame = JSON.parse(text);
+        } catch (e) {
+            return {error: "json"};
+        }
+        if (!frame || typeof frame !== "object" || Array.isArray(frame)) {
+            return {error: "not_object"};
+        }
+        if (frame.type !== "station") {
+            return typeof frame.type === "string" ? {ignored: frame.type} : {error: "type"};
+        }
+        if (!(typeof frame.run === "string" || finite(frame.run))) {
+            return {error: "run"};
+        }
+        if (!Array.isArray(frame.patients)) {
+            return {error: "patients"};
+        }
+        for (var i = 0; i < frame.patients.length; i++) {
+            var why = patientProblem(frame.patients[i]);
+            if (why) {
+                return {error: why};
+            }
+        }
+        return {frame: frame};
+    }
+
+    /**
+     * A patient's state and age (s) `elapsed` seconds after the frame that described it: a live
+     * patient whose age has grown past `staleAfter` is stale. Down and connecting stay as they
+     * were (only the bridge knows when they change).
+     */
+    function tileState(patient, elapsed, staleAfter) {
+        var age = patient.age === null || patient.age === undefined ? null : patient.age + elapsed;
+        var state = patient.state;
+        if (state === "live" && age !== null && age > staleAfter) {
+            state = "stale";
+        }
+        return {state: state, age: age};
+    }
+
+    /** Seconds → "12 s ago", "4 min ago", "2 h ago"; "" for null. */
+    function ageText(age) {
+        if (age === null || age === undefined || !finite(age)) {
+            return "";
+        }
+        var s = Math.max(0, Math.floor(age));
+        if (s < 60) {
+            return s + " s ago";
+        }
+        if (s < 3600) {
+            return Math.floor(s / 60) + " min ago";
+        }
+        return Math.floor(s / 3600) + " h ago";
+    }
+
+    /** The highest priority among a patient's active (or latched) alarms, or "none". */
+    function highestAlarm(alarms) {
+        if (!Array.isArray(alarms)) {
+            return "none";
+        }
+        var best = PRIORITIES.length;
+        alarms.forEach(function (a) {
+            if (a && ALARM_ON[a.state] === true) {
+                var i = PRIORITIES.indexOf(a.priority);
+                if (i !== -1 && i < best) {
+                    best = i;
+                }
+            }
+        });
+        return best < PRIORITIES.length ? PRIORITIES[best] : "none";
+    }
+
+    /** The big number: the latest bpm, rounded to a whole beat, or an en dash. */
+    function bpmText(last) {
+        return last && finite(last.bpm) ? String(Math.round(last.bpm)) : DASH;
+    }
+
+    function stateLabel(state) {
+        return LABELS[state] || state;
+    }
+
+    /**
+     * Everything a tile shows, from one patient of a frame `elapsed` s after it arrived:
+     * {name, state, label, title, bpm, age, alarm}. The age is shown only when the tile is not
+     * live (a live tile's number is current by definition).
+     */
+    function tileView(patient, elapsed, staleAfter) {
+        var st = tileState(patient, elapsed, staleAfter);
+        var detail = typeof patient.detail === "string" ? patient.detail : "";
+        return {
+            name: typeof patient.name === "string" ? patient.name : null,
+            state: st.state,
+            label: stateLabel(st.state),
+            title: detail,
+            bpm: bpmText(patient.last),
+            age: st.state === "live" ? "" : ageText(st.age),
+            ageSeconds: st.age,
+            alarm: highestAlarm(patient.alarms),
+        };
+    }
+
+    function indexOfSeq(points, seq) {
+        var lo = 0;
+        var hi = points.length - 1;
+        while (lo <= hi) {
+            var mid = (lo + hi) >> 1;
+            if (points[mid].seq === seq) {
+                return mid;
+            }
+            if (points[mid].seq < seq) {
+                lo = mid + 1;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        return -1;
+    }
+
+    /**
+     * Merge readings (a frame's `recent`) into a patient's sparkline `spark` (or null) of bridge
+     * run `run`: a new object, or `spark` itself when nothing changed. Points are kept by seq
+     * (no duplicates), only those of the last `sparkMs` before the newest reading's time, and at
+     * most SPARK_MAX_POINTS. Another run starts afresh (its seqs are not comparable).
+     */
+    function mergeSpark(spark, run, readings, sparkMs) {
+        run = String(run);
+        var same = spark && spark.run === run;
+        var points = same ? spark.points : [];
+        var fresh = (readings || []).filter(function (r) {
+            return !readingProblem(r) && indexOfSeq(points, r.seq) === -1;
+        });
+        if (same && !fresh.length) {
+            return spark;
+        }
+        var seen = {};
+        var merged = points.slice();
+        fresh.forEach(function (r) {
+            if (!seen[r.seq]) {
+                seen[r.seq] = true;
+                merged.push({seq: r.seq, time: r.time, bpm: r.bpm});
+            }
+        });
+        merged.sort(function (a, b) {
+            return a.seq - b.seq;
+        });
+        if (merged.length) {
+            var from = merged[merged.length - 1].time - sparkMs;
+            merged = merged.filter(function (p) {
+                return p.time >= from;
+            });
+        }
+        if (merged.length > SPARK_MAX_POINTS) {
+            merged = merged.slice(merged.length - SPARK_MAX_POINTS);
+        }
+        return {
+            run: run,
+            points: merged,
+            last: merged.length ? merged[merged.length - 1].seq : null,
+            version: (spark ? spark.version : 0) + 1,
+        };
+    }
+
+    /**
+     * The sparkline's polyline in CSS px of a `width` × `height` canvas: {segments: [[[x, y],
+     * ...], ...], lo, hi}. x: the last `sparkMs` up to `right` (a reading time) at the right
+     * edge; y: the points' bpm range, at least SPARK_MIN_SPAN tall. The line breaks where two
+     * readings are more than `gapMs` apart (a gap in the data shows as a gap).
+     */
+    function sparkPoints(points, right, sparkMs, width, height, gapMs) {
+        var from = right - sparkMs;
+        var visible = (points || []).filter(function (p) {
+            return p.time >= from && p.time <= right;
+        });
+        if (!visible.length || width <= 0 || height <= 0) {
+            return {segments: [], lo: null, hi: null};
+        }
+        var lo = Infinity;
+        var hi = -Infinity;
+        visible.forEach(function (p) {
+            lo = Math.min(lo, p.bpm);
+            hi = Math.max(hi, p.bpm);
+        });
+        if (hi - lo < SPARK_MIN_SPAN) {
+            var mid = (hi + lo) / 2;
+            lo = mid - SPARK_MIN_SPAN / 2;
+            hi = mid + SPARK_MIN_SPAN / 2;
+        }
+        var pad = Math.min(SPARK_PAD, height / 4);
+        var segments = [];
+        var seg = null;
+        var prev = null;
+        visible.forEach(function (p) {
+            var x = width * (1 - (right - p.time) / sparkMs);
+            var y = pad + ((hi - p.bpm) / (hi - lo)) * (height - 2 * pad);
+            if (!seg || p.time - prev.time > gapMs) {
+                seg = [];
+                segments.push(seg);
+            }
+            seg.push([Math.round(x * 10) / 10, Math.round(y * 10) / 10]);
+            prev = p;
+        });
+        return {segments: segments, lo: lo, hi: hi};
+    }
+
+    /**
+     * The page's connection badge (pure): {text, cls, title}.
+     *   sock: {readyState, everOpen, framesSinceOpen, refused (originRefusal's message or "")}
+     */
+    function badgeState(sock) {
+        if (sock.refused) {
+            return {text: "Origin refused", cls: "hr-badge--down", title: sock.refused};
+        }
+        if (sock.readyState !== WebSocket.OPEN) {
+            return sock.everOpen || sock.readyState === WebSocket.CLOSED
+                ? {text: "Reconnecting…", cls: "hr-badge--reconnecting", title: ""}
+                : {text: "Connecting…", cls: "hr-badge--connecting", title: ""};
+        }
+        if (!sock.framesSinceOpen) {
+            return {text: "Connecting…", cls: "hr-badge--connecting", title: ""};
+        }
+        return {text: "Live", cls: "hr-badge--live", title: ""};
+    }
+
+    // -- the DOM ------------------------------------------------------------------------------
+
+    /** The tiles on the page, by patient id (the only elements with data-patient). */
+    function tilesById() {
+        var out = {};
+        var nodes = document.querySelectorAll("[data-patient]");
+        for (var i = 0; i < nodes.length; i++) {
+            out[nodes[i].getAttribute("data-patient")] = nodes[i];
+        }
+        return out;
+    }
+
+    function partsOf(el) {
+        return {
+            name: el.querySelector(".hr-tile-name"),
+            state: el.querySelector(".hr-tile-state"),
+            bpm: el.querySelector(".hr-tile-bpm"),
+            age: el.querySelector(".hr-tile-age"),
+            spark: el.querySelector(".hr-tile-spark"),
+        };
+    }
+
+    function setText(node, text) {
+        if (node && node.textContent !== text) {
+            node.textContent = text;
+        }
+    }
+
+    /** Write what differs between `view` and `old` (null: everything) to the tile `el`. */
+    function writeTile(el, parts, view, old) {
+        S.tileWrites += 1;
+        if (!old || old.state !== view.state) {
+            el.setAttribute("data-state", view.state);
+        }
+        if (!old || old.alarm !== view.alarm) {
+            el.setAttribute("data-alarm", view.alarm);
+        }
+        if (view.name !== null && (!old || old.name !== view.name)) {
+            setText(parts.name, view.name);
+        }
+        if (!old || old.label !== view.label) {
+            setText(parts.state, view.label);
+        }
+        if (parts.state && (!old || old.title !== view.title)) {
+            if (view.title) {
+                parts.state.setAttribute("title", view.title);
+            } else {
+                parts.state.removeAttribute("title");
+            }
+        }
+        if (!old || old.bpm !== view.bpm) {
+            setText(parts.bpm, view.bpm);
+        }
+        if (!old || old.age !== view.age) {
+            setText(parts.age, view.age);
+        }
+    }
+
+    function drawSpark(canvas, line, color, w, h, dpr) {
+        var pw = Math.round(w * dpr);
+        var ph = Math.round(h * dpr);
+        if (canvas.width !== pw) {
+            canvas.width = pw;
+        }
+        if (canvas.height !== ph) {
+            canvas.height = ph;
+        }
+        var ctx = canvas.getContext("2d");
+        if (!ctx) {
+            return;
+        }
+        ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+        ctx.clearRect(0, 0, w, h);
+        ctx.strokeStyle = color;
+        ctx.fillStyle = color;
+        ctx.lineWidth = SPARK_LINE;
+        ctx.lineJoin = "round";
+        ctx.lineCap = "round";
+        line.segments.forEach(function (seg) {
+            if (seg.length === 1) {
+                ctx.beginPath();
+                ctx.arc(seg[0][0], seg[0][1], SPARK_LINE, 0, 2 * Math.PI);
+                ctx.fill();
+                return;
+            }
+            ctx.beginPath();
+            seg.forEach(function (pt, i) {
+                if (i === 0) {
+                    ctx.moveTo(pt[0], pt[1]);
+                } else {
+                    ctx.lineTo(pt[0], pt[1]);
+                }
+            });
+            ctx.stroke();
+        });
+    }
+
+    /**
+     * Bring every tile up to date with the last frame, `t` (performance.now) being now: the
+     * views are compared with what each tile shows and only differences are written; then the
+     * sparklines that changed are drawn (every size read before any canvas is written).
+     */
+    function render(config, t) {
+        var frame = S.frame;
+        if (!frame) {
+            return;
+        }
+        var elapsed = Math.max(0, (t - S.frameAt) / 1000);
+        var staleAfter = config.stale_after;
+        var sparkMs = config.spark_seconds * 1000;
+        var tiles = tilesById();
+        var draws = [];
+        frame.patients.forEach(function (p) {
+            var el = tiles[p.id];
+            if (!el) {
+                return;
+            }
+            var view = tileView(p, elapsed, staleAfter);
+            var spark = S.sparks[p.id] || null;
+            // A tile that is not live scrolls its line left by whole seconds of its age.
+            view.shift = view.ageSeconds === null ? 0 : Math.floor(view.ageSeconds);
+            view.spark = (spark ? spark.run + ":" + spark.version : "") + "@" + S.sizeEpoch;
+            var entry = shown.get(el);
+            var old = entry ? entry.view : null;
+            if (old && old.state === view.state && old.alarm === view.alarm &&
+                old.name === view.name && old.label === view.label && old.title === view.title &&
+                old.bpm === view.bpm && old.age === view.age && old.shift === view.shift &&
+                old.spark === view.spark) {
+                return;
+            }
+            if (!entry) {
+                entry = {view: null, parts: partsOf(el)};
+                shown.set(el, entry);
+            }
+            writeTile(el, entry.parts, view, old);
+            entry.view = view;
+            if (entry.parts.spark && (!old || old.spark !== view.spark || old.shift !== view.shift ||
+                    old.state !== view.state)) {
+                var right = p.last ? p.last.time : (spark && spark.points.length
+                    ? spark.points[spark.points.length - 1].time : 0);
+                draws.push({canvas: entry.parts.spark, spark: spark, right: right + view.shift * 1000});
+            }
+        });
+        if (!draws.length) {
+            return;
+        }
+        var dpr = window.devicePixelRatio || 1;
+        draws.forEach(function (d) {
+            d.w = d.canvas.clientWidth;
+            d.h = d.canvas.clientHeight;
+            d.color = window.getComputedStyle(d.canvas).color;
+        });
+        var gapMs = staleAfter * 1000;
+        draws.forEach(function (d) {
+            var line = sparkPoints(d.spark ? d.spark.points : [], d.right, sparkMs, d.w, d.h, gapMs);
+            drawSpark(d.canvas, line, d.color, d.w, d.h, dpr);
+        });
+    }
+
+    // -- the socket ---------------------------------------------------------------------------
+
+    function setBadge(config, t) {
+        var core = window.hrdashCore;
+        var sock = {
+            readyState: S.readyState,
+            everOpen: S.nonce > 0 || S.openedAt > 0,
+            framesSinceOpen: S.framesSinceOpen,
+            refused: S.readyState !== WebSocket.OPEN && S.closedUnopened > 0
+                ? core.originRefusal(window.location.origin, config.allowed_origins) : "",
+        };
+        var b = badgeState(sock);
+        var key = b.text + "|" + b.cls + "|" + b.title;
+        if (S.badge === key || !config.ids || !config.ids.status) {
+            return;
+        }
+        S.badge = key;
+        window.dash_clientside.set_props(config.ids.status, {
+            children: b.text, className: "hr-badge " + b.cls, title: b.title,
+        });
+    }
+
+    function wsBase(config) {
+        if (S.wsBase === null) {
+            S.wsBase = window.hrdashCore.resolveWsUrl(config.ws_url, config.ws_port, window.location);
+        }
+        return S.wsBase;
+    }
+
+    /** Is the station on screen? (Dash pages unmount it when another page is shown.) */
+    function mounted() {
+        return document.querySelector("[data-patient]") !== null;
+    }
+
+    function reconnect(config) {
+        if (S.timer !== null) {
+            clearTimeout(S.timer);
+            S.timer = null;
+        }
+        if (!mounted()) {
+            return;
+        }
+        var base = wsBase(config);
+        S.nonce += 1;
+        S.connectStartedAt = now();
+        S.openedAt = 0;
+        S.readyState = WebSocket.CONNECTING;
+        S.framesSinceOpen = 0;
+        window.dash_clientside.set_props(config.ids.ws, {
+            url: base + (base.indexOf("?") === -1 ? "?" : "&") + "n=" + S.nonce,
+        });
+    }
+
+    function scheduleReconnect(config) {
+        if (S.timer !== null) {
+            return;
+        }
+        var tm = timing();
+        var delay = S.backoff === null ? tm.backoffMinMs : S.backoff;
+        S.backoff = Math.min(delay * 2, tm.backoffMaxMs);
+        S.timer = setTimeout(function () {
+            S.timer = null;
+            reconnect(config);
+        }, delay);
+    }
+
+    // -- the clientside callbacks ---------------------------------------------------------------
+
+    /** The socket's first url, as soon as the page has its config. */
+    function station_connect(config) {
+        if (!config) {
+            return nu();
+        }
+        if (S.timer !== null) {
+            clearTimeout(S.timer);
+            S.timer = null;
+        }
+        S.wsBase = null;
+        S.readyState = WebSocket.CONNECTING;
+        S.openedAt = 0;
+        S.framesSinceOpen = 0;
+        S.badge = null;
+        S.connectStartedAt = now();
+        return wsBase(config);
+    }
+
+    function on_station_message(message, config) {
+        if (!message || typeof message.data !== "string" || !config) {
+            return nu();
+        }
+        var t = now();
+        S.lastMessageAt = t;
+        var parsed = parseFrame(message.data);
+        if (parsed.error) {
+            S.rejected += 1;
+            S.reasons[parsed.error] = (S.reasons[parsed.error] || 0) + 1;
+            return nu();
+        }
+        if (parsed.ignored) {
+            S.ignored += 1;
+            return nu();
+        }
+        var frame = parsed.frame;
+        S.frames += 1;
+        S.framesSinceOpen += 1;
+        S.backoff = null;
+        var onPage = {};
+        (config.patients || []).forEach(function (p) {
+            onPage[p.id] = true;
+        });
+        var sparkMs = config.spark_seconds * 1000;
+        frame.patients.forEach(function (p) {
+            if (onPage[p.id]) {
+                S.sparks[p.id] = mergeSpark(S.sparks[p.id] || null, frame.run, p.recent, sparkMs);
+            }
+        });
+        S.frame = frame;
+        S.frameAt = t;
+        render(config, t);
+        if (S.framesSinceOpen === 1) {
+            setBadge(config, t);
+        }
+        return nu();
+    }
+
+    function on_station_state(state, config) {
+        if (!state || !config) {
+            return nu();
+        }
+        var t = now();
+        S.readyState = state.readyState;
+        if (state.readyState === WebSocket.OPEN) {
+            S.openedAt = t;
+            S.closedUnopened = 0;
+            S.framesSinceOpen = 0;
+        } else if (state.readyState === WebSocket.CLOSED) {
+            S.closedUnopened += 1;
+            scheduleReconnect(config);
+        } else {
+            S.connectStartedAt = t;
+        }
+        setBadge(config, t);
+        return nu();
+    }
+
+    function on_station_tick(n, config) {
+        if (!config || !mounted()) {
+            return nu();
+        }
+        var t = now();
+        var tm = timing();
+        var rs = S.readyState;
+        // Watchdogs: a socket can look open and be dead (no TCP reset), or hang while connecting.
+        if (rs === WebSocket.OPEN && S.openedAt &&
+                t - Math.max(S.lastMessageAt, S.openedAt) > tm.silentSocketMs) {
+            reconnect(config);
+        } else if (rs === WebSocket.CONNECTING && S.connectStartedAt &&
+                t - S.connectStartedAt > tm.connectTimeoutMs) {
+            reconnect(config);
+        } else if (rs === WebSocket.CLOSED && S.timer === null) {
+            scheduleReconnect(config);
+        }
+        setBadge(config, t);
+        render(config, t);
+        return nu();
+    }
+
+    window.addEventListener("resize", function () {
+        S.sizeEpoch += 1;
+    });
+
+    // Add to the namespace object, whichever asset made it first (see hrdash.js).
+    window.dash_clientside = window.dash_clientside || {};
+    var ns = (window.dash_clientside.hrdash = window.dash_clientside.hrdash || {});
+    ns.station_connect = station_connect;
+    ns.on_station_message = on_station_message;
+    ns.on_station_state = on_station_state;
+    ns.on_station_tick = on_station_tick;
+
+    // Pure helpers (and the per-tab state S), for tests and the console.
+    window.hrdashStation = {
+        parseFrame: parseFrame,
+        tileState: tileState,
+        tileView: tileView,
+        ageText: ageText,
+        highestAlarm: highestAlarm,
+        bpmText: bpmText,
+        stateLabel: stateLabel,
+        mergeSpark: mergeSpark,
+        sparkPoints: sparkPoints,
+        badgeState: badgeState,
+        render: render,
+        state: S,
+    };
+})();

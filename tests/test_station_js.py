@@ -1,0 +1,789 @@
+"""The station page's client (``assets/station.js`` and ``assets/station.css``) in real Chromium.
+
+One headless Chromium page for the module at 1920x1080: the station's markup (the tile DOM of
+DESIGN.md, one tile per patient, in the page's header / grid / alarms structure), the real
+``hrdash.css`` and ``station.css``, a stub of what Dash's renderer puts on
+``window.dash_clientside`` (``no_update``, and ``set_props``, recorded and applied to the element
+as React would), the real ``hrdash.js`` and a fresh ``station.js`` for every test. Frames have the
+station feed's shape (DESIGN.md, ``/ws?station=1``) and go through ``on_station_message`` as Dash
+hands them over. Only the clock is faked (``performance.now``), and only where a test sets it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from hrdash.settings import Settings
+from hrdash.webapp import ASSETS
+from tests.support import chromium_page
+
+pytestmark = pytest.mark.browser
+
+SETTINGS = Settings.load(env={})
+STALE_AFTER = SETTINGS.stale_after
+SPARK_SECONDS = 120
+HRDASH_JS = ASSETS / "hrdash.js"
+STATION_JS = ASSETS / "station.js"
+CSS = [ASSETS / "hrdash.css", ASSETS / "station.css"]
+WS_URL = "ws://127.0.0.1:8765/ws?station=1"
+T0 = 1_764_400_000_000  # Unix ms of seq 0 (the services' clock, never compared with the page's)
+OPEN, CLOSED, CONNECTING = 1, 3, 0
+DASH = "\u2013"  # en dash: no reading
+IDS = {
+    "grid": "hr-station",
+    "ws": "hr-station-ws",
+    "status": "hr-station-status",
+    "alarms": "hr-station-alarms",
+}
+
+
+def patient_ids(count: int) -> list[str]:
+    return [f"bed-{i:02d}" for i in range(1, count + 1)]
+
+
+def station_config(count: int = 3, **extra: Any) -> dict[str, Any]:
+    """The station config store's data (what the page hands the clientside callbacks)."""
+    return {
+        "ws_url": WS_URL,
+        "ws_port": None,
+        "allowed_origins": ["*"],
+        "stale_after": STALE_AFTER,
+        "spark_seconds": SPARK_SECONDS,
+        "patients": [{"id": p, "name": f"Bed {i}"} for i, p in enumerate(patient_ids(count), 1)],
+        "ids": IDS,
+        **extra,
+    }
+
+
+def tile_markup(patient_id: str, name: str) -> str:
+    """One tile, exactly as DESIGN.md and the common contract have it."""
+    pid, name = html.escape(patient_id), html.escape(name)
+    return (
+        f'<a class="hr-tile" id="hr-tile-{pid}" href="/patient/{pid}" data-patient="{pid}" '
+        'data-state="connecting" data-alarm="none">'
+        f'<div class="hr-tile-head"><span class="hr-tile-name">{name}</span>'
+        '<span class="hr-tile-state">Connecting…</span></div>'
+        f'<div class="hr-tile-main"><span class="hr-tile-bpm">{DASH}</span>'
+        '<span class="hr-tile-unit">bpm</span></div>'
+        '<div class="hr-tile-age"></div>'
+        '<canvas class="hr-tile-spark"></canvas>'
+        "</a>"
+    )
+
+
+def page_markup(config: dict[str, Any]) -> str:
+    """The station page's structure: header with the badge, the grid beside the alarms list."""
+    count = len(config["patients"])
+    cols = math.ceil(math.sqrt(count))
+    rows = math.ceil(count / cols)
+    tiles = "".join(tile_markup(p["id"], p["name"]) for p in config["patients"])
+    return (
+        '<div class="hr-app hr-station-page">'
+        '<header class="hr-header"><div class="hr-brand">'
+        '<span class="hr-brand__mark">♥</span><h1 class="hr-brand__title">hrdash</h1>'
+        f'<span class="hr-station-title">Station · {count} patients</span></div>'
+        f'<span id="{IDS["status"]}" class="hr-badge hr-badge--connecting">Connecting…</span>'
+        "</header>"
+        '<main class="hr-station-main">'
+        f'<div id="{IDS["grid"]}" class="hr-station-grid" '
+        f'style="--hr-cols: {cols}; --hr-rows: {rows}">{tiles}</div>'
+        '<aside class="hr-card hr-station-side"><h2 class="hr-card__label">Alarms</h2>'
+        f'<ul id="{IDS["alarms"]}" class="hr-station-alarms">'
+        '<li class="hr-station-alarms__empty">No active alarms</li></ul></aside>'
+        "</main>"
+        '<footer class="hr-footer">Not a medical device.</footer>'
+        "</div>"
+    )
+
+
+# Installed before the assets, as Dash's renderer does: window.dash_clientside with no_update;
+# set_props(id, props) is recorded and applied to the element (children as text, className,
+# title), as React would render it. Then a switchable clock.
+HARNESS_JS = """
+(() => {
+  const dc = (window.dash_clientside = window.dash_clientside || {});
+  Object.defineProperty(dc, 'no_update', {
+    value: {description: 'Return to prevent updating an Output.'}, writable: false});
+  window.setPropsCalls = [];
+  dc.set_props = (id, props) => {
+    window.setPropsCalls.push([id, props]);
+    const el = document.getElementById(id);
+    if (!el) return;
+    if ('children' in props) el.textContent = props.children;
+    if ('className' in props) el.className = props.className;
+    if ('title' in props) el.title = props.title;
+  };
+  const realNow = performance.now.bind(performance);
+  window.fakeNow = null;
+  performance.now = () => (window.fakeNow === null ? realNow() : window.fakeNow);
+  window.NU = () => window.dash_clientside.no_update;
+  // Everything a tile shows, as the user sees it.
+  window.tileShown = (el) => {
+    const q = (c) => el.querySelector(c);
+    const style = (c, prop) => getComputedStyle(q(c))[prop];
+    return {
+      id: el.getAttribute('data-patient'),
+      state: el.getAttribute('data-state'),
+      alarm: el.getAttribute('data-alarm'),
+      name: q('.hr-tile-name').textContent,
+      label: q('.hr-tile-state').textContent,
+      title: q('.hr-tile-state').getAttribute('title') || '',
+      bpm: q('.hr-tile-bpm').textContent,
+      age: q('.hr-tile-age').textContent,
+      bpmColor: style('.hr-tile-bpm', 'color'),
+      labelColor: style('.hr-tile-state', 'color'),
+      labelBackground: style('.hr-tile-state', 'backgroundColor'),
+      tileBackground: getComputedStyle(el).backgroundImage + ' ' +
+        getComputedStyle(el).backgroundColor,
+      sparkColor: style('.hr-tile-spark', 'color'),
+    };
+  };
+  window.tilesShown = () =>
+    Array.from(document.querySelectorAll('[data-patient]')).map(window.tileShown);
+})();
+"""
+
+RESET_JS = """
+([source, markup]) => {
+  const old = window.hrdashStation && window.hrdashStation.state;
+  if (old && old.timer !== null) clearTimeout(old.timer);
+  document.body.innerHTML = markup;
+  const script = document.createElement('script');
+  script.textContent = source;
+  document.head.appendChild(script);
+  script.remove();
+  window.setPropsCalls = [];
+  window.fakeNow = null;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def browser_page() -> Iterator[Any]:
+    """One blank page for the module (1920x1080) with the stub, the CSS and hrdash.js."""
+    with chromium_page(1920, 1080) as page:
+        page.set_content("<!doctype html><html><head></head><body></body></html>")
+        for css in CSS:
+            page.add_style_tag(path=str(css))
+        page.add_script_tag(content=HARNESS_JS)
+        page.add_script_tag(path=str(HRDASH_JS))
+        yield page
+
+
+@pytest.fixture
+def page(browser_page: Any) -> Iterator[Any]:
+    """The module's page with a fresh station (3 patients) and a freshly evaluated station.js."""
+    errors: list[str] = []
+
+    def on_error(error: Any) -> None:
+        errors.append(str(error))
+
+    browser_page.on("pageerror", on_error)
+    reset(browser_page, station_config())
+    yield browser_page
+    browser_page.remove_listener("pageerror", on_error)
+    assert errors == [], errors
+
+
+def reset(page: Any, config: dict[str, Any]) -> None:
+    page.evaluate(RESET_JS, [STATION_JS.read_text(), page_markup(config)])
+
+
+# -- frames, as the station feed sends them -----------------------------------------------------
+
+
+def reading(seq: int, bpm: float | None = None) -> dict[str, Any]:
+    return {"seq": seq, "time": T0 + 500 * seq, "bpm": 60 + seq % 40 if bpm is None else bpm}
+
+
+def patient(
+    pid: str,
+    state: str = "live",
+    *,
+    seq: int | None = 10,
+    bpm: float | None = None,
+    age: float | None = 0.2,
+    upstream: str | None = None,
+    detail: str = "",
+    recent: list[dict[str, Any]] | None = None,
+    alarms: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """One patient of a station frame; ``seq`` None: no reading yet."""
+    last = None if seq is None else reading(seq, bpm)
+    if upstream is None:
+        upstream = {"live": "live", "stale": "live", "connecting": "connecting", "down": "down"}[
+            state
+        ]
+    if recent is None:
+        recent = [] if seq is None else [reading(s) for s in range(max(1, seq - 3), seq)] + [last]
+    return {
+        "id": pid,
+        "name": f"Bed {int(pid.split('-')[1])}",
+        "upstream": upstream,
+        "detail": detail,
+        "state": state,
+        "age": None if seq is None else age,
+        "last": last,
+        "recent": recent,
+        "alarms": alarms or [],
+    }
+
+
+def station(*patients: dict[str, Any], run: str = "r1", snapshot: bool = False) -> dict[str, Any]:
+    frame: dict[str, Any] = {
+        "type": "station",
+        "run": run,
+        "now": T0 + 10_000,
+        "stale_after": STALE_AFTER,
+        "patients": list(patients),
+    }
+    if snapshot:
+        frame["snapshot"] = True
+    return frame
+
+
+def alarm(priority: str, state: str = "active", kind: str = "hr_high") -> dict[str, Any]:
+    return {
+        "id": f"a-{priority}-{state}",
+        "patient": "bed-01",
+        "kind": kind,
+        "priority": priority,
+        "state": state,
+        "since": T0,
+        "ended": None,
+        "value": 130,
+        "limit": 120,
+    }
+
+
+# -- calling the page ------------------------------------------------------------------------
+
+
+def send(page: Any, frame: dict[str, Any] | str, config: dict[str, Any] | None = None) -> Any:
+    """One socket message through ``on_station_message``; its return value must be no_update."""
+    return page.evaluate(
+        """([f, c]) => {
+             const message = {data: typeof f === 'string' ? f : JSON.stringify(f),
+                              isTrusted: true, origin: 'ws://127.0.0.1:8765', timeStamp: 0};
+             const out = window.dash_clientside.hrdash.on_station_message(message, c);
+             return out === window.NU() ? '<no_update>' : out;
+           }""",
+        [frame, config or station_config()],
+    )
+
+
+def sock(page: Any, ready_state: int, config: dict[str, Any] | None = None) -> None:
+    page.evaluate(
+        "([s, c]) => window.dash_clientside.hrdash.on_station_state(s, c)",
+        [{"readyState": ready_state}, config or station_config()],
+    )
+
+
+def tick(page: Any, config: dict[str, Any] | None = None) -> None:
+    page.evaluate(
+        "(c) => window.dash_clientside.hrdash.on_station_tick(1, c)", config or station_config()
+    )
+
+
+def set_clock(page: Any, ms: float | None) -> None:
+    page.evaluate("(t) => { window.fakeNow = t; }", ms)
+
+
+def helper(page: Any, name: str, *args: Any) -> Any:
+    """``window.hrdashStation[name](...args)`` in the page (arguments and result as JSON)."""
+    return page.evaluate(
+        "([name, args]) => window.hrdashStation[name](...args)", [name, list(args)]
+    )
+
+
+def shown(page: Any) -> dict[str, dict[str, Any]]:
+    return {t["id"]: t for t in page.evaluate("window.tilesShown()")}
+
+
+def station_state(page: Any) -> dict[str, Any]:
+    return dict(
+        page.evaluate(
+            """() => { const s = window.hrdashStation.state;
+                 return {frames: s.frames, rejected: s.rejected, reasons: s.reasons,
+                         ignored: s.ignored, tileWrites: s.tileWrites,
+                         sparks: Object.fromEntries(Object.entries(s.sparks).map(
+                           ([k, v]) => [k, v.points.map((p) => p.seq)]))}; }"""
+        )
+    )
+
+
+def badge(page: Any) -> tuple[str, str, str]:
+    return tuple(  # type: ignore[return-value]
+        page.evaluate(
+            "(id) => { const b = document.getElementById(id);"
+            " return [b.textContent, b.className, b.title]; }",
+            IDS["status"],
+        )
+    )
+
+
+def ws_urls(page: Any) -> list[str]:
+    calls = page.evaluate("window.setPropsCalls")
+    return [props["url"] for target, props in calls if target == IDS["ws"] and "url" in props]
+
+
+GREY = "rgb(148, 163, 184)"  # the number of a tile that is not live (station.css)
+
+
+# -- tests -------------------------------------------------------------------------------------
+
+
+def test_namespace_is_shared_whatever_the_load_order() -> None:
+    """hrdash.js and station.js add their functions to one window.dash_clientside.hrdash, in
+    either load order, and the station resolves its socket URL with the monitor's
+    resolveWsUrl (looked up when called, so it may load first)."""
+    names = [
+        "connect",
+        "on_message",
+        "on_state",
+        "on_tick",
+        "station_connect",
+        "on_station_message",
+        "on_station_state",
+        "on_station_tick",
+    ]
+    with chromium_page() as page:
+        page.set_content("<html><body></body></html>")
+        page.add_script_tag(content=HARNESS_JS)
+        for order in ([STATION_JS, HRDASH_JS], [HRDASH_JS, STATION_JS]):
+            page.evaluate("() => { delete window.dash_clientside.hrdash; }")
+            for path in order:
+                page.add_script_tag(path=str(path))
+            present = page.evaluate(
+                "(names) => names.filter((n) => typeof window.dash_clientside.hrdash[n] === "
+                "'function')",
+                names,
+            )
+            assert present == names, order
+            assert page.evaluate("typeof window.dash_clientside.no_update") == "object"
+            config = station_config(ws_url="/ws?station=1", ws_port=8765)
+            page.evaluate("() => { window.hrdashStation.state.wsBase = null; }")
+            url = page.evaluate(
+                "(c) => window.dash_clientside.hrdash.station_connect(c)",
+                {**config, "ws_url": "ws://10.0.0.1:9000/ws?station=1"},
+            )
+            assert url == "ws://10.0.0.1:9000/ws?station=1"
+
+
+def test_a_frame_writes_every_tile(page: Any) -> None:
+    """A station frame fills each tile from its patient: the name, the latest bpm (rounded) or an
+    en dash, the state label with the cause as its title, the age when not live, data-state and
+    data-alarm; on_station_message returns nothing for Dash to render."""
+    frame = station(
+        patient("bed-01", seq=20, bpm=71.6),
+        patient("bed-02", "down", seq=12, bpm=88, age=30.4, detail="connection refused"),
+        patient("bed-03", "connecting", seq=None),
+    )
+    assert send(page, frame) == "<no_update>"
+    tiles = shown(page)
+    assert {
+        k: (t["state"], t["alarm"], t["bpm"], t["label"], t["title"], t["age"], t["name"])
+        for k, t in tiles.items()
+    } == {
+        "bed-01": ("live", "none", "72", "Live", "", "", "Bed 1"),
+        "bed-02": ("down", "none", "88", "Down", "connection refused", "30 s ago", "Bed 2"),
+        "bed-03": ("connecting", "none", DASH, "Connecting…", "", "", "Bed 3"),
+    }
+
+
+def test_stale_and_down_tiles_never_look_live(page: Any) -> None:
+    """Each state has its own label, label colours and sparkline colour, and a tile that is not
+    live shows its number grey: a stale or down number never looks like a live one. None of the
+    state colours is an alarm colour (red, yellow, cyan)."""
+    send(
+        page,
+        station(
+            patient("bed-01", seq=20),
+            patient("bed-02", "stale", seq=20, age=12.0),
+            patient("bed-03", "down", seq=20, age=40.0, detail="refused"),
+        ),
+    )
+    tiles = shown(page)
+    live, stale, down = tiles["bed-01"], tiles["bed-02"], tiles["bed-03"]
+    assert (stale["label"], stale["age"], down["label"], down["age"]) == (
+        "Stale",
+        "12 s ago",
+        "Down",
+        "40 s ago",
+    )
+    assert live["bpm"] == stale["bpm"] == down["bpm"]  # the same number, shown differently
+    assert live["bpmColor"] != GREY
+    for other in (stale, down):
+        assert other["bpmColor"] == GREY
+        assert other["label"] != live["label"]
+        assert other["labelColor"] != live["labelColor"]
+        assert other["labelBackground"] != live["labelBackground"]
+        assert other["tileBackground"] != live["tileBackground"]
+        assert other["sparkColor"] != live["sparkColor"]
+    send(page, station(patient("bed-01", "connecting", seq=None)))
+    connecting = shown(page)["bed-01"]
+    looks = {(t["labelColor"], t["labelBackground"]) for t in (live, stale, down, connecting)}
+    assert len(looks) == 4
+    alarm_colours = {"rgb(220, 38, 38)", "rgb(234, 179, 8)", "rgb(6, 182, 212)"}
+    for t in (live, stale, down, connecting):
+        assert not {t["labelColor"], t["labelBackground"], t["bpmColor"]} & alarm_colours
+
+
+def test_alarm_attribute_is_the_highest_active_priority(page: Any) -> None:
+    """data-alarm is the highest priority among a patient's active or latched alarms, "none"
+    without; acknowledged and ended alarms do not count; the tile gets a ring in the alarm's
+    colour and nothing else changes."""
+    cases = [
+        ([], "none"),
+        ([alarm("low")], "low"),
+        ([alarm("low"), alarm("medium", "latched")], "medium"),
+        ([alarm("medium"), alarm("high"), alarm("low")], "high"),
+        ([alarm("high", "acknowledged"), alarm("high", "ended"), alarm("low")], "low"),
+        ([alarm("high", "ended")], "none"),
+        ([{"priority": "urgent", "state": "active"}, None], "none"),
+    ]
+    for alarms, want in cases:
+        assert helper(page, "highestAlarm", alarms) == want, alarms
+    send(page, station(patient("bed-01", alarms=[alarm("medium")]), patient("bed-02")))
+    tiles = shown(page)
+    assert (tiles["bed-01"]["alarm"], tiles["bed-02"]["alarm"]) == ("medium", "none")
+    rings = page.evaluate(
+        "() => ['bed-01', 'bed-02'].map((p) => getComputedStyle("
+        "document.querySelector(`[data-patient=${p}]`)).boxShadow)"
+    )
+    assert "rgb(234, 179, 8)" in rings[0] and "inset" in rings[0]
+    assert "rgb(234, 179, 8)" not in rings[1]
+    send(page, station(patient("bed-01", alarms=[]), patient("bed-02")))
+    assert shown(page)["bed-01"]["alarm"] == "none"
+
+
+def test_sparkline_merges_the_snapshot_and_live_recent_by_seq(page: Any) -> None:
+    """The first frame's recent (the last SPARK_SECONDS) is the sparkline; each live frame's
+    recent is merged by seq: no duplicates, in seq order, and never more than SPARK_SECONDS of
+    readings; a new bridge run starts the line afresh. The line is drawn on the tile's canvas
+    in the state's colour."""
+    n = 2 * SPARK_SECONDS  # 120 s at 2 Hz
+    snap = patient("bed-01", seq=n, recent=[reading(s) for s in range(1, n + 1)])
+    send(page, station(snap, snapshot=True))
+    assert station_state(page)["sparks"]["bed-01"] == list(range(1, n + 1))
+    for seq in range(n + 1, n + 41):  # live frames repeat the last 4 readings
+        send(page, station(patient("bed-01", seq=seq)))
+    sparks = station_state(page)["sparks"]["bed-01"]
+    assert sparks == sorted(set(sparks))
+    assert sparks[-1] == n + 40
+    window_ms = SPARK_SECONDS * 1000
+    assert (sparks[-1] - sparks[0]) * 500 <= window_ms  # bounded by time
+    assert len(sparks) == window_ms // 500 + 1
+
+    drawn = page.evaluate(
+        """() => {
+             const c = document.querySelector('[data-patient="bed-01"] .hr-tile-spark');
+             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+             let painted = 0, green = 0;
+             for (let i = 0; i < d.length; i += 4) {
+               if (d[i + 3] > 128) { painted += 1; if (d[i + 1] > d[i] + 40) green += 1; }
+             }
+             return {w: c.width, h: c.height, cssW: c.clientWidth, painted, green};
+           }"""
+    )
+    assert drawn["w"] == drawn["cssW"] > 100
+    assert drawn["painted"] > drawn["w"]  # a line across the canvas
+    assert drawn["green"] > drawn["painted"] / 2  # live: the live colour
+
+    send(page, station(patient("bed-01", seq=3), run="r2"))
+    assert station_state(page)["sparks"]["bed-01"] == [1, 2, 3]
+
+
+def test_spark_points_helper(page: Any) -> None:
+    """sparkPoints puts the newest reading at the right edge, SPARK_SECONDS across the width,
+    a y range at least 20 bpm tall, and breaks the line at gaps longer than stale_after."""
+    pts = [{"seq": s, "time": 1000 * s, "bpm": 70 + s} for s in (1, 2, 3, 10, 11)]
+    pts[0]["time"] = 500  # before the window (11 s - 10 s)
+    out = helper(page, "sparkPoints", pts, 11_000, 10_000, 100, 50, 2_000)
+    segments = out["segments"]
+    assert [len(s) for s in segments] == [2, 2]  # seq 1 is outside; 3 → 10 is a gap
+    assert segments[1][-1][0] == 100  # newest at the right edge
+    assert segments[0][0][0] == 10  # 2 s after the left edge: a tenth of the width
+    assert out["hi"] - out["lo"] >= 20
+
+
+def test_staleness_is_extrapolated_from_the_bridges_age(page: Any) -> None:
+    """A live tile goes stale by itself once the bridge's age plus the time since the frame
+    arrived (the page's monotonic clock) passes stale_after, and its age text counts on; the
+    readings' own (service) timestamps play no part, even absurd ones."""
+    config = station_config()
+    set_clock(page, 10_000)
+    old = patient("bed-01", seq=20, age=0.5)
+    old["last"]["time"] = old["recent"][-1]["time"] = 946_684_800_000  # year 2000
+    send(page, station(old, patient("bed-02", seq=20, age=0.5)), config)
+    assert shown(page)["bed-01"]["state"] == "live"
+    stale_at = 10_000 + (STALE_AFTER - 0.5) * 1000
+    set_clock(page, stale_at - 50)
+    tick(page, config)
+    tiles = shown(page)
+    assert (tiles["bed-01"]["state"], tiles["bed-02"]["state"]) == ("live", "live")
+    assert tiles["bed-01"]["age"] == ""
+    set_clock(page, stale_at + 50)
+    tick(page, config)
+    tile = shown(page)["bed-01"]
+    assert (tile["state"], tile["label"], tile["bpmColor"]) == ("stale", "Stale", GREY)
+    assert tile["age"] == f"{math.floor(STALE_AFTER)} s ago"
+    set_clock(page, 10_000 + 11_600)
+    tick(page, config)
+    assert shown(page)["bed-01"]["age"] == "12 s ago"
+    set_clock(page, 10_000 + 125_000)
+    tick(page, config)
+    assert shown(page)["bed-01"]["age"] == "2 min ago"
+    # A fresh frame makes it live again.
+    send(page, station(patient("bed-01", seq=21, age=0.1)), config)
+    assert shown(page)["bed-01"]["state"] == "live"
+    assert helper(page, "ageText", 3700) == "1 h ago"
+
+
+def test_tiles_go_stale_while_the_page_socket_is_down(page: Any) -> None:
+    """With the page's own socket closed no frame arrives, and live tiles turn stale by
+    themselves as their extrapolated age grows; down tiles stay down."""
+    config = station_config()
+    set_clock(page, 1_000)
+    sock(page, OPEN, config)
+    send(page, station(patient("bed-01"), patient("bed-02", "down", detail="x")), config)
+    sock(page, CLOSED, config)
+    set_clock(page, 1_000 + STALE_AFTER * 1000 + 500)
+    tick(page, config)
+    tiles = shown(page)
+    assert (tiles["bed-01"]["state"], tiles["bed-02"]["state"]) == ("stale", "down")
+    assert badge(page)[0] == "Reconnecting…"
+
+
+def test_coalesced_frames_leave_every_tile_right(page: Any) -> None:
+    """Dash may hand the page only the last of several frames: the tiles then show exactly
+    what they show after all of them."""
+    frames = [
+        station(patient("bed-01", seq=1), patient("bed-02", "connecting", seq=None)),
+        station(
+            patient("bed-01", seq=2, alarms=[alarm("high")]),
+            patient("bed-02", seq=1),
+            patient("bed-03", "down", seq=None, detail="refused"),
+        ),
+        station(
+            patient("bed-01", "stale", seq=2, age=3.5),
+            patient("bed-02", seq=2, bpm=101),
+            patient("bed-03", "connecting", seq=None),
+        ),
+        station(
+            patient("bed-01", seq=3, alarms=[alarm("medium")]),
+            patient("bed-02", "down", seq=2, bpm=101, age=4.0, detail="closed"),
+            patient("bed-03", seq=1, bpm=55),
+        ),
+    ]
+    set_clock(page, 5_000)
+    for frame in frames:
+        send(page, frame)
+    after_all = shown(page)
+    reset(page, station_config())
+    set_clock(page, 5_000)
+    send(page, frames[-1])
+    assert shown(page) == after_all
+    assert [t["state"] for t in after_all.values()] == ["live", "down", "live"]
+
+
+def test_malformed_frames_are_ignored_and_counted(page: Any) -> None:
+    """A frame that is not JSON, not a station frame or has one bad patient (a bpm that is
+    text, an unknown state, no recent...) changes no tile and is counted with its reason;
+    frames of other types are ignored; a malformed first frame leaves the tiles Connecting…."""
+    send(page, "{not json")
+    assert {t["label"] for t in shown(page).values()} == {"Connecting…"}
+    good = station(patient("bed-01", seq=5, bpm=77), patient("bed-02", seq=5, bpm=66))
+    send(page, good)
+    before = shown(page)
+    bad_bpm = station(patient("bed-01", seq=6, bpm=99), patient("bed-02", seq=6))
+    bad_bpm["patients"][1]["last"]["bpm"] = "120"
+    bad_state = station(patient("bed-01", seq=6, bpm=99))
+    bad_state["patients"][0]["state"] = "ok"
+    no_recent = station(patient("bed-01", seq=6, bpm=99))
+    del no_recent["patients"][0]["recent"]
+    neg_age = station(patient("bed-01", seq=6, bpm=99, age=-1))
+    malformed = [
+        "[1, 2]",
+        json.dumps({"type": "station", "run": "r1", "patients": {"bed-01": {}}}),
+        json.dumps({"type": "station", "patients": []}),
+        bad_bpm,
+        bad_state,
+        no_recent,
+        neg_age,
+        json.dumps({"type": 7}),
+    ]
+    for frame in malformed:
+        send(page, frame)
+    assert shown(page) == before
+    state = station_state(page)
+    assert state["rejected"] == 1 + len(malformed)
+    assert state["reasons"] == {
+        "json": 1,
+        "not_object": 1,
+        "patients": 1,
+        "run": 1,
+        "last": 1,
+        "state": 1,
+        "recent": 1,
+        "age": 1,
+        "type": 1,
+    }
+    send(page, {"type": "alarm", "patient": "bed-01", "alarms": []})
+    assert station_state(page)["ignored"] == 1
+    assert shown(page) == before
+
+
+def test_upstream_text_is_shown_as_text(page: Any) -> None:
+    """A name or cause holding markup is shown as text, never parsed as HTML."""
+    p = patient("bed-01", "down", detail='<img src=x onerror="window.pwned=1">')
+    p["name"] = "<b>Bed</b>"
+    send(page, station(p))
+    tile = shown(page)["bed-01"]
+    assert (tile["name"], tile["title"]) == ("<b>Bed</b>", p["detail"])
+    assert page.evaluate("document.querySelectorAll('.hr-tile img, .hr-tile b').length") == 0
+
+
+def test_only_tiles_whose_content_changed_are_touched(page: Any) -> None:
+    """A frame that changes one patient writes that tile only (a MutationObserver sees no
+    change to the others), and a repeated frame writes nothing."""
+    config = station_config()
+    set_clock(page, 1_000)
+    frame = station(patient("bed-01"), patient("bed-02"), patient("bed-03"))
+    send(page, frame, config)
+    page.evaluate(
+        """() => {
+             window.mutated = [];
+             window.observer = new MutationObserver((records) => records.forEach((r) => {
+               const tile = (r.target.nodeType === 1 ? r.target : r.target.parentElement)
+                 .closest('[data-patient]');
+               window.mutated.push(tile ? tile.getAttribute('data-patient') : '?');
+             }));
+             window.observer.observe(document.getElementById('hr-station'),
+               {subtree: true, childList: true, attributes: true, characterData: true});
+           }"""
+    )
+    writes = station_state(page)["tileWrites"]
+    set_clock(page, 1_100)
+    send(page, frame, config)
+    tick(page, config)
+    assert station_state(page)["tileWrites"] == writes
+    changed = station(patient("bed-01"), patient("bed-02", seq=11), patient("bed-03"))
+    send(page, changed, config)
+    assert station_state(page)["tileWrites"] == writes + 1
+    mutated = page.evaluate("window.observer.takeRecords().length; window.mutated")
+    page.evaluate("window.observer.disconnect()")
+    assert mutated and set(mutated) == {"bed-02"}
+
+
+def test_socket_reconnects_with_backoff_and_a_watchdog(page: Any) -> None:
+    """A closed socket is reopened (a new url) after a backoff, the badge says Reconnecting…;
+    open with frames it says Live; an open socket silent for more than the watchdog's limit is
+    replaced."""
+    config = station_config()
+    assert (
+        page.evaluate("(c) => window.dash_clientside.hrdash.station_connect(c)", config) == WS_URL
+    )
+    sock(page, OPEN, config)
+    assert badge(page)[0] == "Connecting…"
+    send(page, station(patient("bed-01")), config)
+    assert badge(page)[:2] == ("Live", "hr-badge hr-badge--live")
+    sock(page, CLOSED, config)
+    assert badge(page)[:2] == ("Reconnecting…", "hr-badge hr-badge--reconnecting")
+    page.wait_for_function(
+        "(id) => window.setPropsCalls.some(([t, p]) => t === id && p.url)",
+        arg=IDS["ws"],
+        timeout=5000,
+    )
+    assert ws_urls(page) == [WS_URL + "&n=1"]
+    sock(page, OPEN, config)
+    send(page, station(patient("bed-01")), config)
+    assert badge(page)[0] == "Live"
+    silent = page.evaluate("window.hrdashCore.timing.silentSocketMs")
+    t = page.evaluate("performance.now()")
+    set_clock(page, t + silent - 100)
+    tick(page, config)
+    assert len(ws_urls(page)) == 1
+    set_clock(page, t + silent + 100)
+    tick(page, config)
+    assert ws_urls(page) == [WS_URL + "&n=1", WS_URL + "&n=2"]
+    assert badge(page)[0] == "Reconnecting…"
+
+
+def test_a_refused_origin_is_said_in_the_badge(page: Any) -> None:
+    """When the bridge's allowed origins do not name the page's origin and the socket closes
+    without opening, the badge says Origin refused and its title what to change."""
+    config = station_config(allowed_origins=["https://station.example.org"])
+    page.evaluate("(c) => window.dash_clientside.hrdash.station_connect(c)", config)
+    sock(page, CLOSED, config)
+    text, cls, title = badge(page)
+    assert (text, cls) == ("Origin refused", "hr-badge hr-badge--down")
+    assert "HRDASH_ALLOWED_ORIGINS" in title
+
+
+def layout_figures(page: Any) -> dict[str, Any]:
+    return dict(
+        page.evaluate(
+            """() => {
+                 const tiles = Array.from(document.querySelectorAll('[data-patient]'));
+                 const r = tiles.map((t) => t.getBoundingClientRect());
+                 const first = tiles[0];
+                 const fs = (c) => parseFloat(getComputedStyle(first.querySelector(c)).fontSize);
+                 const spark = first.querySelector('.hr-tile-spark').getBoundingClientRect();
+                 const inside = (el) => { const a = el.getBoundingClientRect(),
+                   b = first.getBoundingClientRect();
+                   return a.left >= b.left && a.right <= b.right + 0.5 && a.top >= b.top &&
+                          a.bottom <= b.bottom + 0.5; };
+                 return {
+                   count: tiles.length,
+                   scrolls: document.documentElement.scrollHeight > innerHeight ||
+                            document.documentElement.scrollWidth > innerWidth,
+                   allVisible: r.every((b) => b.top >= 0 && b.left >= 0 &&
+                                              b.bottom <= innerHeight && b.right <= innerWidth),
+                   tileW: r[0].width, tileH: r[0].height,
+                   bpmPx: fs('.hr-tile-bpm'), namePx: fs('.hr-tile-name'),
+                   sparkH: spark.height,
+                   unitShown: getComputedStyle(first.querySelector('.hr-tile-unit')).display
+                              !== 'none',
+                   partsInside: ['.hr-tile-name', '.hr-tile-state', '.hr-tile-bpm',
+                                 '.hr-tile-age', '.hr-tile-spark']
+                                  .every((c) => inside(first.querySelector(c))),
+                 };
+               }"""
+        )
+    )
+
+
+@pytest.mark.parametrize("count", [16, 64])
+def test_the_grid_fits_1920x1080(page: Any, count: int) -> None:
+    """16 and 64 tiles all fit a 1920x1080 screen without scrolling, every part of a tile inside
+    it; with 64 the grid densifies (smaller number and name, no unit, a shorter sparkline) and
+    stays readable (a number at least 36 px, a name at least 12 px)."""
+    config = station_config(count)
+    reset(page, config)
+    set_clock(page, 1_000)
+    pats = [
+        patient(pid, "stale" if i % 5 == 1 else "live", seq=20, age=3.0 if i % 5 == 1 else 0.2)
+        for i, pid in enumerate(patient_ids(count))
+    ]
+    pats[2] = patient(pats[2]["id"], "down", seq=20, age=30.0, detail="connection refused")
+    send(page, station(*pats), config)
+    tiles = shown(page)
+    assert len(tiles) == count
+    assert all(t["bpm"] == str(60 + 20 % 40) for t in tiles.values())
+    figures = layout_figures(page)
+    assert figures["allVisible"] and not figures["scrolls"], figures
+    assert figures["partsInside"], figures
+    assert figures["bpmPx"] >= 36 and figures["namePx"] >= 12, figures
+    assert figures["sparkH"] >= 14, figures
+    if count == 16:
+        assert figures["bpmPx"] >= 72 and figures["unitShown"], figures
+    else:
+        assert not figures["unitShown"], figures
+        assert figures["bpmPx"] < 72, figures
