@@ -1,0 +1,276 @@
+"""The station end to end: `python app.py` with a sources file of three patients, each served by its
+own heart-rate service (a real websockets server on 127.0.0.1), and the station page in headless
+Chromium.
+
+The three services send three shapes: the reference ``{"time": ms, "value": bpm}``, a nested
+``{"data": {"hr", "ts"}}`` read through ``value_field``/``time_field``, and Unix seconds. Each
+patient's values lie in a range of its own, so a tile that showed another patient's number, or a
+number its service never sent, is caught.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from tests.support import (
+    Running,
+    app_command,
+    chromium_page,
+    free_port,
+    hrdash_running,
+    poll,
+    scaled,
+)
+
+pytestmark = pytest.mark.browser
+
+PERIOD = 0.5  # seconds between a service's readings (the reference service's rate)
+
+TILES_JS = """
+() => Object.fromEntries(Array.from(document.querySelectorAll('[data-patient]')).map((t) => [
+  t.getAttribute('data-patient'), {
+    state: t.getAttribute('data-state'),
+    alarm: t.getAttribute('data-alarm'),
+    name: t.querySelector('.hr-tile-name').textContent,
+    label: t.querySelector('.hr-tile-state').textContent,
+    bpm: t.querySelector('.hr-tile-bpm').textContent,
+    age: t.querySelector('.hr-tile-age').textContent,
+    href: t.getAttribute('href'),
+  }]))
+"""
+
+
+@dataclass
+class Shape:
+    """How one service writes a reading (``encode(bpm, unix_seconds)``) and the sources-file
+    options that read it."""
+
+    encode: Callable[[int, float], dict[str, Any]]
+    options: dict[str, str] = field(default_factory=dict)
+
+
+SHAPES = {
+    "reference": Shape(lambda bpm, t: {"time": int(t * 1000), "value": bpm}),
+    "nested": Shape(
+        lambda bpm, t: {"data": {"hr": bpm, "ts": int(t * 1000)}, "kind": "vitals"},
+        {"value_field": "data.hr", "time_field": "data.ts"},
+    ),
+    "seconds": Shape(lambda bpm, t: {"time": round(t, 3), "value": bpm}),
+}
+
+
+class PatientService:
+    """A heart-rate service on a fixed port of 127.0.0.1, in a thread with its own asyncio loop:
+    every PERIOD a reading in ``shape``, bpm cycling through ``values``. ``stop()`` closes the
+    server and its connections (the service is gone: connections are refused), ``start()``
+    serves again on the same port."""
+
+    def __init__(self, shape: Shape, values: list[int]) -> None:
+        self.shape = shape
+        self.values = values
+        self.port = free_port()
+        self.sent: list[int] = []  # every bpm sent, in order
+        self._loop = asyncio.new_event_loop()
+        self._server: Server | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/hr"
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(scaled(10))
+
+    def start(self) -> None:
+        async def go() -> None:
+            self._server = await serve(self._handler, "127.0.0.1", self.port)
+
+        self._call(go())
+
+    def stop(self) -> None:
+        async def halt() -> None:
+            if self._server is not None:
+                self._server.close()
+                await self._server.wait_closed()
+                self._server = None
+
+        self._call(halt())
+
+    def close(self) -> None:
+        self.stop()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(scaled(10))
+        self._loop.close()
+
+    async def _handler(self, ws: ServerConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                bpm = self.values[len(self.sent) % len(self.values)]
+                await ws.send(json.dumps(self.shape.encode(bpm, time.time())))
+                self.sent.append(bpm)
+                await asyncio.sleep(PERIOD)
+
+
+@dataclass
+class Ward:
+    running: Running
+    services: dict[str, PatientService]
+    names: dict[str, str]
+
+
+PATIENTS = {  # id → (name, shape, the values its service sends: a range no other patient uses)
+    "icu-a": ("Anna Reference", "reference", [61, 62, 63, 64, 65]),
+    "icu-b": ("Ben Nested", "nested", [101, 103, 105, 107]),
+    "icu-c": ("Cleo Seconds", "seconds", [141, 142, 143]),
+}
+
+
+def sources_toml(services: dict[str, PatientService]) -> str:
+    tables = []
+    for pid, (name, shape, _) in PATIENTS.items():
+        lines = ["[[patient]]", f'id = "{pid}"', f'name = "{name}"', f'url = "{services[pid].url}"']
+        lines += [f'{k} = "{v}"' for k, v in SHAPES[shape].options.items()]
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables) + "\n"
+
+
+@pytest.fixture(scope="module")
+def ward(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ward]:
+    """The three services and `python app.py` reading them from a sources file."""
+    services = {
+        pid: PatientService(SHAPES[shape], values) for pid, (_, shape, values) in PATIENTS.items()
+    }
+    try:
+        for service in services.values():
+            service.start()
+        path = Path(tmp_path_factory.mktemp("station")) / "sources.toml"
+        path.write_text(sources_toml(services))
+        with hrdash_running(app_command(), {"HRDASH_SOURCES": str(path)}) as running:
+            yield Ward(running, services, {pid: p[0] for pid, p in PATIENTS.items()})
+    finally:
+        for service in services.values():
+            service.close()
+
+
+def tiles(page: Any) -> dict[str, Any]:
+    return dict(page.evaluate(TILES_JS))
+
+
+def wait_tiles(
+    page: Any, predicate: Callable[[dict[str, Any]], bool], timeout: float, what: str
+) -> dict[str, Any]:
+    return poll(page, tiles, predicate, timeout, what)
+
+
+def showing_what_was_sent(ward: Ward, shown: dict[str, Any]) -> bool:
+    """Every tile is live with a number its own service sent."""
+    return all(
+        shown[pid]["state"] == "live" and shown[pid]["bpm"] in {str(v) for v in service.sent}
+        for pid, service in ward.services.items()
+    )
+
+
+def test_each_patient_is_shown_on_its_own_tile(ward: Ward) -> None:
+    """Three services of three shapes: each patient's tile, in sources order, carries its name
+    and link, and goes live with the values its own service sent, and keeps following them."""
+    with chromium_page(1920, 1080) as page:
+        page.goto(ward.running.url)
+        shown = wait_tiles(
+            page,
+            lambda s: len(s) == 3 and showing_what_was_sent(ward, s),
+            20,
+            "three live tiles with their services' values",
+        )
+        assert list(shown) == list(PATIENTS)
+        for pid, tile in shown.items():
+            assert tile["name"] == ward.names[pid]
+            assert tile["href"] == f"/patient/{pid}"
+            assert (tile["label"], tile["alarm"], tile["age"]) == ("Live", "none", "")
+        # The numbers move with their services.
+        seen: dict[str, set[str]] = {pid: set() for pid in PATIENTS}
+        deadline = time.monotonic() + scaled(6)
+        while time.monotonic() < deadline and not all(len(s) >= 3 for s in seen.values()):
+            now = tiles(page)
+            assert showing_what_was_sent(ward, now), now
+            for pid in PATIENTS:
+                seen[pid].add(now[pid]["bpm"])
+            page.wait_for_timeout(100)
+        assert all(len(s) >= 3 for s in seen.values()), seen
+
+
+def test_a_killed_service_takes_down_its_tile_only(ward: Ward) -> None:
+    """One service stops: its tile goes down (never live, greyed number) while the two others
+    stay live throughout; the service returns and its tile is live again with new values."""
+    victim = "icu-b"
+    others = [pid for pid in PATIENTS if pid != victim]
+    service = ward.services[victim]
+    with chromium_page(1920, 1080) as page:
+        page.goto(ward.running.url)
+        wait_tiles(
+            page, lambda s: len(s) == 3 and showing_what_was_sent(ward, s), 20, "three live tiles"
+        )
+        service.stop()
+        try:
+            down = wait_tiles(
+                page, lambda s: s[victim]["state"] == "down", 15, f"{victim} to go down"
+            )
+            assert down[victim]["label"] == "Down"
+            for _ in range(20):  # two seconds of the others staying live
+                now = tiles(page)
+                assert now[victim]["state"] != "live", now
+                assert all(now[pid]["state"] == "live" for pid in others), now
+                page.wait_for_timeout(100)
+        finally:
+            sent_before = len(service.sent)
+            service.start()
+        wait_tiles(
+            page,
+            lambda s: (
+                s[victim]["state"] == "live"
+                and len(service.sent) > sent_before
+                and showing_what_was_sent(ward, s)
+            ),
+            20,
+            f"{victim} to come back live",
+        )
+
+
+def test_the_station_makes_no_dash_request_while_streaming(ward: Ward) -> None:
+    """Once the page has loaded, the tiles keep changing for five seconds while the page asks
+    the Dash server for nothing at all."""
+    dash_origin = ward.running.url.rstrip("/")
+    with chromium_page(1920, 1080) as page:
+        requests: list[str] = []
+        page.on(
+            "request", lambda r: requests.append(r.url) if r.url.startswith(dash_origin) else None
+        )
+        page.goto(ward.running.url)
+        wait_tiles(
+            page, lambda s: len(s) == 3 and showing_what_was_sent(ward, s), 20, "three live tiles"
+        )
+        page.wait_for_timeout(1000)  # the page's own start-up requests are over
+        requests.clear()
+        frames = page.evaluate("window.hrdashStation.state.frames")
+        changes = 0
+        before = tiles(page)
+        for _ in range(50):
+            page.wait_for_timeout(100)
+            now = tiles(page)
+            changes += sum(now[p]["bpm"] != before[p]["bpm"] for p in PATIENTS)
+            before = now
+        assert page.evaluate("window.hrdashStation.state.frames") >= frames + 5
+        assert changes >= 10, changes
+        assert requests == [], requests
