@@ -24,6 +24,11 @@
  * frames stop, and never from the browser's wall clock against a service's timestamps.
  * `recent` holds the last SPARK_SECONDS of readings in a viewer's first frame (snapshot) and the
  * last few in later ones: merged by seq per run into each patient's sparkline (bounded).
+ * The snapshot is the one frame that is not complete on its own: when Dash hands over a later
+ * frame in its place (a big snapshot followed closely by a live frame, on a busy page), the
+ * first frame this page sees on a socket is not a snapshot, and the page opens a new socket for
+ * a new snapshot after SNAPSHOT_RETRY_MS (when the page has settled), at most SNAPSHOT_RETRIES
+ * times in a row; the tiles themselves never depend on it.
  *
  * The tiles (built by the page, the only elements with data-patient):
  *   <a class="hr-tile" data-patient=ID data-state=… data-alarm=…>
@@ -37,6 +42,8 @@
     var SPARK_MIN_SPAN = 20; // bpm: the sparkline's y range is at least this tall
     var SPARK_PAD = 3; // CSS px kept free above and below the line
     var SPARK_LINE = 1.6; // CSS px
+    var SNAPSHOT_RETRY_MS = 1000; // a lost snapshot is asked for again (a new socket) after this
+    var SNAPSHOT_RETRIES = 3; // ... at most this many times in a row
     var DASH = "–"; // en dash: no reading
     var LABELS = {live: "Live", stale: "Stale", connecting: "Connecting…", down: "Down"};
     var UPSTREAMS = {connecting: true, live: true, down: true};
@@ -53,6 +60,9 @@
         connectStartedAt: 0,
         lastMessageAt: 0, // any message, valid or not (the watchdog's)
         framesSinceOpen: 0,
+        awaitingSnapshot: false, // the socket's first frame (the snapshot) is still to come
+        snapshotMisses: 0, // first frames in a row that were not the snapshot
+        snapshotTimer: null,
         closedUnopened: 0, // sockets closed since one last opened (a refused handshake closes)
         wsBase: null,
         frame: null, // the last valid station frame
@@ -554,10 +564,7 @@
     }
 
     function reconnect(config) {
-        if (S.timer !== null) {
-            clearTimeout(S.timer);
-            S.timer = null;
-        }
+        clearTimers();
         if (!mounted()) {
             return;
         }
@@ -567,6 +574,7 @@
         S.openedAt = 0;
         S.readyState = WebSocket.CONNECTING;
         S.framesSinceOpen = 0;
+        S.awaitingSnapshot = true;
         window.dash_clientside.set_props(config.ids.ws, {
             url: base + (base.indexOf("?") === -1 ? "?" : "&") + "n=" + S.nonce,
         });
@@ -585,6 +593,31 @@
         }, delay);
     }
 
+    /** The socket's first frame was not its snapshot (Dash handed over a later one): open a new
+     * socket for another, once the page has settled, a bounded number of times in a row. */
+    function snapshotLost(config) {
+        S.snapshotMisses += 1;
+        if (S.snapshotMisses > SNAPSHOT_RETRIES || S.snapshotTimer !== null) {
+            return;
+        }
+        S.snapshotTimer = setTimeout(function () {
+            S.snapshotTimer = null;
+            if (S.readyState === WebSocket.OPEN) {
+                reconnect(config);
+            }
+        }, SNAPSHOT_RETRY_MS);
+    }
+
+    function clearTimers() {
+        [S.timer, S.snapshotTimer].forEach(function (t) {
+            if (t !== null) {
+                clearTimeout(t);
+            }
+        });
+        S.timer = null;
+        S.snapshotTimer = null;
+    }
+
     // -- the clientside callbacks ---------------------------------------------------------------
 
     /** The socket's first url, as soon as the page has its config. */
@@ -592,11 +625,10 @@
         if (!config) {
             return nu();
         }
-        if (S.timer !== null) {
-            clearTimeout(S.timer);
-            S.timer = null;
-        }
+        clearTimers();
         S.wsBase = null;
+        S.awaitingSnapshot = true;
+        S.snapshotMisses = 0;
         S.readyState = WebSocket.CONNECTING;
         S.openedAt = 0;
         S.framesSinceOpen = 0;
@@ -625,6 +657,14 @@
         S.frames += 1;
         S.framesSinceOpen += 1;
         S.backoff = null;
+        if (S.awaitingSnapshot) {
+            S.awaitingSnapshot = false;
+            if (frame.snapshot === true) {
+                S.snapshotMisses = 0;
+            } else {
+                snapshotLost(config);
+            }
+        }
         var onPage = {};
         (config.patients || []).forEach(function (p) {
             onPage[p.id] = true;
@@ -711,6 +751,8 @@
         sparkPoints: sparkPoints,
         badgeState: badgeState,
         render: render,
+        snapshotRetryMs: SNAPSHOT_RETRY_MS,
+        snapshotRetries: SNAPSHOT_RETRIES,
         state: S,
     };
 })();

@@ -152,7 +152,7 @@ HARNESS_JS = """
 RESET_JS = """
 ([source, markup]) => {
   const old = window.hrdashStation && window.hrdashStation.state;
-  if (old && old.timer !== null) clearTimeout(old.timer);
+  if (old) [old.timer, old.snapshotTimer].forEach((t) => t !== null && clearTimeout(t));
   document.body.innerHTML = markup;
   const script = document.createElement('script');
   script.textContent = source;
@@ -787,3 +787,37 @@ def test_the_grid_fits_1920x1080(page: Any, count: int) -> None:
     else:
         assert not figures["unitShown"], figures
         assert figures["bpmPx"] < 72, figures
+
+
+def test_a_lost_snapshot_is_asked_for_again(page: Any) -> None:
+    """When the first frame the page sees on a socket is not the snapshot (Dash handed over a
+    later frame in its place), the page opens a new socket for a new snapshot after a pause, and
+    stops once it has one; it tries a bounded number of times in a row."""
+    config = station_config()
+    page.evaluate("(c) => window.dash_clientside.hrdash.station_connect(c)", config)
+    sock(page, OPEN, config)
+    send(page, station(patient("bed-01", seq=50)), config)  # a live frame: the snapshot is lost
+    assert station_state(page)["sparks"]["bed-01"] == [47, 48, 49, 50]
+    retry_ms = page.evaluate("window.hrdashStation.snapshotRetryMs")
+    page.wait_for_function(
+        "(id) => window.setPropsCalls.some(([t, p]) => t === id && p.url)",
+        arg=IDS["ws"],
+        timeout=retry_ms + 3000,
+    )
+    assert ws_urls(page) == [WS_URL + "&n=1"]
+    sock(page, OPEN, config)
+    snap = patient("bed-01", seq=51, recent=[reading(s) for s in range(1, 52)])
+    send(page, station(snap, snapshot=True), config)
+    assert station_state(page)["sparks"]["bed-01"] == list(range(1, 52))
+    send(page, station(patient("bed-01", seq=52)), config)
+    page.wait_for_timeout(retry_ms + 300)
+    assert ws_urls(page) == [WS_URL + "&n=1"]  # no second retry
+    # Bounded: after SNAPSHOT_RETRIES misses in a row, no more.
+    retries = page.evaluate("window.hrdashStation.snapshotRetries")
+    page.evaluate(
+        "(n) => { const s = window.hrdashStation.state; s.snapshotMisses = n;"
+        " s.awaitingSnapshot = true; }",
+        retries,
+    )
+    send(page, station(patient("bed-01", seq=53)), config)
+    assert page.evaluate("window.hrdashStation.state.snapshotTimer") is None
