@@ -15,7 +15,7 @@ from tests.support import ROOT, app_command, chromium_page, start_hrdash, stop
 
 OUT = ROOT / "assets" / "screenshots"
 STATION_SIZES = (16, 64)  # patients
-STATION_HISTORY = 45.0  # seconds of readings the bridge holds before the station is shot
+STATION_HISTORY = 125.0  # seconds of readings held before the shot: full sparklines
 
 
 def monitor() -> None:
