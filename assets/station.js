@@ -39,7 +39,7 @@
     "use strict";
 
     var SPARK_MAX_POINTS = 2000; // per patient, whatever the service's rate (memory bound)
-    var SPARK_MIN_SPAN = 20; // bpm: the sparkline's y range is at least this tall
+    var SPARK_MIN_SPAN = 40; // bpm: the y range is at least this tall (a calm line looks calm)
     var SPARK_PAD = 3; // CSS px kept free above and below the line
     var SPARK_LINE = 1.6; // CSS px
     var SNAPSHOT_RETRY_MS = 1000; // a lost snapshot is asked for again (a new socket) after this
@@ -751,6 +751,7 @@
         sparkPoints: sparkPoints,
         badgeState: badgeState,
         render: render,
+        sparkMinSpan: SPARK_MIN_SPAN,
         snapshotRetryMs: SNAPSHOT_RETRY_MS,
         snapshotRetries: SNAPSHOT_RETRIES,
         state: S,

@@ -502,7 +502,8 @@ def test_sparkline_merges_the_snapshot_and_live_recent_by_seq(page: Any) -> None
 
 def test_spark_points_helper(page: Any) -> None:
     """sparkPoints puts the newest reading at the right edge, SPARK_SECONDS across the width,
-    a y range at least 20 bpm tall, and breaks the line at gaps longer than stale_after."""
+    a y range at least sparkMinSpan tall around the readings (whose range is smaller here), and
+    breaks the line at gaps longer than stale_after."""
     pts = [{"seq": s, "time": 1000 * s, "bpm": 70 + s} for s in (1, 2, 3, 10, 11)]
     pts[0]["time"] = 500  # before the window (11 s - 10 s)
     out = helper(page, "sparkPoints", pts, 11_000, 10_000, 100, 50, 2_000)
@@ -510,7 +511,10 @@ def test_spark_points_helper(page: Any) -> None:
     assert [len(s) for s in segments] == [2, 2]  # seq 1 is outside; 3 → 10 is a gap
     assert segments[1][-1][0] == 100  # newest at the right edge
     assert segments[0][0][0] == 10  # 2 s after the left edge: a tenth of the width
-    assert out["hi"] - out["lo"] >= 20
+    span = page.evaluate("window.hrdashStation.sparkMinSpan")
+    assert span > 11 - 2
+    assert out["hi"] - out["lo"] == span
+    assert (out["hi"] + out["lo"]) / 2 == (72 + 81) / 2  # centred on the readings' range
 
 
 def test_staleness_is_extrapolated_from_the_bridges_age(page: Any) -> None:
