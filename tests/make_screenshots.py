@@ -3,15 +3,22 @@
 Starts `python app.py` on free ports with a seeded simulator, waits for a full window, and saves
 desktop and phone screenshots of the page taken in headless Chromium. The station's screenshots
 (`station-16.png`, `station-64.png`) are of a simulated ward of 16 and 64 patients at 1920x1080,
-taken once every tile is live and the sparklines hold STATION_HISTORY seconds.
+taken once every tile is live and the sparklines hold STATION_HISTORY seconds;
+`station-states.png` is a ward of 12 from a sources file where one service is down (nothing
+listens) and one has gone silent (its tile stale), the others simulated.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
-from tests.support import ROOT, app_command, chromium_page, start_hrdash, stop
+from tests.support import ROOT, app_command, chromium_page, free_port, start_hrdash, stop, wait_port
+from tests.test_station_browser import SHAPES, PatientService
 
 OUT = ROOT / "assets" / "screenshots"
 STATION_SIZES = (16, 64)  # patients
@@ -59,12 +66,68 @@ def station() -> None:
             stop(running)
 
 
+def station_states() -> None:
+    """A ward of 12: ten simulated patients, one whose service is down, one gone silent."""
+    count = 12
+    sim_port, dead_port = free_port(), free_port()
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "hrdash", "simulate"],
+        env={
+            **os.environ,
+            "HRDASH_SIMULATOR_PORT": str(sim_port),
+            "HRDASH_SIMULATOR_PATIENTS": str(count),
+            "HRDASH_SIMULATOR_SEED": "7",
+        },
+        cwd=ROOT,
+    )
+    silent = PatientService(SHAPES["reference"], [78, 80, 82, 81, 79], limit=90)
+    running = None
+    try:
+        wait_port(sim_port, 30, sim)
+        silent.start()
+        tables = []
+        for i in range(1, count + 1):
+            pid = f"bed-{i:02d}"
+            url = f"ws://127.0.0.1:{sim_port}/patients/{pid}"
+            if i == 3:
+                url = f"ws://127.0.0.1:{dead_port}/hr"
+            elif i == 7:
+                url = silent.url
+            tables.append(f'[[patient]]\nid = "{pid}"\nname = "Bed {i}"\nurl = "{url}"\n')
+        with tempfile.TemporaryDirectory() as tmp:
+            sources = Path(tmp) / "sources.toml"
+            sources.write_text("\n".join(tables))
+            running = start_hrdash(
+                app_command(), {"HRDASH_SOURCES": str(sources), "HRDASH_SOURCE_NAME": "Ward 4B"}
+            )
+            time.sleep(STATION_HISTORY)
+            with chromium_page(1920, 1080) as page:
+                page.goto(running.url)
+                page.wait_for_function(
+                    "() => ['down', 'stale'].every((s) => "
+                    "document.querySelector(`[data-state=${s}]`))",
+                    timeout=30000,
+                )
+                page.wait_for_timeout(1500)
+                path = OUT / "station-states.png"
+                page.screenshot(path=str(path))
+                print(f"wrote {path}")
+    finally:
+        if running is not None:
+            stop(running)
+        silent.close()
+        sim.terminate()
+        sim.wait(10)
+
+
 def main(which: list[str]) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     if not which or "monitor" in which:
         monitor()
     if not which or "station" in which:
         station()
+    if not which or "station" in which or "states" in which:
+        station_states()
 
 
 if __name__ == "__main__":

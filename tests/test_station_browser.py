@@ -73,13 +73,15 @@ SHAPES = {
 
 class PatientService:
     """A heart-rate service on a fixed port of 127.0.0.1, in a thread with its own asyncio loop:
-    every PERIOD a reading in ``shape``, bpm cycling through ``values``. ``stop()`` closes the
-    server and its connections (the service is gone: connections are refused), ``start()``
-    serves again on the same port."""
+    every PERIOD a reading in ``shape``, bpm cycling through ``values``; with ``limit``, only
+    that many readings, after which it stays connected and silent. ``stop()`` closes the server
+    and its connections (the service is gone: connections are refused), ``start()`` serves again
+    on the same port."""
 
-    def __init__(self, shape: Shape, values: list[int]) -> None:
+    def __init__(self, shape: Shape, values: list[int], limit: int | None = None) -> None:
         self.shape = shape
         self.values = values
+        self.limit = limit
         self.port = free_port()
         self.sent: list[int] = []  # every bpm sent, in order
         self._loop = asyncio.new_event_loop()
@@ -117,11 +119,12 @@ class PatientService:
 
     async def _handler(self, ws: ServerConnection) -> None:
         with contextlib.suppress(ConnectionClosed):
-            while True:
+            while self.limit is None or len(self.sent) < self.limit:
                 bpm = self.values[len(self.sent) % len(self.values)]
                 await ws.send(json.dumps(self.shape.encode(bpm, time.time())))
                 self.sent.append(bpm)
                 await asyncio.sleep(PERIOD)
+            await ws.wait_closed()
 
 
 @dataclass
