@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from hrdash import hub
+from hrdash.readings import Reading
 from hrdash.settings import Settings
 from hrdash.webapp import ASSETS
 from tests.support import chromium_page
@@ -27,7 +29,7 @@ pytestmark = pytest.mark.browser
 
 SETTINGS = Settings.load(env={})
 STALE_AFTER = SETTINGS.stale_after
-SPARK_SECONDS = 120
+SPARK_SECONDS = hub.SPARK_SECONDS  # the station page's config carries the same
 HRDASH_JS = ASSETS / "hrdash.js"
 STATION_JS = ASSETS / "station.js"
 CSS = [ASSETS / "hrdash.css", ASSETS / "station.css"]
@@ -260,6 +262,22 @@ def alarm(priority: str, state: str = "active", kind: str = "hr_high") -> dict[s
         "value": 130,
         "limit": 120,
     }
+
+
+def test_frames_have_the_feeds_shape() -> None:
+    """The frames built here carry exactly the keys of the bridge's station frames (the hub's
+    digest), their patients and readings, so the client is tested on what it is really sent."""
+    digest = hub.Hub(capacity=100, window=20, run_id="r1")
+    digest.add("bed-01", "Bed 1").accept([Reading(T0, 72)], now=T0 / 1000)
+    upstreams = {"bed-01": hub.UpstreamState("live", "", T0 / 1000)}
+    for snapshot in (False, True):
+        real = digest.station_frame(upstreams, T0 / 1000 + 1, STALE_AFTER, snapshot=snapshot)
+        ours = station(patient("bed-01", seq=1), snapshot=snapshot)
+        assert set(ours) == set(real)
+        assert set(ours["patients"][0]) == set(real["patients"][0])
+        assert set(ours["patients"][0]["last"]) == set(real["patients"][0]["last"])
+        assert set(ours["patients"][0]["recent"][0]) == set(real["patients"][0]["recent"][0])
+        assert real["patients"][0]["state"] == "live"
 
 
 # -- calling the page ------------------------------------------------------------------------
