@@ -1,12 +1,14 @@
 """The station page's client (``assets/station.js`` and ``assets/station.css``) in real Chromium.
 
-One headless Chromium page for the module at 1920x1080: the station's markup (the tile DOM of
-DESIGN.md, one tile per patient, in the page's header / grid / alarms structure), the real
+One headless Chromium page for the module at 1920x1080, at the Dash server's address (answered
+by the test, not by a server): the station page's real layout (``hrdash.pages.station``, rendered
+to HTML here as React renders it, one tile per patient) and its real config store, the real
 ``hrdash.css`` and ``station.css``, a stub of what Dash's renderer puts on
 ``window.dash_clientside`` (``no_update``, and ``set_props``, recorded and applied to the element
 as React would), the real ``hrdash.js`` and a fresh ``station.js`` for every test. Frames have the
-station feed's shape (DESIGN.md, ``/ws?station=1``) and go through ``on_station_message`` as Dash
-hands them over. Only the clock is faked (``performance.now``), and only where a test sets it.
+station feed's shape (checked against the bridge's hub below) and go through
+``on_station_message`` as Dash hands them over. Only the clock is faked (``performance.now``),
+and only where a test sets it.
 """
 
 from __future__ import annotations
@@ -14,14 +16,17 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from hrdash import hub
+from hrdash.pages import station as station_page
 from hrdash.readings import Reading
 from hrdash.settings import Settings
+from hrdash.sources import station_sources
 from hrdash.webapp import ASSETS
 from tests.support import chromium_page
 
@@ -29,38 +34,34 @@ pytestmark = pytest.mark.browser
 
 SETTINGS = Settings.load(env={})
 STALE_AFTER = SETTINGS.stale_after
-SPARK_SECONDS = hub.SPARK_SECONDS  # the station page's config carries the same
+SPARK_SECONDS = station_page.SPARK_SECONDS
+PAGE_URL = f"http://127.0.0.1:{SETTINGS.port}/"  # the harness page's address (its origin)
 HRDASH_JS = ASSETS / "hrdash.js"
 STATION_JS = ASSETS / "station.js"
 CSS = [ASSETS / "hrdash.css", ASSETS / "station.css"]
-WS_URL = "ws://127.0.0.1:8765/ws?station=1"
+WS_URL = f"ws://127.0.0.1:{SETTINGS.bridge_port}/ws?station=1"  # the config's URL, resolved
 T0 = 1_764_400_000_000  # Unix ms of seq 0 (the services' clock, never compared with the page's)
 OPEN, CLOSED, CONNECTING = 1, 3, 0
 DASH = "\u2013"  # en dash: no reading
-IDS = {
-    "grid": "hr-station",
-    "ws": "hr-station-ws",
-    "status": "hr-station-status",
-    "alarms": "hr-station-alarms",
-}
+IDS = station_page.config(SETTINGS, station_sources(SETTINGS))["ids"]
 
 
 def patient_ids(count: int) -> list[str]:
     return [f"bed-{i:02d}" for i in range(1, count + 1)]
 
 
+def ward(count: int) -> tuple[Settings, list[Any]]:
+    """The settings and patients of a simulated ward of ``count``: bed-01 (Bed 1) ..."""
+    settings = SETTINGS.replace(simulator_patients=count)
+    patients = list(station_sources(settings))
+    assert [p.id for p in patients] == patient_ids(count)
+    return settings, patients
+
+
 def station_config(count: int = 3, **extra: Any) -> dict[str, Any]:
-    """The station config store's data (what the page hands the clientside callbacks)."""
-    return {
-        "ws_url": WS_URL,
-        "ws_port": None,
-        "allowed_origins": ["*"],
-        "stale_after": STALE_AFTER,
-        "spark_seconds": SPARK_SECONDS,
-        "patients": [{"id": p, "name": f"Bed {i}"} for i, p in enumerate(patient_ids(count), 1)],
-        "ids": IDS,
-        **extra,
-    }
+    """The station config store's data (what the page hands the clientside callbacks), as the
+    station page builds it for a simulated ward of ``count``."""
+    return {**station_page.config(*ward(count)), **extra}
 
 
 def tile_markup(patient_id: str, name: str) -> str:
@@ -79,29 +80,42 @@ def tile_markup(patient_id: str, name: str) -> str:
     )
 
 
-def page_markup(config: dict[str, Any]) -> str:
-    """The station page's structure: header with the badge, the grid beside the alarms list."""
-    count = len(config["patients"])
-    cols = math.ceil(math.sqrt(count))
-    rows = math.ceil(count / cols)
-    tiles = "".join(tile_markup(p["id"], p["name"]) for p in config["patients"])
-    return (
-        '<div class="hr-app hr-station-page">'
-        '<header class="hr-header"><div class="hr-brand">'
-        '<span class="hr-brand__mark">♥</span><h1 class="hr-brand__title">hrdash</h1>'
-        f'<span class="hr-station-title">Station · {count} patients</span></div>'
-        f'<span id="{IDS["status"]}" class="hr-badge hr-badge--connecting">Connecting…</span>'
-        "</header>"
-        '<main class="hr-station-main">'
-        f'<div id="{IDS["grid"]}" class="hr-station-grid" '
-        f'style="--hr-cols: {cols}; --hr-rows: {rows}">{tiles}</div>'
-        '<aside class="hr-card hr-station-side"><h2 class="hr-card__label">Alarms</h2>'
-        f'<ul id="{IDS["alarms"]}" class="hr-station-alarms">'
-        '<li class="hr-station-alarms__empty">No active alarms</li></ul></aside>'
-        "</main>"
-        '<footer class="hr-footer">Not a medical device.</footer>'
-        "</div>"
-    )
+def css_name(key: str) -> str:
+    """A React style key as CSS: ``fontSize`` → ``font-size``; custom properties as they are."""
+    return key if key.startswith("--") else re.sub("([A-Z])", r"-\1", key).lower()
+
+
+def to_html(node: Any) -> str:
+    """A Dash component tree as the HTML React renders for it: html.* components become their
+    elements (id, className, style, data-* / aria-* and other attributes, children); other
+    components (the socket, stores, intervals) render nothing visible."""
+    if node is None:
+        return ""
+    if isinstance(node, (str, int, float)):
+        return html.escape(str(node))
+    if isinstance(node, (list, tuple)):
+        return "".join(to_html(child) for child in node)
+    spec = node.to_plotly_json()
+    if spec["namespace"] != "dash_html_components":
+        return ""
+    tag = spec["type"].lower()
+    props = dict(spec["props"])
+    children = props.pop("children", None)
+    attrs = []
+    for key, value in props.items():
+        if value is None:
+            continue
+        name = {"className": "class"}.get(key, key)
+        if key == "style":
+            value = "; ".join(f"{css_name(k)}: {v}" for k, v in value.items())
+        attrs.append(f' {name}="{html.escape(str(value))}"')
+    return f"<{tag}{''.join(attrs)}>{to_html(children)}</{tag}>"
+
+
+def page_markup(count: int) -> str:
+    """The station page for a simulated ward of ``count``, from its real layout."""
+    settings, patients = ward(count)
+    return to_html(station_page.layout(settings, patients, lambda pid: f"/patient/{pid}"))
 
 
 # Installed before the assets, as Dash's renderer does: window.dash_clientside with no_update;
@@ -170,7 +184,14 @@ RESET_JS = """
 def browser_page() -> Iterator[Any]:
     """One blank page for the module (1920x1080) with the stub, the CSS and hrdash.js."""
     with chromium_page(1920, 1080) as page:
-        page.set_content("<!doctype html><html><head></head><body></body></html>")
+        page.route(
+            PAGE_URL,
+            lambda route: route.fulfill(
+                content_type="text/html",
+                body="<!doctype html><html><head></head><body></body></html>",
+            ),
+        )
+        page.goto(PAGE_URL)
         for css in CSS:
             page.add_style_tag(path=str(css))
         page.add_script_tag(content=HARNESS_JS)
@@ -194,7 +215,7 @@ def page(browser_page: Any) -> Iterator[Any]:
 
 
 def reset(page: Any, config: dict[str, Any]) -> None:
-    page.evaluate(RESET_JS, [STATION_JS.read_text(), page_markup(config)])
+    page.evaluate(RESET_JS, [STATION_JS.read_text(), page_markup(len(config["patients"]))])
 
 
 # -- frames, as the station feed sends them -----------------------------------------------------
@@ -843,3 +864,28 @@ def test_a_lost_snapshot_is_asked_for_again(page: Any) -> None:
     )
     send(page, station(patient("bed-01", seq=53)), config)
     assert page.evaluate("window.hrdashStation.state.snapshotTimer") is None
+
+
+def test_the_page_builds_the_contracts_tiles(page: Any) -> None:
+    """The station page's tiles (its real layout) are exactly the tile DOM of the contract,
+    the only elements with data-patient, in the grid with its --hr-cols/--hr-rows."""
+    config = station_config(5)
+    same = page.evaluate(
+        """(contract) => Array.from(document.querySelectorAll('[data-patient]')).map((el, i) => {
+             const t = document.createElement('template');
+             t.innerHTML = contract[i];
+             return el.isEqualNode(t.content.firstElementChild);
+           })""",
+        [tile_markup(p["id"], p["name"]) for p in config["patients"]],
+    )
+    assert same == [True, True, True]  # the fixture's ward of three
+    reset(page, config)
+    grid = page.evaluate(
+        """(id) => { const g = document.getElementById(id);
+             return [g.className, g.style.getPropertyValue('--hr-cols').trim(),
+                     g.style.getPropertyValue('--hr-rows').trim(),
+                     g.querySelectorAll('[data-patient]').length,
+                     document.querySelectorAll('[data-patient]').length]; }""",
+        IDS["grid"],
+    )
+    assert grid == ["hr-station-grid", "3", "2", 5, 5]
