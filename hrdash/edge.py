@@ -23,11 +23,18 @@ It serves what the pure hub (:mod:`hrdash.hub`) holds and what each patient's in
   hands a page only the last of several messages within one render; the page drops seqs it has).
   ``{"type": "detail", "on": true}`` adds a ``source_detail`` object (redacted URL, mapping, last
   raw frame) to the status frames that viewer receives.
-* ``/ws?station=1`` — the station feed: a station frame (:meth:`hrdash.hub.Hub.station_frame`),
-  the first one a snapshot with every patient's sparkline, then one ``STATION_GATHER`` after a
-  patient has new readings or changed state (what arrives together goes out together), at most
-  every ``STATION_MIN_INTERVAL`` and at least every ``STATION_EVERY`` seconds; each frame is
-  encoded once for every station viewer. Viewers' messages on it are ignored (rate-limited).
+* ``/ws?station=1`` — the station feed: station frames (:meth:`hrdash.hub.Hub.station_frame`),
+  one ``STATION_GATHER`` after a patient has new readings or changed state (what arrives
+  together goes out together), at most every ``STATION_MIN_INTERVAL`` and at least every
+  ``STATION_EVERY`` seconds. A new viewer gets snapshots (``"snapshot": true``, every patient's
+  sparkline) on connect and in place of live frames until it acknowledges one with
+  ``{"type": "snapshot_ok", "run": RUN}`` (the snapshot's run), or for at most
+  ``SNAPSHOT_REPEATS`` frames; then live frames. Dash may hand a page only the last of several
+  messages, so a single snapshot followed closely by a live frame is often lost: repeated until
+  acknowledged, one of them arrives. Each kind of frame is encoded once per tick, for all the
+  viewers that get it. Counted in ``/healthz`` (``station``): ``snapshots`` sent,
+  ``snapshot_acks``, ``snapshot_unacked`` (viewers that never acknowledged one). Other
+  messages on it are ignored (rate-limited).
 * ``GET /healthz`` — 200 with the first patient's status and counters, the origins, and
   ``patients``: each patient's id, name, upstream, state and counters.
 * ``GET /api/patients`` — every patient's id, name, upstream, state, age, last reading, alarms.
@@ -69,7 +76,7 @@ from hrdash.hub import Hub, PatientHub, UpstreamState
 from hrdash.origins import RefusedOrigins, canonical_origin, origin_allowed
 from hrdash.settings import PortInUseError, Settings
 
-__all__ = ["Edge", "Feed", "Ingest", "RateWindow", "Station"]
+__all__ = ["SNAPSHOT_REPEATS", "Edge", "Feed", "Ingest", "RateWindow", "Station"]
 
 log = logging.getLogger("hrdash.edge")
 
@@ -83,6 +90,8 @@ STATION_MIN_INTERVAL = 0.1  # seconds between two station frames at least
 STATION_EVERY = 1.0  # seconds between two station frames at most (the station's heartbeat)
 STATION_GATHER = 0.005  # seconds a change waits for the readings arriving with it (services
 # that tick together, like the simulator's ward, send a burst: it goes out in one frame)
+SNAPSHOT_REPEATS = 10  # station frames a new viewer gets as snapshots at most, until it acks
+# one (a viewer that never does, a plain client or an old page, costs this many snapshots)
 PATIENT_ID_SHOWN = 64  # characters of an unknown patient id echoed in a 404
 # /healthz and status frames list the edge's, the hub's and the ingest's counters in this order.
 COUNTER_ORDER = (
@@ -101,6 +110,15 @@ COUNTER_ORDER = (
 def _json(obj: Any) -> str:
     # Strict JSON: a browser's JSON.parse rejects NaN/Infinity, so refuse to emit them.
     return json.dumps(obj, separators=(",", ":"), allow_nan=False)
+
+
+def _request(message: str | bytes) -> dict[str, Any] | None:
+    """A viewer's message as a JSON object, or ``None`` (not JSON, or not an object)."""
+    try:
+        request = json.loads(message)
+    except (ValueError, RecursionError):
+        return None
+    return request if isinstance(request, dict) else None
 
 
 def _flag(params: dict[str, list[str]], name: str) -> bool:
@@ -192,14 +210,58 @@ class Station:
 
     def __init__(self) -> None:
         self.viewers: set[ServerConnection] = set()
+        # Viewers still getting snapshots → snapshots sent to each (until it acks one, at most
+        # SNAPSHOT_REPEATS).
+        self.unacked: dict[ServerConnection, int] = {}
         self.counters: dict[str, int] = {
             "viewers_connected": 0,
             "viewers_dropped_slow": 0,
             "viewer_messages_refused": 0,
-            "frames": 0,  # station frames sent
+            "frames": 0,  # station ticks that sent frames (snapshots, live frames or both)
+            "snapshots": 0,  # snapshot frames sent, the one on connect included
+            "snapshot_acks": 0,  # viewers that acknowledged a snapshot
+            "snapshot_unacked": 0,  # viewers that got SNAPSHOT_REPEATS snapshots, no ack
         }
         self._wake = asyncio.Event()
         self._dirty = False
+
+    def join(self, ws: ServerConnection) -> None:
+        """``ws`` has been sent its first snapshot: it gets station frames from now on,
+        snapshots until it acknowledges one."""
+        self.viewers.add(ws)
+        self.counters["viewers_connected"] += 1
+        self.unacked[ws] = 0
+        self.snapshots_sent([ws])
+
+    def forget(self, ws: ServerConnection) -> None:
+        self.viewers.discard(ws)
+        self.unacked.pop(ws, None)
+
+    def split(self) -> tuple[list[ServerConnection], list[ServerConnection]]:
+        """The viewers due a snapshot (not acknowledged yet) and those due a live frame."""
+        snapshot = [ws for ws in self.viewers if ws in self.unacked]
+        live = [ws for ws in self.viewers if ws not in self.unacked]
+        return snapshot, live
+
+    def snapshots_sent(self, viewers: Iterable[ServerConnection]) -> None:
+        """Count a snapshot sent to each of ``viewers``; one that has had SNAPSHOT_REPEATS
+        gets live frames from now on."""
+        for ws in viewers:
+            sent = self.unacked.get(ws)
+            if sent is None:
+                continue
+            self.counters["snapshots"] += 1
+            if sent + 1 >= SNAPSHOT_REPEATS:
+                del self.unacked[ws]
+                self.counters["snapshot_unacked"] += 1
+            else:
+                self.unacked[ws] = sent + 1
+
+    def acknowledged(self, ws: ServerConnection) -> None:
+        """``ws`` acknowledged a snapshot: live frames from the next tick on (nothing if it had
+        acknowledged one already or had all its snapshots)."""
+        if self.unacked.pop(ws, None) is not None:
+            self.counters["snapshot_acks"] += 1
 
     def changed(self) -> None:
         """A patient has new readings or changed state: a frame is due (when anyone watches)."""
@@ -364,7 +426,7 @@ class Edge:
         feed = self._where.pop(ws, None)
         if feed is not None:
             feed.forget(ws)
-        self.station.viewers.discard(ws)
+        self.station.forget(ws)
 
     def _drop_slow(self, ws: ServerConnection) -> None:
         feed = self._where.get(ws)
@@ -429,11 +491,22 @@ class Edge:
         return self.hub.listing(self.upstreams(), self.clock(), self.settings.stale_after)
 
     async def _station_forever(self) -> None:
-        """One station frame, encoded once for every station viewer, whenever one is due."""
         async for _ in self.station.due():
-            if self.station.viewers:
-                self.station.counters["frames"] += 1
-                self._send_all(_json(self.station_frame()), self.station.viewers)
+            self.send_station()
+
+    def send_station(self) -> None:
+        """One station tick: a snapshot, encoded once, for the viewers that have not
+        acknowledged one yet, and a live frame, encoded once, for the others."""
+        station = self.station
+        if not station.viewers:
+            return
+        station.counters["frames"] += 1
+        snapshot, live = station.split()
+        if snapshot:
+            station.snapshots_sent(snapshot)
+            self._send_all(_json(self.station_frame(snapshot=True)), snapshot)
+        if live:
+            self._send_all(_json(self.station_frame()), live)
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -455,7 +528,11 @@ class Edge:
             "allowed": list(self.settings.effective_origins),
             "refused": self.refused_origins.as_dict(),
         }
-        station = {"viewers": len(self.station.viewers), **self.station.counters}
+        station = {
+            "viewers": len(self.station.viewers),
+            "viewers_awaiting_ack": len(self.station.unacked),  # still getting snapshots
+            **self.station.counters,
+        }
         return {
             "status": "ok",
             **self.status(),
@@ -553,8 +630,7 @@ class Edge:
         feed: Feed | None = None
         if _flag(params, "station"):
             broadcast([ws], _json(self.station_frame(snapshot=True)))
-            self.station.viewers.add(ws)
-            self.station.counters["viewers_connected"] += 1
+            self.station.join(ws)
             refused = self.station.counters
         else:
             feed = self._feed_of(params)
@@ -575,17 +651,27 @@ class Edge:
                     refused["viewer_messages_refused"] += 1
                 elif feed is not None:
                     self._on_viewer_message(feed, ws, message)
+                else:
+                    self._on_station_message(ws, message)
         except ConnectionClosed:
             pass
         finally:
             self._forget(ws)
 
+    def _on_station_message(self, ws: ServerConnection, message: str | bytes) -> None:
+        """``{"type": "snapshot_ok", "run": RUN}`` naming this run ends the viewer's snapshots;
+        anything else is ignored."""
+        request = _request(message)
+        if (
+            request is not None
+            and request.get("type") == "snapshot_ok"
+            and request.get("run") == self.hub.run_id
+        ):
+            self.station.acknowledged(ws)
+
     def _on_viewer_message(self, feed: Feed, ws: ServerConnection, message: str | bytes) -> None:
-        try:
-            request = json.loads(message)
-        except (ValueError, RecursionError):
-            return
-        if not isinstance(request, dict):
+        request = _request(message)
+        if request is None:
             return
         if request.get("type") == "detail":
             if request.get("on") is True:

@@ -27,9 +27,12 @@ in the order patients were added. ``upstream`` is what the ingest says of the se
 (:class:`UpstreamState`); ``state`` (:func:`patient_state`) adds the readings' freshness to it;
 ``age`` is the seconds since the bridge accepted the patient's last reading, on the bridge's
 clock (never the service's timestamps); ``last`` is that reading; ``recent`` holds the last
-:data:`STATION_REPEAT` readings, or, in a snapshot (``"snapshot": true``, the first frame a
-viewer gets), the readings of the last :data:`SPARK_SECONDS` (the tiles' sparklines), oldest
-first. ``alarms`` is filled by the alarm engine (a later stage).
+:data:`STATION_REPEAT` readings, or, in a snapshot (``"snapshot": true``), the readings of the
+last :data:`SPARK_SECONDS` (the tiles' sparklines), oldest first. A viewer gets snapshots until
+it acknowledges one (``{"type": "snapshot_ok", "run": RUN}``, a bounded number of times; the
+edge, :mod:`hrdash.edge`, keeps that count): a snapshot is complete on its own, and repeated, so
+Dash's coalescing cannot lose the sparklines. ``alarms`` is filled by the alarm engine (a later
+stage).
 """
 
 from __future__ import annotations

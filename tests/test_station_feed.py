@@ -5,6 +5,7 @@ going away and coming back without touching the others."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 from collections.abc import AsyncIterator, Callable
@@ -17,7 +18,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from hrdash.bridge import Bridge
-from hrdash.edge import STATION_EVERY, STATION_MIN_INTERVAL
+from hrdash.edge import SNAPSHOT_REPEATS, STATION_EVERY, STATION_MIN_INTERVAL
 from hrdash.hub import STATION_REPEAT
 from hrdash.settings import Settings
 from tests.conftest import (
@@ -141,6 +142,19 @@ def station_where(predicate: Callable[[dict[str, dict[str, Any]]], bool]) -> Any
     return lambda f: f.get("type") == "station" and predicate(entries(f))
 
 
+async def ack(ws: Any, snapshot: dict[str, Any]) -> None:
+    """Acknowledge a snapshot, as the station page does: live frames from then on."""
+    await ws.send(json.dumps({"type": "snapshot_ok", "run": snapshot["run"]}))
+
+
+async def first_live(ws: Any) -> dict[str, Any]:
+    """The first live frame (snapshots sent before the ack arrived are skipped)."""
+    while True:
+        frame = strict_json(await ws.recv())
+        if "snapshot" not in frame:
+            return dict(frame)
+
+
 async def test_each_patient_feed_carries_exactly_its_own_readings(station: Station) -> None:
     """Each /ws?patient=ID gets exactly the readings its own service sent (whatever the shape,
     times in Unix ms), every frame naming the patient; /ws without a patient is the first."""
@@ -165,7 +179,8 @@ async def test_station_feed_carries_every_patient_on_its_entry(station: Station)
     that follow carry each patient's last STATION_REPEAT readings on its own entry."""
     async with asyncio.timeout(timeout(10)), connect(station.url("station=1")) as ws:
         snapshot = strict_json(await ws.recv())
-        live = strict_json(await ws.recv())
+        await ack(ws, snapshot)
+        live = await first_live(ws)
     assert snapshot["type"] == "station" and snapshot["snapshot"] is True
     assert snapshot["run"] == station.bridge.run_id and snapshot["stale_after"] == 60.0
     assert [p["id"] for p in snapshot["patients"]] == list(IDS)
@@ -260,7 +275,8 @@ async def test_a_service_going_away_touches_only_its_patient(station: Station) -
     bridge = station.bridge
     gone = station.services["icu_2"]
     async with asyncio.timeout(timeout(30)), connect(station.url("station=1")) as ws:
-        await ws.recv()
+        await ack(ws, strict_json(await ws.recv()))
+        await first_live(ws)
         await gone.stop()
         frames = await read_until(
             ws, station_where(lambda e: e["icu_2"]["upstream"] == "down"), seconds=15
@@ -295,3 +311,107 @@ async def test_a_service_going_away_touches_only_its_patient(station: Station) -
         assert all(e["state"] == "live" for e in entries(frames[-1]).values())
     assert bridge.hub["bed-01"].buffer.last_seq == COUNT  # the others read nothing twice
     assert bridge.hub["icu_2"].buffer.last_seq == 2 * COUNT
+
+
+# -- the snapshot, repeated until acknowledged -------------------------------------------------
+
+
+def is_snapshot(frame: dict[str, Any], station: Station) -> bool:
+    """A snapshot frame: flagged, and every patient's whole sparkline (all of its readings,
+    from seq 1; the readings streamed here are all within SPARK_SECONDS)."""
+    if frame.get("snapshot") is not True:
+        return False
+    for pid, entry in entries(frame).items():
+        assert [r["seq"] for r in entry["recent"]] == list(range(1, entry["last"]["seq"] + 1)), pid
+    return True
+
+
+def is_live(frame: dict[str, Any]) -> bool:
+    """A live frame: not flagged, each patient's last STATION_REPEAT readings."""
+    return "snapshot" not in frame and all(
+        len(e["recent"]) == min(STATION_REPEAT, e["last"]["seq"]) for e in frame["patients"]
+    )
+
+
+async def frames_while_streaming(station: Station, ws: Any, count: int) -> list[dict[str, Any]]:
+    """``count`` station frames from ``ws``, bed-01's service streaming readings (100 ms apart
+    by their own times) meanwhile, so that frames come every STATION_MIN_INTERVAL."""
+    upstream = station.services["bed-01"].connections[-1]
+
+    async def feed() -> None:
+        for i in range(400):
+            reading = {"time": T0 * 1000 + 10_000 + 100 * i, "value": 80 + i % 10}
+            await upstream.send(json.dumps(reading))
+            await asyncio.sleep(0.02)
+
+    sender = asyncio.create_task(feed())
+    try:
+        return [strict_json(await ws.recv()) for _ in range(count)]
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+
+
+async def test_a_viewer_that_never_acks_gets_snapshot_repeats_snapshots(station: Station) -> None:
+    """A viewer that never acknowledges (a plain client, an old page) gets exactly
+    SNAPSHOT_REPEATS snapshots, the one on connect included, then live frames; /healthz
+    counts them and the viewer as never acknowledging."""
+    async with asyncio.timeout(timeout(20)), connect(station.url("station=1")) as ws:
+        frames = await frames_while_streaming(station, ws, SNAPSHOT_REPEATS + 4)
+        _, health = await station.get("/healthz")
+    kinds = [
+        "snapshot" if is_snapshot(f, station) else "live" if is_live(f) else "?" for f in frames
+    ]
+    assert kinds == ["snapshot"] * SNAPSHOT_REPEATS + ["live"] * 4
+    counters = health["station"]
+    assert (counters["snapshots"], counters["snapshot_acks"], counters["snapshot_unacked"]) == (
+        SNAPSHOT_REPEATS,
+        0,
+        1,
+    )
+    assert counters["viewers_awaiting_ack"] == 0
+
+
+async def test_a_viewer_that_acks_its_first_frame_gets_live_frames_from_the_next_tick(
+    station: Station,
+) -> None:
+    """A viewer that acknowledges its first snapshot (with its run) gets live frames from the
+    next station tick on; the ack is counted in /healthz."""
+    async with asyncio.timeout(timeout(20)), connect(station.url("station=1")) as watcher:
+        await ack(watcher, strict_json(await watcher.recv()))
+        await first_live(watcher)  # a tick has just gone out: the next is a heartbeat away
+        async with connect(station.url("station=1")) as ws:
+            first = strict_json(await ws.recv())
+            await ack(ws, first)
+            later = [strict_json(await ws.recv()) for _ in range(3)]
+            _, health = await station.get("/healthz")
+    assert is_snapshot(first, station)
+    assert all(is_live(frame) for frame in later), later
+    counters = health["station"]
+    assert (counters["snapshot_acks"], counters["snapshot_unacked"]) == (2, 0)
+    assert counters["viewers_awaiting_ack"] == 0
+
+
+async def test_an_ack_of_another_run_or_a_malformed_message_changes_nothing(
+    station: Station,
+) -> None:
+    """An ack naming another run, or a message that is not a well-formed ack, leaves the
+    viewer getting snapshots, SNAPSHOT_REPEATS of them, as if it had sent nothing."""
+    async with asyncio.timeout(timeout(20)), connect(station.url("station=1")) as ws:
+        first = strict_json(await ws.recv())
+        for message in (
+            {"type": "snapshot_ok", "run": first["run"] + "x"},
+            {"type": "snapshot_ok"},
+            {"type": "resend", "run": first["run"], "since": 0},
+            [{"type": "snapshot_ok", "run": first["run"]}],
+        ):
+            await ws.send(json.dumps(message))
+        await ws.send("{not json")
+        frames = [first, *await frames_while_streaming(station, ws, SNAPSHOT_REPEATS + 1)]
+        _, health = await station.get("/healthz")
+    kinds = [
+        "snapshot" if is_snapshot(f, station) else "live" if is_live(f) else "?" for f in frames
+    ]
+    assert kinds == ["snapshot"] * SNAPSHOT_REPEATS + ["live"] * 2
+    assert health["station"]["snapshot_acks"] == 0
