@@ -22,13 +22,18 @@
  * `age` is measured on the bridge's clock when it sent the frame; here it grows with the browser's
  * monotonic clock (performance.now) from the frame's arrival, so a tile goes stale by itself when
  * frames stop, and never from the browser's wall clock against a service's timestamps.
- * `recent` holds the last SPARK_SECONDS of readings in a viewer's first frame (snapshot) and the
- * last few in later ones: merged by seq per run into each patient's sparkline (bounded).
- * The snapshot is the one frame that is not complete on its own: when Dash hands over a later
- * frame in its place (a big snapshot followed closely by a live frame, on a busy page), the
- * first frame this page sees on a socket is not a snapshot, and the page opens a new socket for
- * a new snapshot after SNAPSHOT_RETRY_MS (when the page has settled), at most SNAPSHOT_RETRIES
- * times in a row; the tiles themselves never depend on it.
+ * `recent` holds the last SPARK_SECONDS of readings in a snapshot ("snapshot": true) and the last
+ * few in live frames: merged by seq per run into each patient's sparkline (bounded).
+ * Dash may hand the page only the last of several messages, so one snapshot followed closely by
+ * a live frame would often be lost. The bridge therefore sends snapshots, in place of live
+ * frames, until the page acknowledges one (at most a bounded number):
+ *   browser → bridge: {"type":"snapshot_ok","run":R,"nonce":k}   on every snapshot frame seen
+ * (R the snapshot's run; the nonce makes each ack a new value of the socket component's `send`
+ * prop, which sends only on a change; the bridge ignores it). Whichever snapshot Dash hands
+ * over fills the sparklines. Last resort: when a live frame comes on a socket before any
+ * snapshot did (an old bridge, or every snapshot lost), the page opens a new socket after
+ * SNAPSHOT_RETRY_MS, unless a snapshot arrives meanwhile, at most SNAPSHOT_RETRIES times in a
+ * row; the tiles themselves never depend on it.
  *
  * The tiles (built by the page, the only elements with data-patient):
  *   <a class="hr-tile" data-patient=ID data-state=… data-alarm=…>
@@ -42,7 +47,7 @@
     var SPARK_MIN_SPAN = 40; // bpm: the y range is at least this tall (a calm line looks calm)
     var SPARK_PAD = 3; // CSS px kept free above and below the line
     var SPARK_LINE = 1.6; // CSS px
-    var SNAPSHOT_RETRY_MS = 1000; // a lost snapshot is asked for again (a new socket) after this
+    var SNAPSHOT_RETRY_MS = 1000; // no snapshot on a socket: a new socket after this (last resort)
     var SNAPSHOT_RETRIES = 3; // ... at most this many times in a row
     var DASH = "–"; // en dash: no reading
     var LABELS = {live: "Live", stale: "Stale", connecting: "Connecting…", down: "Down"};
@@ -60,9 +65,10 @@
         connectStartedAt: 0,
         lastMessageAt: 0, // any message, valid or not (the watchdog's)
         framesSinceOpen: 0,
-        awaitingSnapshot: false, // the socket's first frame (the snapshot) is still to come
-        snapshotMisses: 0, // first frames in a row that were not the snapshot
+        snapshotSeen: false, // a snapshot has arrived on this socket
+        snapshotMisses: 0, // sockets in a row that sent a live frame before any snapshot
         snapshotTimer: null,
+        acks: 0, // snapshot acks sent (each one's nonce)
         closedUnopened: 0, // sockets closed since one last opened (a refused handshake closes)
         wsBase: null,
         frame: null, // the last valid station frame
@@ -574,7 +580,7 @@
         S.openedAt = 0;
         S.readyState = WebSocket.CONNECTING;
         S.framesSinceOpen = 0;
-        S.awaitingSnapshot = true;
+        S.snapshotSeen = false;
         window.dash_clientside.set_props(config.ids.ws, {
             url: base + (base.indexOf("?") === -1 ? "?" : "&") + "n=" + S.nonce,
         });
@@ -593,16 +599,38 @@
         }, delay);
     }
 
-    /** The socket's first frame was not its snapshot (Dash handed over a later one): open a new
-     * socket for another, once the page has settled, a bounded number of times in a row. */
+    /** A snapshot frame: acknowledge it over the socket (the bridge then sends live frames),
+     * and call off a new socket asked for by snapshotLost. */
+    function snapshotArrived(config, frame) {
+        S.snapshotSeen = true;
+        S.snapshotMisses = 0;
+        if (S.snapshotTimer !== null) {
+            clearTimeout(S.snapshotTimer);
+            S.snapshotTimer = null;
+        }
+        // Not on a closed socket: the component would open a new one to send it.
+        if (S.readyState !== WebSocket.CLOSED && config.ids && config.ids.ws) {
+            S.acks += 1;
+            window.dash_clientside.set_props(config.ids.ws, {
+                send: JSON.stringify({type: "snapshot_ok", run: frame.run, nonce: S.acks}),
+            });
+        }
+    }
+
+    /** A live frame came on this socket before any snapshot (an old bridge, or every snapshot
+     * lost): the last resort is a new socket, once the page has settled, unless a snapshot
+     * arrives meanwhile, a bounded number of times in a row. */
     function snapshotLost(config) {
+        if (S.snapshotTimer !== null) {
+            return;
+        }
         S.snapshotMisses += 1;
-        if (S.snapshotMisses > SNAPSHOT_RETRIES || S.snapshotTimer !== null) {
+        if (S.snapshotMisses > SNAPSHOT_RETRIES) {
             return;
         }
         S.snapshotTimer = setTimeout(function () {
             S.snapshotTimer = null;
-            if (S.readyState === WebSocket.OPEN) {
+            if (S.readyState === WebSocket.OPEN && !S.snapshotSeen) {
                 reconnect(config);
             }
         }, SNAPSHOT_RETRY_MS);
@@ -627,7 +655,7 @@
         }
         clearTimers();
         S.wsBase = null;
-        S.awaitingSnapshot = true;
+        S.snapshotSeen = false;
         S.snapshotMisses = 0;
         S.readyState = WebSocket.CONNECTING;
         S.openedAt = 0;
@@ -657,13 +685,10 @@
         S.frames += 1;
         S.framesSinceOpen += 1;
         S.backoff = null;
-        if (S.awaitingSnapshot) {
-            S.awaitingSnapshot = false;
-            if (frame.snapshot === true) {
-                S.snapshotMisses = 0;
-            } else {
-                snapshotLost(config);
-            }
+        if (frame.snapshot === true) {
+            snapshotArrived(config, frame);
+        } else if (!S.snapshotSeen) {
+            snapshotLost(config);
         }
         var onPage = {};
         (config.patients || []).forEach(function (p) {

@@ -50,6 +50,9 @@ def patient_ids(count: int) -> list[str]:
     return [f"bed-{i:02d}" for i in range(1, count + 1)]
 
 
+IDS_3 = patient_ids(3)  # the fixture's ward
+
+
 def ward(count: int) -> tuple[Settings, list[Any]]:
     """The settings and patients of a simulated ward of ``count``: bed-01 (Bed 1) ..."""
     settings = SETTINGS.replace(simulator_patients=count)
@@ -833,9 +836,9 @@ def test_the_grid_fits_1920x1080(page: Any, count: int) -> None:
 
 
 def test_a_lost_snapshot_is_asked_for_again(page: Any) -> None:
-    """When the first frame the page sees on a socket is not the snapshot (Dash handed over a
-    later frame in its place), the page opens a new socket for a new snapshot after a pause, and
-    stops once it has one; it tries a bounded number of times in a row."""
+    """Last resort: when a live frame comes on a socket before any snapshot (an old bridge, or
+    every repeat lost), the page opens a new socket for a new snapshot after a pause, and stops
+    once it has one; it tries a bounded number of times in a row."""
     config = station_config()
     page.evaluate("(c) => window.dash_clientside.hrdash.station_connect(c)", config)
     sock(page, OPEN, config)
@@ -859,11 +862,98 @@ def test_a_lost_snapshot_is_asked_for_again(page: Any) -> None:
     retries = page.evaluate("window.hrdashStation.snapshotRetries")
     page.evaluate(
         "(n) => { const s = window.hrdashStation.state; s.snapshotMisses = n;"
-        " s.awaitingSnapshot = true; }",
+        " s.snapshotSeen = false; }",
         retries,
     )
     send(page, station(patient("bed-01", seq=53)), config)
     assert page.evaluate("window.hrdashStation.state.snapshotTimer") is None
+
+
+def acks(page: Any) -> list[dict[str, Any]]:
+    """The messages the page sent over its socket (set_props on the socket's ``send``)."""
+    calls = page.evaluate("window.setPropsCalls")
+    return [
+        json.loads(props["send"])
+        for target, props in calls
+        if target == IDS["ws"] and "send" in props
+    ]
+
+
+def spark_pixels(page: Any, patient_id: str) -> int:
+    """Pixels the sparkline's canvas of a patient has drawn (not transparent)."""
+    return int(
+        page.evaluate(
+            """(id) => { const c = document.querySelector(`[data-patient="${id}"] canvas`);
+                 if (!c.width || !c.height) return 0;
+                 const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                 let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n += 1;
+                 return n; }""",
+            patient_id,
+        )
+    )
+
+
+def test_a_snapshot_is_acknowledged_with_its_run(page: Any) -> None:
+    """On every snapshot frame the page sends {"type": "snapshot_ok", "run": <the snapshot's
+    run>} over its socket (each ack a new value of the socket's send, so that the component
+    sends it); live frames are not acknowledged, nor is anything sent on a closed socket."""
+    config = station_config()
+    page.evaluate("(c) => window.dash_clientside.hrdash.station_connect(c)", config)
+    sock(page, OPEN, config)
+    snap = patient("bed-01", seq=30, recent=[reading(s) for s in range(1, 31)])
+    send(page, station(snap, run="9f2c41d0", snapshot=True), config)
+    sent = acks(page)
+    assert [(a["type"], a["run"]) for a in sent] == [("snapshot_ok", "9f2c41d0")]
+    send(page, station(patient("bed-01", seq=31), run="9f2c41d0"), config)
+    assert len(acks(page)) == 1
+    send(page, station(snap, run="9f2c41d0", snapshot=True), config)  # a repeat: acked again
+    sent = acks(page)
+    assert [(a["type"], a["run"]) for a in sent] == [("snapshot_ok", "9f2c41d0")] * 2
+    calls = [p["send"] for t, p in page.evaluate("window.setPropsCalls") if "send" in p]
+    assert calls[0] != calls[1]
+    sock(page, CLOSED, config)
+    send(page, station(snap, run="9f2c41d0", snapshot=True), config)
+    assert len(acks(page)) == 2
+
+
+def test_a_coalesced_snapshot_fills_the_sparklines_without_a_new_socket(page: Any) -> None:
+    """Dash hands the page a later snapshot in place of the first (the bridge repeats them until
+    acknowledged), then another before the ack took effect: the sparklines hold every reading
+    of both and the live frames after them, they are drawn, the ack names the run, and no new
+    socket is opened."""
+    config = station_config()
+    page.evaluate("(c) => window.dash_clientside.hrdash.station_connect(c)", config)
+    set_clock(page, None)
+    sock(page, OPEN, config)
+    # Snapshot 1 (seq 1..51) is never handed over; snapshots 2 and 3 are.
+    second = [patient(pid, seq=52, recent=[reading(s) for s in range(1, 53)]) for pid in IDS_3]
+    third = [patient(pid, seq=56, recent=[reading(s) for s in range(1, 57)]) for pid in IDS_3]
+    send(page, station(*second, snapshot=True), config)
+    send(page, station(*third, snapshot=True), config)
+    for seq in (57, 58):
+        send(page, station(*[patient(pid, seq=seq) for pid in IDS_3]), config)
+    sparks = station_state(page)["sparks"]
+    assert sparks == {pid: list(range(1, 59)) for pid in IDS_3}
+    assert all(spark_pixels(page, pid) > 0 for pid in IDS_3)
+    assert {(a["type"], a["run"]) for a in acks(page)} == {("snapshot_ok", "r1")}
+    retry_ms = page.evaluate("window.hrdashStation.snapshotRetryMs")
+    page.wait_for_timeout(retry_ms + 300)
+    assert ws_urls(page) == []
+
+
+def test_a_snapshot_after_a_live_frame_calls_off_the_new_socket(page: Any) -> None:
+    """A live frame first starts the last resort's pause; a snapshot arriving within it fills
+    the sparkline and no new socket is opened."""
+    config = station_config()
+    page.evaluate("(c) => window.dash_clientside.hrdash.station_connect(c)", config)
+    sock(page, OPEN, config)
+    send(page, station(patient("bed-01", seq=50)), config)
+    snap = patient("bed-01", seq=51, recent=[reading(s) for s in range(1, 52)])
+    send(page, station(snap, snapshot=True), config)
+    retry_ms = page.evaluate("window.hrdashStation.snapshotRetryMs")
+    page.wait_for_timeout(retry_ms + 300)
+    assert ws_urls(page) == []
+    assert station_state(page)["sparks"]["bed-01"] == list(range(1, 52))
 
 
 def test_the_page_builds_the_contracts_tiles(page: Any) -> None:
