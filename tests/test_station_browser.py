@@ -24,6 +24,7 @@ import pytest
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from hrdash.edge import SNAPSHOT_REPEATS
 from tests.support import (
     Running,
     app_command,
@@ -277,3 +278,38 @@ def test_the_station_makes_no_dash_request_while_streaming(ward: Ward) -> None:
         assert page.evaluate("window.hrdashStation.state.frames") >= frames + 5
         assert changes >= 10, changes
         assert requests == [], requests
+
+
+def test_the_page_acknowledges_its_snapshot_and_gets_live_frames(ward: Ward) -> None:
+    """Through the real socket component, the page acknowledges the station snapshot it gets
+    ({"type": "snapshot_ok", "run": <its run>}); the bridge then sends live frames, well before
+    SNAPSHOT_REPEATS snapshots, and the sparklines keep the snapshot's readings."""
+    sent: list[dict[str, Any]] = []
+    received: list[dict[str, Any]] = []
+
+    def on_socket(ws: Any) -> None:
+        if "station=1" in ws.url:
+            ws.on("framesent", lambda payload: sent.append(json.loads(payload)))
+            ws.on("framereceived", lambda payload: received.append(json.loads(payload)))
+
+    with chromium_page(1920, 1080) as page:
+        page.on("websocket", on_socket)
+        page.goto(ward.running.url)
+        wait_tiles(
+            page, lambda s: len(s) == 3 and showing_what_was_sent(ward, s), 20, "three live tiles"
+        )
+        deadline = time.monotonic() + scaled(10)
+        while time.monotonic() < deadline and not any("snapshot" not in f for f in received):
+            page.wait_for_timeout(100)
+        sparks = page.evaluate(
+            "Object.fromEntries(Object.entries(window.hrdashStation.state.sparks)"
+            ".map(([id, s]) => [id, s.points.map((p) => p.seq)]))"
+        )
+    snapshots = [f for f in received if f.get("snapshot") is True]
+    assert snapshots and received[0].get("snapshot") is True
+    assert [(m["type"], m["run"]) for m in sent][:1] == [("snapshot_ok", received[0]["run"])]
+    assert len(snapshots) < SNAPSHOT_REPEATS, len(snapshots)
+    assert received[len(snapshots)].get("snapshot") is None  # then live frames only
+    assert all(f.get("snapshot") is None for f in received[len(snapshots) :])
+    for entry in snapshots[0]["patients"]:  # the sparkline: the snapshot's readings, kept
+        assert {r["seq"] for r in entry["recent"]} <= set(sparks[entry["id"]]), entry["id"]
