@@ -415,3 +415,39 @@ async def test_an_ack_of_another_run_or_a_malformed_message_changes_nothing(
     ]
     assert kinds == ["snapshot"] * SNAPSHOT_REPEATS + ["live"] * 2
     assert health["station"]["snapshot_acks"] == 0
+
+
+async def test_each_kind_of_frame_is_encoded_once_per_tick(
+    station: Station, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With two viewers that acknowledged and two that did not, each station tick builds one
+    snapshot and one live frame, whatever the number of viewers of each kind."""
+    edge = station.bridge.edge
+    ticks: list[list[bool]] = []  # per tick: the snapshot flag of each frame built
+    real_frame, real_send = edge.station_frame, edge.send_station
+
+    def frame(*, snapshot: bool = False) -> dict[str, Any]:
+        if ticks:
+            ticks[-1].append(snapshot)
+        return real_frame(snapshot=snapshot)
+
+    def send() -> None:
+        ticks.append([])
+        real_send()
+
+    monkeypatch.setattr(edge, "station_frame", frame)
+    monkeypatch.setattr(edge, "send_station", send)
+    async with contextlib.AsyncExitStack() as stack:
+        viewers = [
+            await stack.enter_async_context(connect(station.url("station=1"))) for _ in "abcd"
+        ]
+        async with asyncio.timeout(timeout(20)):
+            for ws in viewers[:2]:
+                await ack(ws, strict_json(await ws.recv()))
+            for ws in viewers[:2]:
+                await first_live(ws)
+            start = len(ticks)
+            frames = await frames_while_streaming(station, viewers[2], 3)
+    both = [t for t in ticks[start:] if t]
+    assert both and all(sorted(t) == [False, True] for t in both), ticks
+    assert all(f.get("snapshot") is True for f in frames)
