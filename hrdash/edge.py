@@ -33,8 +33,9 @@ It serves what the pure hub (:mod:`hrdash.hub`) holds and what each patient's in
   messages, so a single snapshot followed closely by a live frame is often lost: repeated until
   acknowledged, one of them arrives. Each kind of frame is encoded once per tick, for all the
   viewers that get it. Counted in ``/healthz`` (``station``): ``snapshots`` sent,
-  ``snapshot_acks``, ``snapshot_unacked`` (viewers that never acknowledged one). Other
-  messages on it are ignored (rate-limited).
+  ``snapshot_acks``, ``snapshot_unacked`` (viewers that never acknowledged one) and
+  ``viewers_awaiting_ack`` (still getting snapshots). Other messages on it are ignored
+  (rate-limited).
 * ``GET /healthz`` — 200 with the first patient's status and counters, the origins, and
   ``patients``: each patient's id, name, upstream, state and counters.
 * ``GET /api/patients`` — every patient's id, name, upstream, state, age, last reading, alarms.
