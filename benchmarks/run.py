@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.browser_latency import APPS, BEFORE_REV
 from benchmarks.common import RESULTS, machine
-from benchmarks.station import MONITOR_BEFORE
+from benchmarks.station import HEIGHT, MONITOR_BEFORE, WIDTH
 from benchmarks.station import SAMPLE_EVERY as SAMPLE_EVERY_S
 
 SECTIONS = ("browser", "fanout", "ingest", "soak", "station")
@@ -542,6 +542,43 @@ def plots(results: dict[str, Any]) -> list[str]:
         ax.set_title("Fan-out at 2 Hz: delivery age at every viewer vs viewers")
         fig.tight_layout()
         path = RESULTS / f"fanout_age-{results['mode']}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made.append(str(path))
+    st = _get(sections, "station", "station")
+    if isinstance(st, dict) and st.get("samples"):
+        fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(18, 4.5))
+        for key, label in (("tile", "tile (DOM)"), ("tile_frame", "tile (next frame)")):
+            values = sorted(v for v in st["raw_ms"].get(key, []) if v > 0)
+            if values:
+                ys = [(i + 1) / len(values) for i in range(len(values))]
+                a1.step(values, ys, where="post", label=f"{label} (n={len(values):,})")
+        a1.set_xscale("log")
+        a1.xaxis.set_major_formatter(ScalarFormatter())
+        a1.xaxis.set_minor_formatter(NullFormatter())
+        a1.set_xlabel("reading time → tile (ms, log)")
+        a1.set_ylabel("fraction of readings (ECDF)")
+        a1.legend(fontsize=8)
+        a1.grid(True, alpha=0.3)
+        ts = [x["t"] / 60 for x in st["samples"]]
+        a2.plot(ts, [x["js_heap_mb"] for x in st["samples"]], color="tab:green")
+        a2.set_xlabel("minutes")
+        a2.set_ylabel("JS heap used (MB)")
+        a2.grid(True, alpha=0.3)
+        pid = max(
+            st.get("renderer_cpu_by_pid") or {"": 0},
+            key=lambda k: (st.get("renderer_cpu_by_pid") or {}).get(k, 0),
+        )
+        a3.plot(ts, [x["renderer_cpu_percent"].get(pid) for x in st["samples"]])
+        a3.set_xlabel("minutes")
+        a3.set_ylabel("page renderer CPU (% of one core)")
+        a3.grid(True, alpha=0.3)
+        fig.suptitle(
+            f"Station page: {st['patients']} patients at {1 / st['period_s']:g} Hz, "
+            f"{WIDTH}x{HEIGHT}"
+        )
+        fig.tight_layout()
+        path = RESULTS / f"station-{results['mode']}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
         made.append(str(path))
