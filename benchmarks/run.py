@@ -297,12 +297,12 @@ def station_table(st: dict[str, Any]) -> str:
     if isinstance(ward, dict) and "latency_ms" in ward:
         for display, label in (("card", "DOM"), ("card_frame", "next frame")):
             row(
-                f"monitor of bed-01 in the {n}-patient app: reading → card ({label}), p50 / p99",
+                f"monitor of bed-01, {n} patients: reading → card ({label}), p50 / p99 (ms)",
                 "—",
                 _pair(ward, ("latency_ms", display)),
             )
         row(
-            f"monitor of bed-01 in the {n}-patient app: table row p50 / p99; Dash requests / min",
+            f"monitor of bed-01, {n} patients: table row p50 / p99 (ms); Dash requests / min",
             "—",
             f"{_pair(ward, ('latency_ms', 'table'))}; {fmt(ward.get('dash_requests_per_min'))}",
         )

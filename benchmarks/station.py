@@ -476,7 +476,7 @@ async def _viewers(url: str, n: int, probes: int, seconds: float) -> dict[str, A
         "closed_by_bridge": closed,
         "snapshot_bytes": summary(first),
         "frame_bytes": summary(live_sizes),
-        "frames_per_s_per_viewer": summary(per_viewer),
+        "frames_per_s_per_viewer": {**summary(per_viewer), "min": min(per_viewer, default=None)},
         "bytes_per_s_all_viewers": sum(sizes) / wall,
         "reading_to_viewer_ms": summary(ages),
         "reading_to_viewer_raw_ms": [round(a, 2) for a in ages],
