@@ -194,6 +194,16 @@ def station_table(st: dict[str, Any]) -> str:
             "≤ 50 / 100",
             _pair(page, ("latency_ms", "tile_frame")),
         )
+        row(
+            "of which: reading → its station frame reaches the browser, p50 / p99 (ms)",
+            "—",
+            _pair(page, ("latency_ms", "to_browser")),
+        )
+        row(
+            "of which: frame in the browser → tile (DOM), p50 / p99 (ms)",
+            "—",
+            _pair(page, ("latency_ms", "browser_to_tile")),
+        )
         cov, worst = page.get("coverage"), page.get("coverage_min_patient")
         row(
             f"readings that reached their tile (%), all / worst patient ({mins})",

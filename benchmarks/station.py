@@ -171,6 +171,43 @@ def _heap_after_gc(cdp: Any) -> float:
     return _metrics(cdp).get("JSHeapUsedSize", 0.0) / 2**20
 
 
+class SocketArrivals:
+    """When each reading's station frame reached the browser: CDP ``Network`` events of the
+    page's WebSocket (``webSocketFrameReceived``, stamped by the browser's network stack on
+    its monotonic clock, turned into wall time with the ``wallTime`` - ``timestamp`` of the
+    socket's handshake event). Parsed here, in Python: the page does no extra work."""
+
+    def __init__(self, cdp: Any) -> None:
+        self.offset: float | None = None
+        self.first: dict[tuple[str, int], float] = {}
+        self.frames = 0
+        self.sizes: list[int] = []
+        cdp.on("Network.webSocketWillSendHandshakeRequest", self._handshake)
+        cdp.on("Network.webSocketFrameReceived", self._frame)
+        cdp.send("Network.enable")
+
+    def _handshake(self, event: dict[str, Any]) -> None:
+        self.offset = float(event["wallTime"]) - float(event["timestamp"])
+
+    def _frame(self, event: dict[str, Any]) -> None:
+        if self.offset is None:
+            return
+        at = (float(event["timestamp"]) + self.offset) * 1000
+        payload = event.get("response", {}).get("payloadData", "")
+        try:
+            frame = json.loads(payload)
+        except ValueError:
+            return
+        if not isinstance(frame, dict) or frame.get("type") != "station":
+            return
+        self.frames += 1
+        self.sizes.append(len(payload.encode()))
+        for p in frame.get("patients") or []:
+            last = p.get("last") if isinstance(p, dict) else None
+            if isinstance(last, dict) and "time" in last:
+                self.first.setdefault((str(p.get("id")), int(last["time"])), at)
+
+
 def _readings(bridge_port: int, patient: str) -> dict[str, Any]:
     return dict(get_json(f"http://127.0.0.1:{bridge_port}/readings?patient={patient}", 30))
 
@@ -192,6 +229,7 @@ def station_page(
     page.on("console", lambda m: errors.append(m.text[:300]) if m.type == "error" else None)
     cdp = context.new_cdp_session(page)
     cdp.send("Performance.enable")
+    arrivals = SocketArrivals(cdp)
     t_open = time.time() * 1000
     page.goto(running.url)
     page.wait_for_function(ALL_TILES_SHOWN, arg=PATIENTS, timeout=60_000)
@@ -272,6 +310,8 @@ def station_page(
     frame_at = {(r[0], int(r[1])): r[2] for r in frames}
     lat: list[float] = []
     lat_frame: list[float] = []
+    to_socket: list[float] = []  # reading time → its station frame reached the browser
+    socket_to_tile: list[float] = []  # that → the tile
     per_patient: dict[str, dict[str, int]] = {}
     bpm_mismatch = 0
     readings = 0
@@ -288,10 +328,14 @@ def station_page(
                 shown += 1
                 at, bpm = tile_at[key]
                 lat.append(at - r["time"])
+                if key in arrivals.first:
+                    socket_to_tile.append(at - arrivals.first[key])
                 if bpm != str(r["bpm"]):
                     bpm_mismatch += 1
             if key in frame_at:
                 lat_frame.append(frame_at[key] - r["time"])
+            if key in arrivals.first:
+                to_socket.append(arrivals.first[key] - r["time"])
         readings += len(mine)
         per_patient[pid] = {"readings": len(mine), "shown": shown}
     coverage = [v["shown"] / v["readings"] for v in per_patient.values() if v["readings"]]
@@ -303,8 +347,20 @@ def station_page(
         window_s=round((t_end - t_start) / 1000, 2),
         open_to_all_tiles_ms=round(open_to_all_tiles, 1),
         readings=readings,
-        latency_ms={"tile": summary(lat), "tile_frame": summary(lat_frame)},
-        raw_ms={"tile": [round(x, 2) for x in lat], "tile_frame": [round(x, 2) for x in lat_frame]},
+        latency_ms={
+            "tile": summary(lat),
+            "tile_frame": summary(lat_frame),
+            "to_browser": summary(to_socket),
+            "browser_to_tile": summary(socket_to_tile),
+        },
+        raw_ms={
+            "tile": [round(x, 2) for x in lat],
+            "tile_frame": [round(x, 2) for x in lat_frame],
+            "to_browser": [round(x, 2) for x in to_socket],
+            "browser_to_tile": [round(x, 2) for x in socket_to_tile],
+        },
+        socket_frames=arrivals.frames,
+        socket_frame_bytes=summary(arrivals.sizes),
         coverage=sum(v["shown"] for v in per_patient.values()) / readings if readings else None,
         coverage_min_patient=min(coverage) if coverage else None,
         per_patient=per_patient,
