@@ -195,14 +195,14 @@ def station_table(st: dict[str, Any]) -> str:
             _pair(page, ("latency_ms", "tile_frame")),
         )
         row(
-            "of which: reading → its station frame reaches the browser, p50 / p99 (ms)",
+            "of which: reading → its frame taken by the page's main thread, p50 / p99 (ms)",
             "—",
-            _pair(page, ("latency_ms", "to_browser")),
+            _pair(page, ("latency_ms", "to_page")),
         )
         row(
-            "of which: frame in the browser → tile (DOM), p50 / p99 (ms)",
+            "of which: that → tile (Dash + station.js), p50 / p99 (ms)",
             "—",
-            _pair(page, ("latency_ms", "browser_to_tile")),
+            _pair(page, ("latency_ms", "page_to_tile")),
         )
         cov, worst = page.get("coverage"), page.get("coverage_min_patient")
         row(

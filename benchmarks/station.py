@@ -172,9 +172,10 @@ def _heap_after_gc(cdp: Any) -> float:
 
 
 class SocketArrivals:
-    """When each reading's station frame reached the browser: CDP ``Network`` events of the
-    page's WebSocket (``webSocketFrameReceived``, stamped by the browser's network stack on
-    its monotonic clock, turned into wall time with the ``wallTime`` - ``timestamp`` of the
+    """When each reading's station frame was taken by the page: CDP ``Network`` events of the
+    page's WebSocket (``webSocketFrameReceived``, stamped by Blink's WebSocket on the page's
+    main thread as it takes the message, before the ``message`` event reaches dash-extensions,
+    on the monotonic clock; turned into wall time with the ``wallTime`` - ``timestamp`` of the
     socket's handshake event). Parsed here, in Python: the page does no extra work."""
 
     def __init__(self, cdp: Any) -> None:
@@ -314,6 +315,7 @@ def station_page(
     socket_to_tile: list[float] = []  # that → the tile
     per_patient: dict[str, dict[str, int]] = {}
     bpm_mismatch = 0
+    missed: list[list[Any]] = []  # (patient, reading time, its frame reached the browser?)
     readings = 0
     restarted = False
     for pid in patients:
@@ -324,7 +326,9 @@ def station_page(
         shown = 0
         for r in mine:
             key = (pid, int(r["time"]))
-            if key in tile_at:
+            if key not in tile_at:
+                missed.append([pid, r["time"], key in arrivals.first])
+            else:
                 shown += 1
                 at, bpm = tile_at[key]
                 lat.append(at - r["time"])
@@ -350,20 +354,22 @@ def station_page(
         latency_ms={
             "tile": summary(lat),
             "tile_frame": summary(lat_frame),
-            "to_browser": summary(to_socket),
-            "browser_to_tile": summary(socket_to_tile),
+            "to_page": summary(to_socket),
+            "page_to_tile": summary(socket_to_tile),
         },
         raw_ms={
             "tile": [round(x, 2) for x in lat],
             "tile_frame": [round(x, 2) for x in lat_frame],
-            "to_browser": [round(x, 2) for x in to_socket],
-            "browser_to_tile": [round(x, 2) for x in socket_to_tile],
+            "to_page": [round(x, 2) for x in to_socket],
+            "page_to_tile": [round(x, 2) for x in socket_to_tile],
         },
         socket_frames=arrivals.frames,
         socket_frame_bytes=summary(arrivals.sizes),
         coverage=sum(v["shown"] for v in per_patient.values()) / readings if readings else None,
         coverage_min_patient=min(coverage) if coverage else None,
         per_patient=per_patient,
+        missed=missed[:500],
+        missed_count=len(missed),
         bpm_mismatch=bpm_mismatch,
         dash_requests=requests,
         dash_requests_per_min=requests / (t_end - t_start) * 60_000 if t_end > t_start else None,
