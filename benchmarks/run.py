@@ -215,6 +215,17 @@ def station_table(st: dict[str, Any]) -> str:
         row("tiles whose bpm was not the reading's", "0", fmt(page.get("bpm_mismatch")))
         row(f"Dash requests while streaming ({mins})", "0", fmt(page.get("dash_requests")))
         row(
+            "station frames the page took, per second; mean size (bytes)",
+            "—",
+            f"{fmt(page.get('socket_frames', 0) / max(page['window_s'], 1), 2)}; "
+            f"{fmt(_get(page, 'socket_frame_bytes', 'mean'))}",
+        )
+        row(
+            f"station snapshot (first frame), bytes, after {page.get('snapshot_after_s')} s",
+            "—",
+            fmt(page.get("snapshot_bytes")),
+        )
+        row(
             f"page open → all {n} tiles show a reading (ms)",
             "—",
             fmt(page.get("open_to_all_tiles_ms")),
@@ -250,40 +261,41 @@ def station_table(st: dict[str, Any]) -> str:
     elif "page_error" in st:
         row("station page", "—", f"ERROR {st['page_error'][:120]}")
     br = st.get("bridge")
-    if isinstance(br, dict) and "bridge" in br:
-        tag = f"{n} patients + {br['viewers']} station viewers, {br['seconds']:g} s"
+    if isinstance(br, dict) and "station" in br:
+        secs = _get(br, "station", "seconds") or 0.0
+        tag = f"{n} patients + {br['viewers']} station viewers, {secs:.0f} s"
         row(
-            f"bridge, {tag}: CPU % of one core (0 viewers)",
+            f"bridge, {tag}: CPU % of one core (alone, before the viewers)",
             "< 15",
-            f"{fmt(_get(br, 'bridge', 'cpu_percent'), 1)} "
-            f"({fmt(_get(br, 'idle', 'cpu_percent'), 1)})",
+            f"{fmt(_get(br, 'station', 'cpu_percent_of_a_core'), 1)} "
+            f"({fmt(_get(br, 'idle', 'cpu_percent_of_a_core'), 1)})",
         )
-        row("bridge: RSS, max (MB)", "< 100", fmt(_get(br, "bridge", "rss_max_mb"), 1))
         row(
-            "station frame (bytes): live p50 / max; first frame (snapshot)",
+            "bridge: RSS, max (MB) (alone)",
+            "< 100",
+            f"{fmt(_get(br, 'station', 'rss_mb_max'), 1)} "
+            f"({fmt(_get(br, 'idle', 'rss_mb_max'), 1)})",
+        )
+        kb = br.get("station_frame_kb_mean")
+        row(
+            "station frame, mean (bytes)",
             "—",
-            f"{fmt(_get(br, 'frame_bytes', 'p50'))} / {fmt(_get(br, 'frame_bytes', 'max'))}; "
-            f"{fmt(_get(br, 'snapshot_bytes', 'p50'))}",
+            fmt(kb * 1024 if isinstance(kb, (int, float)) else None),
         )
+        low, high = br.get("frames_per_viewer_min_max") or [None, None]
         row(
-            "station frames/s per viewer, mean (min-max)",
+            "station frames/s per viewer (frames per viewer, min-max)",
             "—",
-            f"{fmt(_get(br, 'frames_per_s_per_viewer', 'mean'), 2)} "
-            f"({fmt(_get(br, 'frames_per_s_per_viewer', 'min'), 2)}-"
-            f"{fmt(_get(br, 'frames_per_s_per_viewer', 'max'), 2)})",
+            f"{fmt(br.get('station_frames_per_s'), 2)} ({fmt(low)}-{fmt(high)})",
         )
         row(
-            "reading → station viewer (5 parsing viewers), p50 / p99 (ms)",
+            "reading → station frame at the parsing viewer, p50 / p99 / max (ms)",
             "—",
-            _pair(br, ("reading_to_viewer_ms",)),
+            _pair(br, ("probe_age_ms",), ("p50", "p99", "max")),
         )
-        row(
-            "viewers closed by the bridge; readings missing from the probes' frames",
-            "0; 0",
-            f"{br.get('closed_by_bridge')}; {br.get('probe_gaps')}",
-        )
-    elif "bridge_error" in st or isinstance(br, dict):
-        row("bridge", "—", f"ERROR {str(st.get('bridge_error') or _get(br, 'error'))[:120]}")
+        row("station viewers dropped as slow", "0", fmt(br.get("viewers_dropped_slow")))
+    elif "bridge_error" in st:
+        row("bridge", "—", f"ERROR {st['bridge_error'][:120]}")
     mon = st.get("monitor")
     if isinstance(mon, dict) and "apps" in mon:
         ours, floor = _get(mon, "apps", "hrdash"), _get(mon, "apps", "floor")

@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,23 +37,20 @@ from typing import Any
 
 import psutil
 
-from benchmarks.common import PY, Child, CpuSampler, end, read_json_line, spawn, summary
+from benchmarks.common import CpuSampler, summary
 from tests.support import (
     CHROMIUM,
     CHROMIUM_ARGS,
     app_command,
-    free_port,
     get_json,
     start_hrdash,
     stop,
-    wait_port,
 )
 
 PATIENTS = 64
 PERIOD = 0.5  # the real 2 Hz
 WIDTH, HEIGHT = 1920, 1080  # the station screen
 VIEWERS = 100
-PROBES = 5  # of the VIEWERS, the ones that parse every frame
 SAMPLE_EVERY = 5.0
 SETTLE_MS = 3000
 # The tile attribute naming the reading it shows (its ``time``, Unix ms), next to the bpm.
@@ -209,6 +205,14 @@ class SocketArrivals:
                 self.first.setdefault((str(p.get("id")), int(last["time"])), at)
 
 
+async def _first_frame_bytes(url: str) -> int:
+    from websockets.asyncio.client import connect
+
+    async with connect(url, max_size=None, open_timeout=30) as ws:
+        message = await asyncio.wait_for(ws.recv(), 30)
+    return len(message.encode() if isinstance(message, str) else message)
+
+
 def _readings(bridge_port: int, patient: str) -> dict[str, Any]:
     return dict(get_json(f"http://127.0.0.1:{bridge_port}/readings?patient={patient}", 30))
 
@@ -302,6 +306,9 @@ def station_page(
     frames += got["frames"]
     longtasks += got["longtasks"]
     heap_end_gc = _heap_after_gc(cdp)
+    station_url = f"ws://127.0.0.1:{running.bridge_port}/ws?station=1"
+    snapshot_bytes = asyncio.run(_first_frame_bytes(station_url))
+    uptime_s = time.time() - psutil.Process(running.child("bridge").pid).create_time()
     by_renderer = {
         str(pid): 100 * (cpu1[pid] - cpu0.get(pid, 0.0)) / wall for pid in cpu1 if wall > 0
     }
@@ -364,6 +371,8 @@ def station_page(
             "page_to_tile": [round(x, 2) for x in socket_to_tile],
         },
         socket_frames=arrivals.frames,
+        snapshot_bytes=snapshot_bytes,
+        snapshot_after_s=round(uptime_s),
         socket_frame_bytes=summary(arrivals.sizes),
         coverage=sum(v["shown"] for v in per_patient.values()) / readings if readings else None,
         coverage_min_patient=min(coverage) if coverage else None,
@@ -466,153 +475,14 @@ def page_section(quick: bool, window_s: float, monitor_s: float) -> dict[str, An
 # -- the bridge with 100 station viewers ---------------------------------------------------
 
 
-async def _viewers(url: str, n: int, probes: int, seconds: float) -> dict[str, Any]:
-    """``n`` websockets clients on ``url`` reading every frame; the first ``probes`` parse each
-    one. Prints ``{"ready": n}`` once all have their first frame, then measures for
-    ``seconds`` and returns the figures."""
-    from websockets.asyncio.client import connect
+def bridge_section(seconds: float, idle_seconds: float) -> dict[str, Any]:
+    """``benchmarks/station_bridge.py``'s measurement: ``hrdash simulate`` + ``hrdash bridge``
+    with 64 patients, alone for ``idle_seconds``, then with 100 station viewers."""
+    from benchmarks import station_bridge
 
-    conns = []
-    for _ in range(n):
-        conns.append(await connect(url, max_size=None, open_timeout=30))
-    first: list[int] = [0] * n
-    frames = [0] * n
-    sizes = [0] * n
-    counting = [False]
-    live_sizes: list[int] = []
-    ages: list[float] = []
-    seqs: list[dict[str, int]] = [{} for _ in range(probes)]
-    gaps = [0]
-    stamped_from = [0.0]
-    got_first = asyncio.Event()
-
-    async def read(i: int, ws: Any) -> None:
-        async for msg in ws:
-            size = len(msg.encode() if isinstance(msg, str) else msg)
-            if not first[i]:
-                first[i] = size
-                if all(first):
-                    got_first.set()
-                continue
-            if not counting[0]:
-                continue
-            frames[i] += 1
-            sizes[i] += size
-            if i < probes:
-                at = time.time() * 1000
-                live_sizes.append(size)
-                frame = json.loads(msg)
-                for p in frame.get("patients", []):
-                    last = p.get("last")
-                    if not last:
-                        continue
-                    before = seqs[i].get(p["id"])
-                    if before is not None and last["seq"] > before:
-                        recent = {r["seq"] for r in p.get("recent", [])} | {last["seq"]}
-                        gaps[0] += sum(1 for s in range(before + 1, last["seq"]) if s not in recent)
-                    if before is None or last["seq"] > before:
-                        seqs[i][p["id"]] = last["seq"]
-                        if before is not None and last["time"] >= stamped_from[0]:
-                            ages.append(at - last["time"])
-
-    tasks = [asyncio.create_task(read(i, ws)) for i, ws in enumerate(conns)]
-    await asyncio.wait_for(got_first.wait(), 60)
-    await asyncio.sleep(2.0)
-    print(json.dumps({"ready": n}), flush=True)
-    counting[0] = True
-    stamped_from[0] = time.time() * 1000
-    t0 = time.monotonic()
-    await asyncio.sleep(seconds)
-    counting[0] = False
-    wall = time.monotonic() - t0
-    closed = sum(1 for t in tasks if t.done())
-    for t in tasks:
-        t.cancel()
-    for ws in conns:
-        with contextlib.suppress(Exception):
-            await ws.close()
-    per_viewer = [f / wall for f in frames]
-    return {
-        "viewers": n,
-        "seconds": round(wall, 2),
-        "closed_by_bridge": closed,
-        "snapshot_bytes": summary(first),
-        "frame_bytes": summary(live_sizes),
-        "frames_per_s_per_viewer": {**summary(per_viewer), "min": min(per_viewer, default=None)},
-        "bytes_per_s_all_viewers": sum(sizes) / wall,
-        "reading_to_viewer_ms": summary(ages),
-        "reading_to_viewer_raw_ms": [round(a, 2) for a in ages],
-        "probe_gaps": gaps[0],
-    }
-
-
-def bridge_section(seconds: float) -> dict[str, Any]:
-    """``hrdash simulate`` + ``hrdash bridge`` with 64 patients and 100 station viewers."""
-    sim_port, port = free_port(), free_port()
-    env = {
-        "HRDASH_SIMULATOR_PORT": str(sim_port),
-        "HRDASH_BRIDGE_PORT": str(port),
-        "HRDASH_SIMULATOR_PATIENTS": str(PATIENTS),
-        "HRDASH_SIMULATOR_PERIOD": str(PERIOD),
-        "HRDASH_LOG_LEVEL": "warning",
-    }
-    children: list[Child] = []
-    out: dict[str, Any] = {"patients": PATIENTS, "period_s": PERIOD}
-    try:
-        sim = spawn("station-simulator", [PY, "-m", "hrdash", "simulate"], env)
-        children.append(sim)
-        wait_port(sim_port, 20, sim.proc)
-        bridge = spawn("station-bridge", [PY, "-m", "hrdash", "bridge"], env, raise_limit=True)
-        children.append(bridge)
-        wait_port(port, 20, bridge.proc)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            live = [
-                p
-                for p in get_json(f"http://127.0.0.1:{port}/api/patients")
-                if p.get("last") is not None
-            ]
-            if len(live) == PATIENTS:
-                break
-            time.sleep(0.2)
-        idle = CpuSampler([bridge.proc.pid])
-        idle.start()
-        time.sleep(5)
-        out["idle"] = idle.stop()
-        viewers = spawn(
-            "station-viewers",
-            [
-                PY,
-                "-m",
-                "benchmarks.station",
-                "viewers",
-                f"ws://127.0.0.1:{port}/ws?station=1",
-                str(VIEWERS),
-                str(seconds),
-            ],
-            stdout=subprocess.PIPE,
-            raise_limit=True,
-        )
-        children.append(viewers)
-        read_json_line(viewers, 120)  # {"ready": N}: every viewer has its snapshot
-        sampler = CpuSampler([bridge.proc.pid])
-        load = CpuSampler([viewers.proc.pid])
-        sampler.start()
-        load.start()
-        psutil.cpu_percent()
-        t_end = time.monotonic() + seconds
-        while time.monotonic() < t_end:
-            time.sleep(min(1.0, max(0.0, t_end - time.monotonic())))
-            sampler.sample()
-        out["machine_cpu_percent"] = psutil.cpu_percent()
-        out["bridge"] = sampler.stop()
-        out["viewer_process"] = load.stop()
-        out.update(read_json_line(viewers, 60))
-        out["health"] = get_json(f"http://127.0.0.1:{port}/healthz")
-    finally:
-        for child in reversed(children):
-            end(child, timeout=10)
-    return out
+    return dict(
+        asyncio.run(station_bridge.measure(PATIENTS, VIEWERS, seconds, idle_seconds, PERIOD))
+    )
 
 
 # -- the monitor's figures, as in the browser section ------------------------------------
@@ -628,6 +498,7 @@ def monitor_section(quick: bool) -> dict[str, Any]:
 def run(quick: bool, parts: tuple[str, ...] = ("page", "bridge", "monitor")) -> dict[str, Any]:
     window_s = 60.0 if quick else 300.0
     bridge_s = 20.0 if quick else 60.0
+    bridge_idle_s = 10.0 if quick else 20.0
     monitor_s = 16.0 if quick else 32.0
     out: dict[str, Any] = {
         "patients": PATIENTS,
@@ -642,7 +513,7 @@ def run(quick: bool, parts: tuple[str, ...] = ("page", "bridge", "monitor")) -> 
             if part == "page":
                 out.update(page_section(quick, window_s, monitor_s))
             elif part == "bridge":
-                out["bridge"] = bridge_section(bridge_s)
+                out["bridge"] = bridge_section(bridge_s, bridge_idle_s)
             elif part == "monitor":
                 out["monitor"] = monitor_section(quick)
         except Exception as exc:
@@ -653,16 +524,5 @@ def run(quick: bool, parts: tuple[str, ...] = ("page", "bridge", "monitor")) -> 
     return out
 
 
-def _viewers_main(argv: list[str]) -> None:
-    from benchmarks.common import raise_nofile
-
-    raise_nofile()
-    url, n, seconds = argv[0], int(argv[1]), float(argv[2])
-    print(json.dumps(asyncio.run(_viewers(url, n, PROBES, seconds))), flush=True)
-
-
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["viewers"]:
-        _viewers_main(sys.argv[2:])
-    else:
-        print(json.dumps(run("--quick" in sys.argv), indent=1)[:5000])
+    print(json.dumps(run("--quick" in sys.argv), indent=1)[:5000])
