@@ -205,11 +205,13 @@ class SocketArrivals:
                 self.first.setdefault((str(p.get("id")), int(last["time"])), at)
 
 
-async def _first_frame_bytes(url: str) -> int:
-    from websockets.asyncio.client import connect
+def _first_frame_bytes(url: str) -> int:
+    """The size of the first frame a new viewer of ``url`` gets (a synchronous client: this
+    runs next to Playwright's event loop)."""
+    from websockets.sync.client import connect
 
-    async with connect(url, max_size=None, open_timeout=30) as ws:
-        message = await asyncio.wait_for(ws.recv(), 30)
+    with connect(url, max_size=None, open_timeout=30) as ws:
+        message = ws.recv(timeout=30)
     return len(message.encode() if isinstance(message, str) else message)
 
 
@@ -307,7 +309,7 @@ def station_page(
     longtasks += got["longtasks"]
     heap_end_gc = _heap_after_gc(cdp)
     station_url = f"ws://127.0.0.1:{running.bridge_port}/ws?station=1"
-    snapshot_bytes = asyncio.run(_first_frame_bytes(station_url))
+    snapshot_bytes = _first_frame_bytes(station_url)
     uptime_s = time.time() - psutil.Process(running.child("bridge").pid).create_time()
     by_renderer = {
         str(pid): 100 * (cpu1[pid] - cpu0.get(pid, 0.0)) / wall for pid in cpu1 if wall > 0
