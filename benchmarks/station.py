@@ -239,7 +239,18 @@ def station_page(
     arrivals = SocketArrivals(cdp)
     t_open = time.time() * 1000
     page.goto(running.url)
-    page.wait_for_function(ALL_TILES_SHOWN, arg=PATIENTS, timeout=60_000)
+    try:
+        page.wait_for_function(ALL_TILES_SHOWN, arg=PATIENTS, timeout=60_000)
+    except Exception:
+        tiles, named = page.evaluate(
+            "(a) => { const t = document.querySelectorAll('[data-patient]');"
+            " return [t.length, [...t].filter((e) => e.hasAttribute(a)).length]; }",
+            TILE_TIME_ATTR,
+        )
+        raise RuntimeError(
+            f"after 60 s the page has {tiles} tiles (want {PATIENTS}), {named} with "
+            f"{TILE_TIME_ATTR} (the shown reading's time, written by assets/station.js)"
+        ) from None
     open_to_all_tiles = time.time() * 1000 - t_open
     page.wait_for_timeout(SETTLE_MS)  # after-load work (GC, compile) is not steady state
     page.evaluate("() => window.__station.drain()")
