@@ -204,6 +204,17 @@ def station_table(st: dict[str, Any]) -> str:
             "—",
             _pair(page, ("latency_ms", "page_to_tile")),
         )
+        if page.get("handler_wrapped"):
+            row(
+                "of which: taken → `on_station_message` called (Dash), p50 / p99 (ms)",
+                "—",
+                _pair(page, ("latency_ms", "page_to_handler")),
+            )
+            row(
+                "`on_station_message`, per call, p50 / p99 (ms)",
+                "—",
+                _pair(page, ("handler_ms",)),
+            )
         cov, worst = page.get("coverage"), page.get("coverage_min_patient")
         row(
             f"readings that reached their tile (%), all / worst patient ({mins})",

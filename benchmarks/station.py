@@ -129,6 +129,31 @@ INIT_JS = r"""
 })();
 """.replace("__ATTR__", TILE_TIME_ATTR)
 
+# Once the page runs: time every call of the station's message handler (Dash looks the clientside
+# function up by namespace and name at each call), to split the page's part of the latency into
+# Dash (message taken → handler called) and the handler itself.
+WRAP_HANDLER_JS = r"""
+() => {
+  const ns = window.dash_clientside && window.dash_clientside.hrdash;
+  if (!ns || typeof ns.on_station_message !== "function" || ns.on_station_message.__bench) {
+    return false;
+  }
+  const W = () => performance.timeOrigin + performance.now();
+  const S = window.__station;
+  S.calls = [];
+  const drain = S.drain;
+  S.drain = () => { const out = drain(); out.calls = S.calls; S.calls = []; return out; };
+  const inner = ns.on_station_message;
+  const wrapped = function () {
+    const t0 = W();
+    try { return inner.apply(this, arguments); } finally { S.calls.push([t0, W()]); }
+  };
+  wrapped.__bench = true;
+  ns.on_station_message = wrapped;
+  return true;
+}
+"""
+
 ALL_TILES_SHOWN = (
     "(n) => { const t = document.querySelectorAll('[data-patient]');"
     " return t.length === n && [...t].every((e) => Number(e.getAttribute('__ATTR__')) > 0); }"
@@ -215,6 +240,15 @@ def _first_frame_bytes(url: str) -> int:
     return len(message.encode() if isinstance(message, str) else message)
 
 
+def _call_before(calls: list[list[float]], at: float) -> list[float] | None:
+    """The last handler call (``[start, end]``, sorted by start) that started at or before
+    ``at``."""
+    import bisect
+
+    i = bisect.bisect_right(calls, [at, float("inf")])
+    return calls[i - 1] if i else None
+
+
 def _readings(bridge_port: int, patient: str) -> dict[str, Any]:
     return dict(get_json(f"http://127.0.0.1:{bridge_port}/readings?patient={patient}", 30))
 
@@ -252,6 +286,7 @@ def station_page(
             f"{TILE_TIME_ATTR} (the shown reading's time, written by assets/station.js)"
         ) from None
     open_to_all_tiles = time.time() * 1000 - t_open
+    wrapped = bool(page.evaluate(WRAP_HANDLER_JS))
     page.wait_for_timeout(SETTLE_MS)  # after-load work (GC, compile) is not steady state
     page.evaluate("() => window.__station.drain()")
     patients = [p["id"] for p in get_json(f"http://127.0.0.1:{running.bridge_port}/api/patients")]
@@ -262,6 +297,7 @@ def station_page(
     heap_start_gc = _heap_after_gc(cdp)
     runs_before = {p: _readings(running.bridge_port, p)["run"] for p in patients[:1]}
     seen: list[list[Any]] = []
+    calls: list[list[float]] = []
     frames: list[list[Any]] = []
     longtasks: list[list[float]] = []
     samples: list[dict[str, Any]] = []
@@ -280,6 +316,7 @@ def station_page(
         page.wait_for_timeout(min(SAMPLE_EVERY, deadline - now) * 1000)
         got = page.evaluate("() => window.__station.drain()")
         seen += got["seen"]
+        calls += got.get("calls", [])
         frames += got["frames"]
         longtasks += got["longtasks"]
         metrics = _metrics(cdp)
@@ -316,6 +353,7 @@ def station_page(
     page.wait_for_timeout(1000)  # late readings of the window land
     got = page.evaluate("() => window.__station.drain()")
     seen += got["seen"]
+    calls += got.get("calls", [])
     frames += got["frames"]
     longtasks += got["longtasks"]
     heap_end_gc = _heap_after_gc(cdp)
@@ -333,6 +371,9 @@ def station_page(
     lat_frame: list[float] = []
     to_socket: list[float] = []  # reading time → its station frame reached the browser
     socket_to_tile: list[float] = []  # that → the tile
+    socket_to_handler: list[float] = []  # taken → on_station_message called (Dash)
+    handler_to_tile: list[float] = []  # called → the tile (the handler, then the observer)
+    call_starts = sorted(calls)
     per_patient: dict[str, dict[str, int]] = {}
     bpm_mismatch = 0
     missed: list[list[Any]] = []  # (patient, reading time, its frame reached the browser?)
@@ -354,6 +395,10 @@ def station_page(
                 lat.append(at - r["time"])
                 if key in arrivals.first:
                     socket_to_tile.append(at - arrivals.first[key])
+                    call = _call_before(call_starts, at)
+                    if call is not None and call[0] >= arrivals.first[key]:
+                        socket_to_handler.append(call[0] - arrivals.first[key])
+                        handler_to_tile.append(at - call[0])
                 if bpm != str(r["bpm"]):
                     bpm_mismatch += 1
             if key in frame_at:
@@ -376,13 +421,20 @@ def station_page(
             "tile_frame": summary(lat_frame),
             "to_page": summary(to_socket),
             "page_to_tile": summary(socket_to_tile),
+            "page_to_handler": summary(socket_to_handler),
+            "handler_to_tile": summary(handler_to_tile),
         },
         raw_ms={
             "tile": [round(x, 2) for x in lat],
             "tile_frame": [round(x, 2) for x in lat_frame],
             "to_page": [round(x, 2) for x in to_socket],
             "page_to_tile": [round(x, 2) for x in socket_to_tile],
+            "page_to_handler": [round(x, 2) for x in socket_to_handler],
+            "handler_to_tile": [round(x, 2) for x in handler_to_tile],
         },
+        handler_wrapped=wrapped,
+        handler_calls=len(calls),
+        handler_ms=summary([b - a for a, b in calls]),
         socket_frames=arrivals.frames,
         snapshot_bytes=snapshot_bytes,
         snapshot_after_s=round(uptime_s),
