@@ -587,6 +587,7 @@ def plots(results: dict[str, Any]) -> list[str]:
                 ys = [(i + 1) / len(values) for i in range(len(values))]
                 a1.step(values, ys, where="post", label=f"{label} (n={len(values):,})")
         a1.set_xscale("log")
+        a1.set_xticks([10, 20, 50, 100, 200, 500, 1000])
         a1.xaxis.set_major_formatter(ScalarFormatter())
         a1.xaxis.set_minor_formatter(NullFormatter())
         a1.set_xlabel("reading time → tile (ms, log)")
