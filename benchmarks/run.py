@@ -22,7 +22,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.browser_latency import APPS, BEFORE_REV
-from benchmarks.common import RESULTS, machine
+from benchmarks.common import RESULTS, ROOT, machine
 from benchmarks.station import HEIGHT, MONITOR_BEFORE, WIDTH
 from benchmarks.station import SAMPLE_EVERY as SAMPLE_EVERY_S
 
@@ -538,7 +538,7 @@ def plots(results: dict[str, Any]) -> list[str]:
         path = RESULTS / f"latency-{results['mode']}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
-        made.append(str(path))
+        made.append(str(path.relative_to(ROOT)))
     fo = sections.get("fanout")
     if isinstance(fo, dict) and fo.get("levels"):
         levels = fo["levels"]
@@ -577,7 +577,7 @@ def plots(results: dict[str, Any]) -> list[str]:
         path = RESULTS / f"fanout_age-{results['mode']}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
-        made.append(str(path))
+        made.append(str(path.relative_to(ROOT)))
     st = _get(sections, "station", "station")
     if isinstance(st, dict) and st.get("samples"):
         fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(18, 4.5))
@@ -615,7 +615,7 @@ def plots(results: dict[str, Any]) -> list[str]:
         path = RESULTS / f"station-{results['mode']}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
-        made.append(str(path))
+        made.append(str(path.relative_to(ROOT)))
     sk = sections.get("soak")
     if isinstance(sk, dict) and sk.get("samples"):
         s = sk["samples"]
@@ -636,7 +636,7 @@ def plots(results: dict[str, Any]) -> list[str]:
         path = RESULTS / f"soak_rss-{results['mode']}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
-        made.append(str(path))
+        made.append(str(path.relative_to(ROOT)))
     return made
 
 
