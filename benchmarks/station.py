@@ -12,14 +12,15 @@ variant as in ``browser_latency.py``. The readings sent are what the bridge hold
 patient (``GET /readings?patient=ID``) over the window. Every 5 s: the JS heap and DOM nodes (CDP
 ``Performance.getMetrics``), the page's renderer CPU; the heap is also read after a forced GC
 (``HeapProfiler.collectGarbage``) at the start and the end of the window. Dash requests are the
-``_dash-update-component`` requests the page makes during the window. Then the monitor of one
+``_dash-update-component`` requests the page makes during the window. The page's part of the
+latency is split at the page's WebSocket (CDP ``Network`` frames) and at the start of each
+``on_station_message`` call. Then the monitor of one
 patient (``/patient/bed-01``) on the same 64-patient app, measured as ``browser_latency`` does.
 
-*bridge*: ``python -m hrdash simulate`` and ``python -m hrdash bridge`` with 64 patients, and 100
-station viewers (websockets clients in one process of their own, ``python -m benchmarks.station
-viewers``) on ``/ws?station=1`` reading every frame: the bridge's CPU % of one core and RSS over
-the window, the station frame size and frames/s per viewer, and (5 of the viewers parse every
-frame) reading → station viewer age.
+*bridge*: ``benchmarks/station_bridge.py``'s measurement: ``hrdash simulate`` and ``hrdash
+bridge`` with 64 patients, alone, then with 100 station viewers on ``/ws?station=1`` reading every
+frame: the bridge's CPU % of one core and RSS, the station frame size, frames/s per viewer, and
+reading → station frame at the viewer that parses every frame.
 
 *monitor*: the browser section's floor and hrdash columns (one patient, as in the earlier runs),
 so that the monitor's figures sit in the same table as the station's.
