@@ -36,8 +36,10 @@
  * row; the tiles themselves never depend on it.
  *
  * The tiles (built by the page, the only elements with data-patient):
- *   <a class="hr-tile" data-patient=ID data-state=… data-alarm=…>
+ *   <a class="hr-tile" data-patient=ID data-state=… data-alarm=… data-time=…>
  *     .hr-tile-name .hr-tile-state · .hr-tile-bpm .hr-tile-unit · .hr-tile-age · canvas.hr-tile-spark
+ * data-time is the shown reading's `time` (Unix ms; empty without one), written with the bpm: it
+ * names the reading the number belongs to (benchmarks/station.py times tiles by it).
  * Upstream strings (names, causes) are only ever written as text (textContent, title).
  */
 (function () {
@@ -236,7 +238,7 @@
 
     /**
      * Everything a tile shows, from one patient of a frame `elapsed` s after it arrived:
-     * {name, state, label, title, bpm, age, alarm}. The age is shown only when the tile is not
+     * {name, state, label, title, bpm, time, age, alarm}. The age is shown only when the tile is not
      * live (a live tile's number is current by definition).
      */
     function tileView(patient, elapsed, staleAfter) {
@@ -248,6 +250,7 @@
             label: stateLabel(st.state),
             title: detail,
             bpm: bpmText(patient.last),
+            time: patient.last && finite(patient.last.time) ? String(patient.last.time) : "",
             age: st.state === "live" ? "" : ageText(st.age),
             ageSeconds: st.age,
             alarm: highestAlarm(patient.alarms),
@@ -429,6 +432,10 @@
         if (!old || old.bpm !== view.bpm) {
             setText(parts.bpm, view.bpm);
         }
+        if (!old || old.time !== view.time) {
+            // The shown reading's time (Unix ms): names the reading the bpm belongs to.
+            el.setAttribute("data-time", view.time);
+        }
         if (!old || old.age !== view.age) {
             setText(parts.age, view.age);
         }
@@ -502,8 +509,8 @@
             var old = entry ? entry.view : null;
             if (old && old.state === view.state && old.alarm === view.alarm &&
                 old.name === view.name && old.label === view.label && old.title === view.title &&
-                old.bpm === view.bpm && old.age === view.age && old.shift === view.shift &&
-                old.spark === view.spark) {
+                old.bpm === view.bpm && old.time === view.time && old.age === view.age &&
+                old.shift === view.shift && old.spark === view.spark) {
                 return;
             }
             if (!entry) {

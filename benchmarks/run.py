@@ -2,7 +2,8 @@
 
     python benchmarks/run.py --quick          # < 2 minutes: browser, fan-out 100/1,000, ingest
     python benchmarks/run.py                  # ~12 minutes: + fan-out 5,000/10,000, soak
-    python benchmarks/run.py --only fanout    # one section: browser | fanout | ingest | soak
+    python benchmarks/run.py --only fanout    # one section: browser|fanout|ingest|soak|station
+    python benchmarks/run.py --only station   # 64 patients: station page, bridge, monitor
 
 Writes ``benchmarks/results/results.json`` (every number, raw samples included) and PNG plots in
 ``benchmarks/results/``. Numbers are measured and reported, never asserted.
@@ -21,9 +22,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.browser_latency import APPS, BEFORE_REV
-from benchmarks.common import RESULTS, machine
+from benchmarks.common import RESULTS, ROOT, machine
+from benchmarks.station import HEIGHT, MONITOR_BEFORE, WIDTH
+from benchmarks.station import SAMPLE_EVERY as SAMPLE_EVERY_S
 
-SECTIONS = ("browser", "fanout", "ingest", "soak")
+SECTIONS = ("browser", "fanout", "ingest", "soak", "station")
+# Sections a plain run (no --only) leaves out: the station is its own ~11-minute run.
+OPT_IN = ("station",)
 
 
 def run_section(name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -47,6 +52,10 @@ def run_section(name: str, args: argparse.Namespace) -> dict[str, Any]:
         from benchmarks import ingest
 
         return ingest.run(quick)
+    if name == "station":
+        from benchmarks import station
+
+        return station.run(quick, parts=tuple(args.station_parts.split(",")))
     from benchmarks import soak
 
     return soak.run(args.soak_seconds, period=args.soak_period)
@@ -160,6 +169,179 @@ def browser_table(br: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def _pair(d: Any, path: tuple[str, ...], keys: tuple[str, ...] = ("p50", "p99")) -> str:
+    return " / ".join(fmt(_get(d, *path, k)) for k in keys)
+
+
+def station_table(st: dict[str, Any]) -> str:
+    """Station section: figure, goal, measured."""
+    rows = ["| figure | goal | measured |", "|---|---|---:|"]
+
+    def row(label: str, goal: str, value: str) -> None:
+        rows.append(f"| {label} | {goal} | {value} |")
+
+    n, hz = st["patients"], f"{1 / st['period_s']:g} Hz"
+    page = st.get("station")
+    if isinstance(page, dict):
+        mins = f"{page['window_s'] / 60:.3g} min"
+        row(
+            f"reading → tile (DOM), p50 / p99 (ms), {n} patients at {hz}",
+            "≤ 50 / 100",
+            _pair(page, ("latency_ms", "tile")),
+        )
+        row(
+            "reading → tile (next frame), p50 / p99 (ms)",
+            "≤ 50 / 100",
+            _pair(page, ("latency_ms", "tile_frame")),
+        )
+        row(
+            "of which: reading → its frame taken by the page's main thread, p50 / p99 (ms)",
+            "—",
+            _pair(page, ("latency_ms", "to_page")),
+        )
+        row(
+            "of which: that → tile (Dash + station.js), p50 / p99 (ms)",
+            "—",
+            _pair(page, ("latency_ms", "page_to_tile")),
+        )
+        if page.get("handler_wrapped"):
+            row(
+                "of which: taken → `on_station_message` called (Dash), p50 / p99 (ms)",
+                "—",
+                _pair(page, ("latency_ms", "page_to_handler")),
+            )
+            row(
+                "`on_station_message`, per call, p50 / p99 (ms)",
+                "—",
+                _pair(page, ("handler_ms",)),
+            )
+        cov, worst = page.get("coverage"), page.get("coverage_min_patient")
+        row(
+            f"readings that reached their tile (%), all / worst patient ({mins})",
+            "100",
+            f"{fmt(100 * cov if cov is not None else None, 1)} / "
+            f"{fmt(100 * worst if worst is not None else None, 1)} "
+            f"(of {page.get('readings', 0):,})",
+        )
+        row("tiles whose bpm was not the reading's", "0", fmt(page.get("bpm_mismatch")))
+        row(f"Dash requests while streaming ({mins})", "0", fmt(page.get("dash_requests")))
+        row(
+            "station frames the page took, per second; mean size (bytes)",
+            "—",
+            f"{fmt(page.get('socket_frames', 0) / max(page['window_s'], 1), 2)}; "
+            f"{fmt(_get(page, 'socket_frame_bytes', 'mean'))}",
+        )
+        row(
+            f"station snapshot (first frame), bytes, after {page.get('snapshot_after_s')} s",
+            "—",
+            fmt(page.get("snapshot_bytes")),
+        )
+        row(
+            f"page open → all {n} tiles show a reading (ms)",
+            "—",
+            fmt(page.get("open_to_all_tiles_ms")),
+        )
+        row(
+            f"page's renderer CPU % of one core, mean over {mins} (all Chromium processes)",
+            "—",
+            f"{fmt(page.get('renderer_cpu_percent'), 1)} "
+            f"({fmt(_get(page, 'chromium', 'cpu_percent'), 1)})",
+        )
+        heap = page.get("js_heap_mb") or {}
+        row(
+            "page JS heap after a forced GC, start → end (MB)",
+            "flat",
+            f"{fmt(heap.get('start_after_gc'), 1)} → {fmt(heap.get('end_after_gc'), 1)}",
+        )
+        row(
+            f"page JS heap, every {SAMPLE_EVERY_S:g} s: min-max, mean (MB)",
+            "—",
+            f"{fmt(heap.get('min'), 1)}-{fmt(heap.get('max'), 1)}, {fmt(heap.get('mean'), 1)}",
+        )
+        row(
+            "page DOM nodes, first → last sample",
+            "—",
+            f"{fmt(_get(page, 'dom_nodes', 'first'))} → {fmt(_get(page, 'dom_nodes', 'last'))}",
+        )
+        row(
+            "bridge with 1 station page: CPU % of one core; RSS (MB)",
+            "—",
+            f"{fmt(_get(page, 'bridge', 'cpu_percent'), 1)}; "
+            f"{fmt(_get(page, 'bridge', 'rss_max_mb'), 1)}",
+        )
+    elif "page_error" in st:
+        row("station page", "—", f"ERROR {st['page_error'][:120]}")
+    br = st.get("bridge")
+    if isinstance(br, dict) and "station" in br:
+        secs = _get(br, "station", "seconds") or 0.0
+        tag = f"{n} patients + {br['viewers']} station viewers, {secs:.0f} s"
+        row(
+            f"bridge, {tag}: CPU % of one core (alone, before the viewers)",
+            "< 15",
+            f"{fmt(_get(br, 'station', 'cpu_percent_of_a_core'), 1)} "
+            f"({fmt(_get(br, 'idle', 'cpu_percent_of_a_core'), 1)})",
+        )
+        row(
+            "bridge: RSS, max (MB) (alone)",
+            "< 100",
+            f"{fmt(_get(br, 'station', 'rss_mb_max'), 1)} "
+            f"({fmt(_get(br, 'idle', 'rss_mb_max'), 1)})",
+        )
+        kb = br.get("station_frame_kb_mean")
+        row(
+            "station frame, mean (bytes)",
+            "—",
+            fmt(kb * 1024 if isinstance(kb, (int, float)) else None),
+        )
+        low, high = br.get("frames_per_viewer_min_max") or [None, None]
+        row(
+            "station frames/s per viewer (frames per viewer, min-max)",
+            "—",
+            f"{fmt(br.get('station_frames_per_s'), 2)} ({fmt(low)}-{fmt(high)})",
+        )
+        row(
+            "reading → station frame at the parsing viewer, p50 / p99 / max (ms)",
+            "—",
+            _pair(br, ("probe_age_ms",), ("p50", "p99", "max")),
+        )
+        row("station viewers dropped as slow", "0", fmt(br.get("viewers_dropped_slow")))
+    elif "bridge_error" in st:
+        row("bridge", "—", f"ERROR {st['bridge_error'][:120]}")
+    mon = st.get("monitor")
+    if isinstance(mon, dict) and "apps" in mon:
+        ours, floor = _get(mon, "apps", "hrdash"), _get(mon, "apps", "floor")
+        for display, label, goal in (
+            ("card", "DOM", MONITOR_BEFORE["card"]),
+            ("card_frame", "next frame", MONITOR_BEFORE["card_frame"]),
+        ):
+            row(
+                f"monitor (1 patient): reading → card ({label}), p50 / p99 (ms); floor",
+                f"not worse than {goal}",
+                f"{_pair(ours, ('latency_ms', display))}; {_pair(floor, ('latency_ms', display))}",
+            )
+        row(
+            "monitor (1 patient): Dash requests / min",
+            "0",
+            fmt(_get(ours, "dash_requests_per_min")),
+        )
+    elif "monitor_error" in st:
+        row("monitor", "—", f"ERROR {st['monitor_error'][:120]}")
+    ward = st.get("monitor_in_ward")
+    if isinstance(ward, dict) and "latency_ms" in ward:
+        for display, label in (("card", "DOM"), ("card_frame", "next frame")):
+            row(
+                f"monitor of bed-01, {n} patients: reading → card ({label}), p50 / p99 (ms)",
+                "—",
+                _pair(ward, ("latency_ms", display)),
+            )
+        row(
+            f"monitor of bed-01, {n} patients: table row p50 / p99 (ms); Dash requests / min",
+            "—",
+            f"{_pair(ward, ('latency_ms', 'table'))}; {fmt(ward.get('dash_requests_per_min'))}",
+        )
+    return "\n".join(rows)
+
+
 def table(results: dict[str, Any]) -> str:
     parts: list[str] = []
     rows: list[str] = ["| figure | value |", "|---|---:|"]
@@ -173,6 +355,11 @@ def table(results: dict[str, Any]) -> str:
         parts.append(browser_table(br))
     elif br is not None:
         parts.append(f"browser: ERROR {fmt(_get(br, 'error'))[:200]}")
+    st = sections.get("station")
+    if isinstance(st, dict) and "patients" in st:
+        parts.append(station_table(st))
+    elif st is not None:
+        parts.append(f"station: ERROR {fmt(_get(st, 'error'))[:200]}")
     fo = sections.get("fanout")
     if isinstance(fo, dict) and "levels" in fo:
         base = _get(fo, "idle", "rss_mean_mb")
@@ -351,7 +538,7 @@ def plots(results: dict[str, Any]) -> list[str]:
         path = RESULTS / f"latency-{results['mode']}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
-        made.append(str(path))
+        made.append(str(path.relative_to(ROOT)))
     fo = sections.get("fanout")
     if isinstance(fo, dict) and fo.get("levels"):
         levels = fo["levels"]
@@ -390,7 +577,45 @@ def plots(results: dict[str, Any]) -> list[str]:
         path = RESULTS / f"fanout_age-{results['mode']}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
-        made.append(str(path))
+        made.append(str(path.relative_to(ROOT)))
+    st = _get(sections, "station", "station")
+    if isinstance(st, dict) and st.get("samples"):
+        fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(18, 4.5))
+        for key, label in (("tile", "tile (DOM)"), ("tile_frame", "tile (next frame)")):
+            values = sorted(v for v in st["raw_ms"].get(key, []) if v > 0)
+            if values:
+                ys = [(i + 1) / len(values) for i in range(len(values))]
+                a1.step(values, ys, where="post", label=f"{label} (n={len(values):,})")
+        a1.set_xscale("log")
+        a1.set_xticks([10, 20, 50, 100, 200, 500, 1000])
+        a1.xaxis.set_major_formatter(ScalarFormatter())
+        a1.xaxis.set_minor_formatter(NullFormatter())
+        a1.set_xlabel("reading time → tile (ms, log)")
+        a1.set_ylabel("fraction of readings (ECDF)")
+        a1.legend(fontsize=8)
+        a1.grid(True, alpha=0.3)
+        ts = [x["t"] / 60 for x in st["samples"]]
+        a2.plot(ts, [x["js_heap_mb"] for x in st["samples"]], color="tab:green")
+        a2.set_xlabel("minutes")
+        a2.set_ylabel("JS heap used (MB)")
+        a2.grid(True, alpha=0.3)
+        pid = max(
+            st.get("renderer_cpu_by_pid") or {"": 0},
+            key=lambda k: (st.get("renderer_cpu_by_pid") or {}).get(k, 0),
+        )
+        a3.plot(ts, [x["renderer_cpu_percent"].get(pid) for x in st["samples"]])
+        a3.set_xlabel("minutes")
+        a3.set_ylabel("page renderer CPU (% of one core)")
+        a3.grid(True, alpha=0.3)
+        fig.suptitle(
+            f"Station page: {st['patients']} patients at {1 / st['period_s']:g} Hz, "
+            f"{WIDTH}x{HEIGHT}"
+        )
+        fig.tight_layout()
+        path = RESULTS / f"station-{results['mode']}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made.append(str(path.relative_to(ROOT)))
     sk = sections.get("soak")
     if isinstance(sk, dict) and sk.get("samples"):
         s = sk["samples"]
@@ -411,7 +636,7 @@ def plots(results: dict[str, Any]) -> list[str]:
         path = RESULTS / f"soak_rss-{results['mode']}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
-        made.append(str(path))
+        made.append(str(path.relative_to(ROOT)))
     return made
 
 
@@ -456,9 +681,14 @@ def main() -> None:
         default=0.1,
         help="simulator period (s) for the soak (default 0.1 = 10 Hz: 5 minutes hold 25 at 2 Hz)",
     )
+    parser.add_argument(
+        "--station-parts",
+        default="page,bridge,monitor",
+        help="station section: parts to run (default page,bridge,monitor)",
+    )
     parser.add_argument("--out", default=str(RESULTS / "results.json"))
     args = parser.parse_args()
-    names = [n for n in SECTIONS if not (n == "soak" and args.quick)]
+    names = [n for n in SECTIONS if not (n == "soak" and args.quick) and n not in OPT_IN]
     if args.only:
         names = [args.only]
     started = time.monotonic()

@@ -439,6 +439,32 @@ def test_a_frame_writes_every_tile(page: Any) -> None:
     }
 
 
+def test_a_tile_names_the_reading_it_shows(page: Any) -> None:
+    """data-time on a tile is the shown reading's time (Unix ms), written with the bpm, also when
+    the next reading has the same bpm and brings nothing else new; a tile without a reading has
+    it empty."""
+    times = "() => [...document.querySelectorAll('[data-patient]')].map((e) => e.dataset.time)"
+    send(
+        page,
+        station(
+            patient("bed-01", seq=10, bpm=70),
+            patient("bed-02", seq=4),
+            patient("bed-03", "connecting", seq=None),
+        ),
+    )
+    assert page.evaluate(times) == [str(reading(10)["time"]), str(reading(4)["time"]), ""]
+    send(
+        page,
+        station(
+            patient("bed-01", seq=11, bpm=70, recent=[]),
+            patient("bed-02", seq=4),
+            patient("bed-03", "connecting", seq=None),
+        ),
+    )
+    assert page.evaluate(times) == [str(reading(11)["time"]), str(reading(4)["time"]), ""]
+    assert shown(page)["bed-01"]["bpm"] == "70"
+
+
 def test_stale_and_down_tiles_never_look_live(page: Any) -> None:
     """Each state has its own label, label colours and sparkline colour, and a tile that is not
     live shows its number grey: a stale or down number never looks like a live one. None of the
