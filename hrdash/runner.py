@@ -14,6 +14,7 @@ import sys
 from types import FrameType
 
 from hrdash.settings import Settings, url_host
+from hrdash.sources import station_sources
 from hrdash.supervisor import Supervisor, check_port_free
 
 log = logging.getLogger("hrdash")
@@ -29,6 +30,14 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 
 def page_url(settings: Settings) -> str:
     return f"http://{url_host(settings.host)}:{settings.port}/"
+
+
+def start_line(settings: Settings) -> str:
+    """What the start-up line says is being watched: the source, or the station's size."""
+    count = len(station_sources(settings))
+    if count > 1:
+        return f"station of {count} patients from {settings.display_source}"
+    return f"source: {settings.display_source}"
 
 
 def run_all(settings: Settings) -> None:
@@ -53,8 +62,9 @@ def run_all(settings: Settings) -> None:
     previous = signal.signal(signal.SIGTERM, _raise_stop)
     try:
         supervisor.start()
-        source = settings.display_source
-        print(f"hrdash: open {page_url(settings)}  (source: {source}; Ctrl-C stops)", flush=True)
+        print(
+            f"hrdash: open {page_url(settings)}  ({start_line(settings)}; Ctrl-C stops)", flush=True
+        )
         httpd.serve_forever()
     except (KeyboardInterrupt, _Stop):
         pass

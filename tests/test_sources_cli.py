@@ -201,3 +201,13 @@ def test_a_patients_transform_that_cannot_load_stops_the_bridge(tmp_path: Path) 
     result = hrdash("bridge", env=clean_env(HRDASH_SOURCES=str(path), HRDASH_BRIDGE_PORT=port))
     line = assert_one_line_error(result, "no_such_hooks")
     assert line.startswith(f'hrdash: error: {path}: patient "b2": transform: '), line
+
+
+def test_start_line_names_the_station_or_the_source() -> None:
+    """`python app.py`'s start-up line says how many patients a station watches, and names the
+    one source otherwise."""
+    from hrdash.runner import start_line
+
+    ward = Settings.load(env={"HRDASH_SIMULATOR_PATIENTS": "3"})
+    assert start_line(ward) == "station of 3 patients from Embedded simulator"
+    assert start_line(Settings.load(env={})) == "source: Embedded simulator"
