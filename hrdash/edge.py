@@ -31,9 +31,14 @@ It serves what the pure hub (:mod:`hrdash.hub`) holds and what each patient's in
   ``{"type": "snapshot_ok", "run": RUN}`` (the snapshot's run), or for at most
   ``SNAPSHOT_REPEATS`` frames; then live frames. Dash may hand a page only the last of several
   messages, so a single snapshot followed closely by a live frame is often lost: repeated until
-  acknowledged, one of them arrives. Each kind of frame is encoded once per tick, for all the
+  acknowledged, one of them arrives. A snapshot (every patient's sparkline, thinned: see
+  :mod:`hrdash.hub`) can be larger than a slow link drains in a tick, so a repeat is not written
+  to a viewer whose previous frame is still unsent (it waits for a later tick), and a station
+  viewer is dropped as slow only when its unsent bytes exceed ``viewer_buffer`` plus the size of
+  the last snapshot written to it. Each kind of frame is encoded once per tick, for all the
   viewers that get it. Counted in ``/healthz`` (``station``): ``snapshots`` sent,
-  ``snapshot_acks``, ``snapshot_unacked`` (viewers that never acknowledged one) and
+  ``snapshot_acks``, ``snapshot_unacked`` (viewers that never acknowledged one),
+  ``snapshots_skipped`` (repeats held back, the previous frame unsent) and
   ``viewers_awaiting_ack`` (still getting snapshots). Other messages on it are ignored
   (rate-limited).
 * ``GET /healthz`` — 200 with the first patient's status and counters, the origins, and
@@ -47,9 +52,9 @@ logged, with the allowed list, once per origin per minute. Clients without an ``
 (not browsers) are accepted.
 
 Fan-out works like :func:`websockets.asyncio.server.broadcast`: each frame is encoded and framed
-once and written to every viewer without waiting. A viewer whose unread bytes exceed
-``viewer_buffer`` is dropped (it resumes with ``since`` when it reconnects), so it never delays
-the others or grows memory.
+once and written to every viewer without waiting. A viewer whose unsent bytes exceed
+``viewer_buffer`` (a station viewer: plus its last snapshot) is dropped (it resumes with
+``since`` when it reconnects), so it never delays the others or grows memory.
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ import json
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
@@ -120,6 +125,12 @@ def _request(message: str | bytes) -> dict[str, Any] | None:
     except (ValueError, RecursionError):
         return None
     return request if isinstance(request, dict) else None
+
+
+def _unsent(ws: ServerConnection) -> int:
+    """Bytes written to ``ws`` and not yet handed to the kernel (0 once it is closed)."""
+    transport = ws.transport
+    return 0 if transport is None else transport.get_write_buffer_size()
 
 
 def _flag(params: dict[str, list[str]], name: str) -> bool:
@@ -214,6 +225,9 @@ class Station:
         # Viewers still getting snapshots → snapshots sent to each (until it acks one, at most
         # SNAPSHOT_REPEATS).
         self.unacked: dict[ServerConnection, int] = {}
+        # Viewer → bytes of the last snapshot written to it: its allowance beyond viewer_buffer
+        # (a snapshot in flight is expected, not a sign of a slow viewer).
+        self.snapshot_bytes: dict[ServerConnection, int] = {}
         self.counters: dict[str, int] = {
             "viewers_connected": 0,
             "viewers_dropped_slow": 0,
@@ -222,21 +236,23 @@ class Station:
             "snapshots": 0,  # snapshot frames sent, the one on connect included
             "snapshot_acks": 0,  # viewers that acknowledged a snapshot
             "snapshot_unacked": 0,  # viewers that got SNAPSHOT_REPEATS snapshots, no ack
+            "snapshots_skipped": 0,  # snapshot repeats not written: the previous frame unsent
         }
         self._wake = asyncio.Event()
         self._dirty = False
 
-    def join(self, ws: ServerConnection) -> None:
-        """``ws`` has been sent its first snapshot: it gets station frames from now on,
-        snapshots until it acknowledges one."""
+    def join(self, ws: ServerConnection, size: int) -> None:
+        """``ws`` has been sent its first snapshot (``size`` bytes): it gets station frames from
+        now on, snapshots until it acknowledges one."""
         self.viewers.add(ws)
         self.counters["viewers_connected"] += 1
         self.unacked[ws] = 0
-        self.snapshots_sent([ws])
+        self.snapshots_sent([ws], size)
 
     def forget(self, ws: ServerConnection) -> None:
         self.viewers.discard(ws)
         self.unacked.pop(ws, None)
+        self.snapshot_bytes.pop(ws, None)
 
     def split(self) -> tuple[list[ServerConnection], list[ServerConnection]]:
         """The viewers due a snapshot (not acknowledged yet) and those due a live frame."""
@@ -244,14 +260,15 @@ class Station:
         live = [ws for ws in self.viewers if ws not in self.unacked]
         return snapshot, live
 
-    def snapshots_sent(self, viewers: Iterable[ServerConnection]) -> None:
-        """Count a snapshot sent to each of ``viewers``; one that has had SNAPSHOT_REPEATS
-        gets live frames from now on."""
+    def snapshots_sent(self, viewers: Iterable[ServerConnection], size: int) -> None:
+        """Count a snapshot of ``size`` bytes written to each of ``viewers``; one that has had
+        SNAPSHOT_REPEATS gets live frames from now on."""
         for ws in viewers:
             sent = self.unacked.get(ws)
             if sent is None:
                 continue
             self.counters["snapshots"] += 1
+            self.snapshot_bytes[ws] = size
             if sent + 1 >= SNAPSHOT_REPEATS:
                 del self.unacked[ws]
                 self.counters["snapshot_unacked"] += 1
@@ -405,23 +422,35 @@ class Edge:
         else:
             self._send_all(_json(feed.hub.readings_frame(items)), feed.viewers)
 
-    def _send_all(self, frame: str, viewers: Iterable[ServerConnection]) -> None:
-        """Write ``frame`` to ``viewers``, dropping those too far behind.
+    def _send_all(
+        self,
+        frame: str | bytes,
+        viewers: Iterable[ServerConnection],
+        allowance: Mapping[ServerConnection, int] | None = None,
+    ) -> list[ServerConnection]:
+        """Write ``frame`` (text, or its UTF-8 bytes) to ``viewers``, dropping those too far
+        behind: with more than ``viewer_buffer`` bytes unsent, plus their ``allowance`` (the
+        station's viewers: the last snapshot written to each). Returns the viewers written to.
 
         The frame is serialised once (server frames are unmasked and uncompressed here, so the
         bytes are the same for every viewer) and written to each transport without waiting;
         this is what :func:`websockets.asyncio.server.broadcast` does, minus framing the same
         message once per viewer, which is a fifth of the cost at thousands of viewers."""
-        data = Frame(Opcode.TEXT, frame.encode()).serialize(mask=False)
+        payload = frame.encode() if isinstance(frame, str) else frame
+        data = Frame(Opcode.TEXT, payload).serialize(mask=False)
         limit = self.settings.viewer_buffer
+        written = []
         for ws in list(viewers):
             transport = ws.transport
             if transport is None or ws.protocol.state is not State.OPEN:
                 continue
-            if transport.get_write_buffer_size() > limit:
+            extra = allowance.get(ws, 0) if allowance is not None else 0
+            if transport.get_write_buffer_size() > limit + extra:
                 self._drop_slow(ws)
                 continue
             transport.write(data)
+            written.append(ws)
+        return written
 
     def _forget(self, ws: ServerConnection) -> None:
         feed = self._where.pop(ws, None)
@@ -497,17 +526,26 @@ class Edge:
 
     def send_station(self) -> None:
         """One station tick: a snapshot, encoded once, for the viewers that have not
-        acknowledged one yet, and a live frame, encoded once, for the others."""
+        acknowledged one yet, and a live frame, encoded once, for the others.
+
+        A snapshot repeat is not written to a viewer whose previous frame is still unsent (a
+        snapshot can be larger than a slow link drains in a tick): it is skipped this tick and
+        counted (``snapshots_skipped``). A station viewer is dropped as slow only when its
+        unsent bytes exceed ``viewer_buffer`` plus the size of the last snapshot written to
+        it."""
         station = self.station
         if not station.viewers:
             return
         station.counters["frames"] += 1
-        snapshot, live = station.split()
+        due, live = station.split()
+        snapshot = [ws for ws in due if not _unsent(ws)]
+        station.counters["snapshots_skipped"] += len(due) - len(snapshot)
         if snapshot:
-            station.snapshots_sent(snapshot)
-            self._send_all(_json(self.station_frame(snapshot=True)), snapshot)
+            data = _json(self.station_frame(snapshot=True)).encode()
+            written = self._send_all(data, snapshot, station.snapshot_bytes)
+            station.snapshots_sent(written, len(data))
         if live:
-            self._send_all(_json(self.station_frame()), live)
+            self._send_all(_json(self.station_frame()), live, station.snapshot_bytes)
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -630,8 +668,9 @@ class Edge:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, VIEWER_SNDBUF)
         feed: Feed | None = None
         if _flag(params, "station"):
-            broadcast([ws], _json(self.station_frame(snapshot=True)))
-            self.station.join(ws)
+            snapshot = _json(self.station_frame(snapshot=True)).encode()
+            broadcast([ws], snapshot, text=True)
+            self.station.join(ws, len(snapshot))
             refused = self.station.counters
         else:
             feed = self._feed_of(params)

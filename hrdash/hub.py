@@ -27,8 +27,11 @@ in the order patients were added. ``upstream`` is what the ingest says of the se
 (:class:`UpstreamState`); ``state`` (:func:`patient_state`) adds the readings' freshness to it;
 ``age`` is the seconds since the bridge accepted the patient's last reading, on the bridge's
 clock (never the service's timestamps); ``last`` is that reading; ``recent`` holds the last
-:data:`STATION_REPEAT` readings, or, in a snapshot (``"snapshot": true``), the readings of the
-last :data:`SPARK_SECONDS` (the tiles' sparklines), oldest first. A viewer gets snapshots until
+:data:`STATION_REPEAT` readings, or, in a snapshot (``"snapshot": true``), the tiles'
+sparklines: the readings of the last :data:`SPARK_SECONDS`, thinned to one per
+:data:`SPARK_STEP` of their own times but for the last ``STATION_REPEAT``, which are all there
+(:meth:`PatientHub.spark_thinned`), oldest first: at 64 patients a snapshot of every reading
+would outgrow a viewer's buffer and a client's default message limit. A viewer gets snapshots until
 it acknowledges one (``{"type": "snapshot_ok", "run": RUN}``, a bounded number of times; the
 edge, :mod:`hrdash.edge`, keeps that count): a snapshot is complete on its own, and repeated, so
 Dash's coalescing cannot lose the sparklines. ``alarms`` is filled by the alarm engine (a later
@@ -47,6 +50,7 @@ from hrdash.readings import Reading
 __all__ = [
     "OVERLAP",
     "SPARK_SECONDS",
+    "SPARK_STEP",
     "STATION_REPEAT",
     "Hub",
     "PatientHub",
@@ -57,7 +61,11 @@ __all__ = [
 OVERLAP = 3  # readings repeated in each live frame for viewers that ask with ?overlap=1
 STATION_REPEAT = 4  # readings of each patient in every station frame (the last ones)
 SPARK_SECONDS = 120  # seconds of readings per patient in a station snapshot (the sparkline)
-SPARK_LIMIT = 600  # readings per patient in a station snapshot at most (5 Hz for SPARK_SECONDS)
+SPARK_LIMIT = 600  # readings per patient the sparkline is taken from at most (5 Hz for 120 s)
+SPARK_STEP = 1.0  # seconds: a snapshot's sparkline keeps one reading per step of the readings'
+# own times (and the last STATION_REPEAT in full); a sparkline needs no more, and 64 patients'
+# every reading of SPARK_SECONDS would make a snapshot larger than a viewer's buffer. At most
+# half of stale_after, so the thinned line never shows a gap the page would break it at.
 UPSTREAM_STATES = ("connecting", "live", "down")
 STATES = ("live", "stale", "connecting", "down")
 
@@ -254,6 +262,27 @@ class PatientHub:
             start -= 1
         return items[start:]
 
+    def spark_thinned(self, step: float = SPARK_STEP) -> list[Stored]:
+        """:meth:`spark` thinned for a snapshot: of the readings before the last
+        ``STATION_REPEAT``, the first of each ``step`` seconds of their own times (steps counted
+        from the Unix epoch, so that repeated snapshots pick the same readings), at most
+        ``SPARK_SECONDS / step + 1`` of them (the newest); then the last ``STATION_REPEAT``
+        readings in full, the newest included, so that live frames join on. Oldest first, seq
+        increasing, each reading as stored."""
+        items = self.spark()
+        split = max(0, len(items) - STATION_REPEAT)
+        head, tail = items[:split], items[split:]
+        step_ms = max(1, round(step * 1000))
+        picked: list[Stored] = []
+        bucket = None
+        for item in head:
+            this = item.time // step_ms
+            if this != bucket:
+                picked.append(item)
+                bucket = this
+        most = int(SPARK_SECONDS * 1000 // step_ms) + 1
+        return picked[-most:] + tail
+
     def state(self, upstream: UpstreamState, now: float, stale_after: float) -> str:
         """This patient's state at ``now`` (:func:`patient_state`)."""
         return patient_state(upstream, self.last_reading_at, now, stale_after)
@@ -262,7 +291,10 @@ class PatientHub:
         self, upstream: UpstreamState, now: float, stale_after: float, *, snapshot: bool = False
     ) -> dict[str, Any]:
         """This patient in a station frame (see the module's docstring)."""
-        recent = self.spark() if snapshot else self.buffer.last(STATION_REPEAT)
+        if snapshot:
+            recent = self.spark_thinned(min(SPARK_STEP, stale_after / 2))
+        else:
+            recent = self.buffer.last(STATION_REPEAT)
         return {
             "id": self.id,
             "name": self.name,
