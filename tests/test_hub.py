@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import random
 from typing import Any
 
 import pytest
 
 from hrdash.bridge import Bridge
-from hrdash.buffer import SINCE_LIMIT
+from hrdash.buffer import SINCE_LIMIT, Stored
 from hrdash.hub import (
     OVERLAP,
     SPARK_SECONDS,
+    SPARK_STEP,
     STATION_REPEAT,
     Hub,
     PatientHub,
@@ -316,18 +319,94 @@ def test_station_frame_is_complete_and_in_order() -> None:
     assert (later["state"], later["age"]) == ("stale", 3.5)
 
 
-def test_station_snapshot_holds_the_sparkline() -> None:
-    """A snapshot's ``recent`` holds the readings of the last SPARK_SECONDS up to the newest
-    (by their own times), oldest first, and says it is a snapshot."""
-    hub = station_hub()
+def test_station_snapshot_holds_the_sparkline_thinned() -> None:
+    """A snapshot's ``recent`` is the last SPARK_SECONDS up to the newest reading (by their own
+    times), one reading per SPARK_STEP (the first of each step) but for the last STATION_REPEAT,
+    which are all there; oldest first, each reading as stored; it says it is a snapshot."""
+    hub = station_hub()  # 300 readings 0.5 s apart, T0 on a whole second
     frame = hub.station_frame({}, 100.0, STALE, snapshot=True)
     assert frame["snapshot"] is True
     spark = frame["patients"][0]["recent"]
-    newest = T0 + 500 * 299
-    assert spark[-1]["seq"] == 300 and spark[0]["time"] == newest - SPARK_SECONDS * 1000
-    assert len(spark) == 2 * SPARK_SECONDS + 1  # 0.5 s apart, both ends included
-    assert [r["seq"] for r in spark] == list(range(300 - 2 * SPARK_SECONDS, 301))
+    first = 300 - 2 * SPARK_SECONDS  # the first reading of the last SPARK_SECONDS
+    tail = list(range(301 - STATION_REPEAT, 301))
+    assert [r["seq"] for r in spark] == [first, *range(first + 1, tail[0], 2), *tail]
+    assert spark == [
+        {"seq": s, "time": T0 + 500 * (s - 1), "bpm": 60 + (s - 1) % 50}
+        for s in (r["seq"] for r in spark)
+    ]
+    assert spark[0]["time"] == T0 + 500 * 299 - SPARK_SECONDS * 1000
+    assert frame["patients"][0]["last"] == spark[-1]
     assert frame["patients"][1]["recent"] == []
+    # Live frames are not thinned: the last STATION_REPEAT readings.
+    live = hub.station_frame({}, 100.0, STALE)["patients"][0]["recent"]
+    assert [r["seq"] for r in live] == tail
+
+
+def spark_of(times: list[int], stale_after: float = STALE) -> tuple[list[int], list[Stored]]:
+    """A patient given readings at ``times`` (Unix ms): its snapshot sparkline's seqs (each
+    entry checked to be the stored reading), and its unthinned last SPARK_SECONDS
+    (:meth:`PatientHub.spark`)."""
+    hub = Hub(2000, 10, RUN)
+    patient = hub.add(PATIENT)
+    patient.accept([Reading(t, 60 + i % 40) for i, t in enumerate(times)], now=100.0)
+    recent = hub.station_frame({}, 101.0, stale_after, snapshot=True)["patients"][0]["recent"]
+    full = patient.spark()
+    by_seq = {item.seq: item.as_dict() for item in full}
+    assert all(r == by_seq[r["seq"]] for r in recent)  # {"seq", "time", "bpm"} as stored
+    return [r["seq"] for r in recent], full
+
+
+@pytest.mark.parametrize("period_ms", [100, 200, 250, 333, 500, 999, 1000, 1500, 3000])
+def test_thinned_sparkline_is_bounded_and_joins_the_live_frames(period_ms: int) -> None:
+    """Whatever the rate: at most SPARK_SECONDS / SPARK_STEP + STATION_REPEAT + 1 readings,
+    seq increasing, taken from the unthinned sparkline and reaching back as far, the newest
+    included and the last STATION_REPEAT in full; no two neighbours further apart than
+    SPARK_STEP plus the period, nor than stale_after unless the readings themselves are."""
+    times = [T0 + 7 + period_ms * i for i in range(1500)]
+    got, full = spark_of(times)
+    full_seqs = [item.seq for item in full]
+    assert len(got) <= SPARK_SECONDS / SPARK_STEP + STATION_REPEAT + 1
+    assert got == sorted(set(got)) and set(got) <= set(full_seqs)
+    assert got[0] == full_seqs[0] and got[-1] == full_seqs[-1] == 1500
+    assert got[-STATION_REPEAT:] == full_seqs[-STATION_REPEAT:]
+    at = {item.seq: item.time for item in full}
+    gaps = [at[b] - at[a] for a, b in itertools.pairwise(got)]
+    assert max(gaps) < SPARK_STEP * 1000 + period_ms, gaps
+    assert max(gaps) <= max(STALE * 1000, period_ms), gaps  # the page breaks the line beyond
+
+
+def test_thinned_sparkline_picks_the_same_readings_as_readings_arrive() -> None:
+    """Two snapshots a few readings apart pick the same older readings (the steps are counted
+    from the epoch), so the page's merge by seq does not pile up points."""
+    times = [T0 + 130 + 300 * i for i in range(600)]
+    before, _ = spark_of(times)
+    after, _ = spark_of([*times, *(times[-1] + 300 * i for i in range(1, 8))])
+    lo, hi = after[1], before[-STATION_REPEAT - 1]  # past each window's first reading
+    both = [seq for seq in before if lo <= seq <= hi]
+    assert len(both) > 100 and both == [seq for seq in after if lo <= seq <= hi]
+
+
+def test_thinned_sparkline_follows_a_short_stale_after() -> None:
+    """With stale_after under twice SPARK_STEP the step is stale_after / 2, so the thinned line
+    shows no gap the page would break it at (readings 0.1 s apart, stale after 0.5 s)."""
+    times = [T0 + 100 * i for i in range(1500)]
+    got, full = spark_of(times, stale_after=0.5)
+    at = {item.seq: item.time for item in full}
+    assert max(at[b] - at[a] for a, b in itertools.pairwise(got)) <= 500
+    assert len(got) < len(full)  # still thinned
+
+
+def test_thinned_sparkline_is_bounded_with_times_out_of_order() -> None:
+    """Readings whose own times jump back and forth within the last SPARK_SECONDS still give at
+    most SPARK_SECONDS / SPARK_STEP + STATION_REPEAT + 1 readings, seq increasing, the newest
+    and the last STATION_REPEAT included."""
+    rng = random.Random(8)
+    newest = T0 + 200_000
+    times = [newest - rng.randrange(0, SPARK_SECONDS * 1000) for _ in range(599)] + [newest]
+    got, full = spark_of(times)
+    assert len(full) == 600
+    assert len(got) <= SPARK_SECONDS / SPARK_STEP + STATION_REPEAT + 1
+    assert got == sorted(set(got)) and got[-STATION_REPEAT:] == list(range(597, 601))
 
 
 def test_listing_is_what_api_patients_answers() -> None:
