@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,16 +16,21 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidStatus
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+from websockets.uri import parse_uri
 
 from hrdash.bridge import Bridge
 from hrdash.edge import SNAPSHOT_REPEATS, STATION_EVERY, STATION_MIN_INTERVAL
-from hrdash.hub import STATION_REPEAT
+from hrdash.hub import SPARK_SECONDS, SPARK_STEP, STATION_REPEAT
 from hrdash.settings import Settings
 from tests.conftest import (
     Service,
     ServiceFactory,
     bridges_closed_after,
+    healthz,
     http_get,
     read_until,
     strict_json,
@@ -134,6 +140,17 @@ def pairs(readings: list[dict[str, Any]]) -> list[tuple[int, int]]:
     return [(r["time"], r["bpm"]) for r in readings]
 
 
+def thinned(sent: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """What a snapshot's sparkline keeps of ``sent`` (all within SPARK_SECONDS): the first
+    reading of each SPARK_STEP (from the epoch) but for the last STATION_REPEAT, all of those."""
+    head, tail = sent[:-STATION_REPEAT], sent[-STATION_REPEAT:]
+    step_ms = SPARK_STEP * 1000
+    firsts = [
+        r for i, r in enumerate(head) if i == 0 or r[0] // step_ms != head[i - 1][0] // step_ms
+    ]
+    return firsts + tail
+
+
 def entries(frame: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {p["id"]: p for p in frame["patients"]}
 
@@ -175,7 +192,8 @@ async def test_each_patient_feed_carries_exactly_its_own_readings(station: Stati
 
 async def test_station_feed_carries_every_patient_on_its_entry(station: Station) -> None:
     """/ws?station=1 starts with a snapshot: every patient in sources order, live, with its
-    name, its last reading and, as its sparkline, every reading its service sent; the frames
+    name, its last reading and, as its sparkline, the readings its service sent, one per
+    SPARK_STEP but for the last STATION_REPEAT (all of those); the frames
     that follow carry each patient's last STATION_REPEAT readings on its own entry."""
     async with asyncio.timeout(timeout(10)), connect(station.url("station=1")) as ws:
         snapshot = strict_json(await ws.recv())
@@ -187,7 +205,7 @@ async def test_station_feed_carries_every_patient_on_its_entry(station: Station)
     assert [p["name"] for p in snapshot["patients"]] == ["Bed 1", "ICU 2", "Ward-3"]
     for pid, entry in entries(snapshot).items():
         sent = readings_of(station.frames[pid])
-        assert pairs(entry["recent"]) == sent, pid  # the sparkline: all of it, oldest first
+        assert pairs(entry["recent"]) == thinned(sent), pid  # the sparkline, oldest first
         assert (entry["last"]["time"], entry["last"]["bpm"]) == sent[-1]
         assert (entry["upstream"], entry["state"], entry["detail"]) == ("live", "live", "")
         assert 0 <= entry["age"] < 60 and entry["alarms"] == []
@@ -317,12 +335,17 @@ async def test_a_service_going_away_touches_only_its_patient(station: Station) -
 
 
 def is_snapshot(frame: dict[str, Any], station: Station) -> bool:
-    """A snapshot frame: flagged, and every patient's whole sparkline (all of its readings,
-    from seq 1; the readings streamed here are all within SPARK_SECONDS)."""
+    """A snapshot frame: flagged, and every patient's whole sparkline (the readings streamed
+    here are all within SPARK_SECONDS: from seq 1 to the last, seq increasing, the last
+    STATION_REPEAT all there, at most one per SPARK_STEP before them)."""
     if frame.get("snapshot") is not True:
         return False
     for pid, entry in entries(frame).items():
-        assert [r["seq"] for r in entry["recent"]] == list(range(1, entry["last"]["seq"] + 1)), pid
+        seqs = [r["seq"] for r in entry["recent"]]
+        last = entry["last"]["seq"]
+        assert seqs[0] == 1 and seqs == sorted(set(seqs)), pid
+        assert seqs[-STATION_REPEAT:] == list(range(last - STATION_REPEAT + 1, last + 1)), pid
+        assert len(seqs) <= SPARK_SECONDS / SPARK_STEP + STATION_REPEAT + 1, pid
     return True
 
 
@@ -451,3 +474,184 @@ async def test_each_kind_of_frame_is_encoded_once_per_tick(
     both = [t for t in ticks[start:] if t]
     assert both and all(sorted(t) == [False, True] for t in both), ticks
     assert all(f.get("snapshot") is True for f in frames)
+
+
+# -- a snapshot in flight and a viewer that stops reading --------------------------------------
+
+WARD = 48  # patients: every one's 120 s sparkline makes a snapshot of ~250 KB
+WARD_BUFFER = 64 * 1024  # viewer_buffer here: a snapshot is several times larger
+WARD_READINGS = 240  # each service's readings on connect, 0.5 s apart: 120 s by their times
+
+
+@dataclass
+class Ward:
+    bridge: Bridge
+    service: Service  # every patient's service (one server, a connection per patient)
+    snapshot_bytes: int  # a snapshot's size once every reading is in
+
+    @property
+    def port(self) -> int:
+        return self.bridge.port
+
+    async def station(self) -> dict[str, Any]:
+        """The station feed's counters in /healthz."""
+        return dict((await healthz(self.port))["station"])
+
+    async def stream(self, stop: asyncio.Event) -> None:
+        """Send every patient a reading each 50 ms until ``stop``: station frames come at
+        their fastest (every STATION_MIN_INTERVAL)."""
+        for i in itertools.count():
+            if stop.is_set():
+                return
+            reading = json.dumps({"time": T0 * 1000 + 120_000 + 50 * i, "value": 70 + i % 20})
+            for ws in list(self.service.connections):
+                with contextlib.suppress(Exception):
+                    await ws.send(reading)
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def ward(services: ServiceFactory, tmp_path: Path) -> AsyncIterator[Ward]:
+    """WARD patients on one service that sends each WARD_READINGS readings on connect, and a
+    bridge with viewer_buffer WARD_BUFFER (no keepalive ping in the test's time)."""
+    frames = [
+        json.dumps({"time": T0 * 1000 + 500 * i, "value": 60 + i % 50})
+        for i in range(WARD_READINGS)
+    ]
+    service = await services(frames)
+    path = tmp_path / "ward.toml"
+    path.write_text(
+        "".join(f'[[patient]]\nid = "p-{i:02}"\nurl = "{service.url}"\n\n' for i in range(WARD))
+    )
+    settings = Settings.load(env={"HRDASH_SOURCES": str(path)}).replace(
+        bridge_port=0, stale_after=60.0, viewer_buffer=WARD_BUFFER, ping_interval=600.0
+    )
+    async with bridges_closed_after() as start:
+        bridge = await start(settings)
+        await wait_for(
+            lambda: all(bridge.hub[pid].flushed_seq == WARD_READINGS for pid in bridge.hub),
+            20,
+            "every patient's readings read and sent out",
+        )
+        size = len(json.dumps(bridge.edge.station_frame(snapshot=True), separators=(",", ":")))
+        assert size > 3 * WARD_BUFFER, size  # (a check of the setup)
+        yield Ward(bridge, service, size)
+
+
+class RawViewer:
+    """A station viewer on a raw socket with a tiny receive buffer, speaking WebSocket through
+    websockets' sans-I/O client: after the handshake it reads only when told to, so that what
+    the bridge writes piles up in the bridge's write buffer."""
+
+    def __init__(self, sock: socket.socket, protocol: ClientProtocol) -> None:
+        self.sock, self.protocol = sock, protocol
+        self.loop = asyncio.get_running_loop()
+
+    @classmethod
+    async def connect(cls, port: int) -> RawViewer:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: the window
+        sock.setblocking(False)
+        viewer = cls(sock, ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}/ws?station=1")))
+        await viewer.loop.sock_connect(sock, ("127.0.0.1", port))
+        viewer.protocol.send_request(viewer.protocol.connect())
+        await viewer.flush()
+        while viewer.protocol.state is not State.OPEN:  # the handshake, a little past it
+            viewer.protocol.receive_data(await viewer.loop.sock_recv(sock, 1024))
+            assert viewer.protocol.handshake_exc is None, viewer.protocol.handshake_exc
+        return viewer
+
+    async def flush(self) -> None:
+        for data in self.protocol.data_to_send():
+            await self.loop.sock_sendall(self.sock, data)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.protocol.send_text(json.dumps(message).encode())
+        await self.flush()
+
+    async def frames(self, count: int) -> list[dict[str, Any]]:
+        """Read until ``count`` text frames have come (the first may have begun already)."""
+        got: list[dict[str, Any]] = []
+        while len(got) < count:
+            self.protocol.receive_data(await self.loop.sock_recv(self.sock, 1 << 16))
+            for event in self.protocol.events_received():
+                if isinstance(event, Frame) and event.opcode is Opcode.TEXT:
+                    got.append(strict_json(event.data))
+        return got
+
+    async def closed(self) -> bool:
+        """Read what is left until the bridge closes the connection: true when it has."""
+        while True:
+            try:
+                data = await self.loop.sock_recv(self.sock, 1 << 16)
+            except ConnectionResetError:
+                return True
+            if not data:
+                return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@contextlib.asynccontextmanager
+async def raw_viewer(port: int) -> AsyncIterator[RawViewer]:
+    viewer = await RawViewer.connect(port)
+    try:
+        yield viewer
+    finally:
+        viewer.close()
+
+
+async def counters_until(
+    ward: Ward, predicate: Callable[[dict[str, Any]], bool], seconds: float = 20
+) -> dict[str, Any]:
+    """Poll /healthz until the station's counters satisfy ``predicate``; returns them."""
+    async with asyncio.timeout(timeout(seconds)):
+        while not predicate(counters := await ward.station()):  # noqa: ASYNC110 - /healthz
+            await asyncio.sleep(0.05)
+    return counters
+
+
+async def test_a_viewer_with_its_snapshot_in_flight_is_not_dropped(ward: Ward) -> None:
+    """A station viewer that does not read while its first snapshot (several times
+    viewer_buffer) is unsent is not dropped: each tick skips its snapshot repeat (counted)
+    instead of writing another. Once it reads, it gets the whole snapshot, then repeats."""
+    async with raw_viewer(ward.port) as viewer:
+        counters = await counters_until(
+            ward, lambda c: c["snapshots_skipped"] >= 3 or c["viewers_dropped_slow"] > 0
+        )
+        assert counters["viewers_dropped_slow"] == 0, counters
+        assert (counters["viewers"], counters["viewers_awaiting_ack"]) == (1, 1), counters
+        assert counters["snapshots"] == 1, counters  # the one on connect, no repeat on top
+        async with asyncio.timeout(timeout(20)):
+            first, repeat = await viewer.frames(2)
+    assert first["snapshot"] is True and repeat["snapshot"] is True
+    assert [p["id"] for p in first["patients"]] == list(ward.bridge.hub)
+    assert all(p["last"]["seq"] == WARD_READINGS for p in first["patients"])
+    counters = await ward.station()
+    assert counters["snapshots"] >= 2 and counters["viewers_dropped_slow"] == 0, counters
+
+
+async def test_a_viewer_that_stops_reading_is_dropped_beyond_its_snapshot(ward: Ward) -> None:
+    """A station viewer that acknowledges its snapshot and stops reading gets live frames
+    until it falls more than viewer_buffer behind beyond its snapshot in flight, then it is
+    dropped (counted, its connection closed), within a bounded time."""
+    stop = asyncio.Event()
+    streaming = asyncio.create_task(ward.stream(stop))
+    try:
+        async with raw_viewer(ward.port) as viewer:
+            await viewer.send({"type": "snapshot_ok", "run": ward.bridge.run_id})
+            counters = await counters_until(ward, lambda c: c["viewers_dropped_slow"] > 0)
+            async with asyncio.timeout(timeout(10)):
+                assert await viewer.closed()
+    finally:
+        stop.set()
+        await streaming
+    assert counters["viewers_dropped_slow"] == 1 and counters["viewers"] == 0, counters
+    assert (counters["snapshots"], counters["snapshot_acks"]) == (1, 1), counters
+    # Before the drop the bridge wrote it live frames, every tick but the one that dropped it
+    # (and one that may have come before its ack), and they were more than viewer_buffer: its
+    # snapshot in flight did not count against it.
+    live = len(json.dumps(ward.bridge.edge.station_frame(), separators=(",", ":")))
+    written = counters["frames"] - counters["snapshots_skipped"] - 2
+    assert written * live > WARD_BUFFER, (counters, live)
