@@ -30,8 +30,9 @@ clock (never the service's timestamps); ``last`` is that reading; ``recent`` hol
 :data:`STATION_REPEAT` readings, or, in a snapshot (``"snapshot": true``), the tiles'
 sparklines: the readings of the last :data:`SPARK_SECONDS`, thinned to one per
 :data:`SPARK_STEP` of their own times but for the last ``STATION_REPEAT``, which are all there
-(:meth:`PatientHub.spark_thinned`), oldest first: at 64 patients a snapshot of every reading
-would outgrow a viewer's buffer and a client's default message limit. A viewer gets snapshots until
+(:meth:`PatientHub.spark_thinned`), oldest first: 340 KB at 64 patients, where every reading
+made 660 KB at 2 Hz and 1.6 MB at 5 Hz (over a client's default 1 MiB message). A viewer gets
+snapshots until
 it acknowledges one (``{"type": "snapshot_ok", "run": RUN}``, a bounded number of times; the
 edge, :mod:`hrdash.edge`, keeps that count): a snapshot is complete on its own, and repeated, so
 Dash's coalescing cannot lose the sparklines. ``alarms`` is filled by the alarm engine (a later
@@ -63,9 +64,9 @@ STATION_REPEAT = 4  # readings of each patient in every station frame (the last 
 SPARK_SECONDS = 120  # seconds of readings per patient in a station snapshot (the sparkline)
 SPARK_LIMIT = 600  # readings per patient the sparkline is taken from at most (5 Hz for 120 s)
 SPARK_STEP = 1.0  # seconds: a snapshot's sparkline keeps one reading per step of the readings'
-# own times (and the last STATION_REPEAT in full); a sparkline needs no more, and 64 patients'
-# every reading of SPARK_SECONDS would make a snapshot larger than a viewer's buffer. At most
-# half of stale_after, so the thinned line never shows a gap the page would break it at.
+# own times (and the last STATION_REPEAT in full): a tile's sparkline needs no more, and the
+# snapshot stays bounded whatever the rate. At most half of stale_after, so the thinned line
+# never shows a gap the page would break it at.
 UPSTREAM_STATES = ("connecting", "live", "down")
 STATES = ("live", "stale", "connecting", "down")
 
