@@ -32,11 +32,10 @@ sparklines: the readings of the last :data:`SPARK_SECONDS`, thinned to one per
 :data:`SPARK_STEP` of their own times but for the last ``STATION_REPEAT``, which are all there
 (:meth:`PatientHub.spark_thinned`), oldest first: 340 KB at 64 patients, where every reading
 made 660 KB at 2 Hz and 1.6 MB at 5 Hz (over a client's default 1 MiB message). A viewer gets
-snapshots until
-it acknowledges one (``{"type": "snapshot_ok", "run": RUN}``, a bounded number of times; the
-edge, :mod:`hrdash.edge`, keeps that count): a snapshot is complete on its own, and repeated, so
-Dash's coalescing cannot lose the sparklines. ``alarms`` is filled by the alarm engine (a later
-stage).
+snapshots until it acknowledges one (``{"type": "snapshot_ok", "run": RUN}``, a bounded number
+of times; the edge, :mod:`hrdash.edge`, keeps that count): a snapshot is complete on its own,
+and repeated, so Dash's coalescing cannot lose the sparklines. ``alarms`` is filled by the
+alarm engine (a later stage).
 """
 
 from __future__ import annotations
