@@ -313,3 +313,55 @@ def test_the_page_acknowledges_its_snapshot_and_gets_live_frames(ward: Ward) -> 
     assert all(f.get("snapshot") is None for f in received[len(snapshots) :])
     for entry in snapshots[0]["patients"]:  # the sparkline: the snapshot's readings, kept
         assert {r["seq"] for r in entry["recent"]} <= set(sparks[entry["id"]]), entry["id"]
+
+
+BPM_COLOUR_JS = """
+() => Object.fromEntries(Array.from(document.querySelectorAll('[data-patient]')).map((t) => [
+  t.getAttribute('data-patient'), getComputedStyle(t.querySelector('.hr-tile-bpm')).color]))
+"""
+
+
+def test_down_stale_and_live_at_once(tmp_path: Path) -> None:
+    """A ward with one service gone, one connected but silent and one streaming: at the same
+    moment the tiles say down, stale and live; the stale tile keeps its last number, greyed
+    (not the live tile's colour) with its age beside it, and so does the down tile."""
+    specs = {"icu-a": [61, 62, 63], "icu-b": [101, 103], "icu-c": [141, 142]}
+    services = {pid: PatientService(SHAPES["reference"], values) for pid, values in specs.items()}
+    services["icu-b"].limit = 6  # then connected and silent (the bridge reconnects after 10 s)
+    try:
+        for service in services.values():
+            service.start()
+        path = tmp_path / "sources.toml"
+        path.write_text(
+            "".join(f'[[patient]]\nid = "{p}"\nurl = "{s.url}"\n\n' for p, s in services.items())
+        )
+        with (
+            hrdash_running(app_command(), {"HRDASH_SOURCES": str(path)}) as running,
+            chromium_page(1920, 1080) as page,
+        ):
+            page.goto(running.url)
+            wait_tiles(
+                page,
+                lambda s: len(s) == 3 and s["icu-a"]["state"] == s["icu-c"]["state"] == "live",
+                20,
+                "live tiles",
+            )
+            services["icu-c"].stop()
+            shown = wait_tiles(
+                page,
+                lambda s: [s[p]["state"] for p in specs] == ["live", "stale", "down"],
+                20,
+                "icu-a live, icu-b stale, icu-c down at once",
+            )
+            colours = page.evaluate(BPM_COLOUR_JS)
+    finally:
+        for service in services.values():
+            service.close()
+    live, stale, down = (shown[p] for p in specs)
+    assert (live["label"], live["age"]) == ("Live", "")
+    assert live["bpm"] in {str(v) for v in services["icu-a"].sent}
+    assert stale["label"] == "Stale" and stale["age"].endswith("ago"), stale
+    assert stale["bpm"] == str(services["icu-b"].sent[-1])  # its last reading, not a dash
+    assert colours["icu-b"] != colours["icu-a"]  # ... greyed, never in the live colour
+    assert down["label"] == "Down" and down["age"].endswith("ago"), down
+    assert down["bpm"] == str(services["icu-c"].sent[-1]) and colours["icu-c"] != colours["icu-a"]
