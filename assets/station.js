@@ -10,9 +10,18 @@
  *   on_station_state(state, config)      socket opened/closed → reconnect with backoff, badge
  *   on_station_tick(n, config)           ages and states extrapolated since the frame arrived,
  *                                        watchdog on a silent socket, badge
- * None of them returns anything Dash must render (always no_update); the badge is set with
- * set_props, the tiles are written directly (textContent, attributes), and only the parts of a
- * tile whose content changed are touched.
+ * on_station_tick is not a Dash callback: station_connect starts a timer in this file (one per
+ * page, every config.tick_ms) that calls it, so the page's clock costs no Dash round trip; the
+ * timer stops by itself when the station is no longer on screen (station_connect starts it again
+ * when the page is shown). None of them returns anything Dash must render (always no_update); the
+ * badge is set with set_props, the tiles are written directly (textContent, attributes), and only
+ * the parts of a tile whose content changed are touched.
+ * The sparklines are drawn apart from the tile text, never reading layout after a write: the
+ * text and attributes are written at once (what the person sees first), the canvases in one
+ * requestAnimationFrame after, only those whose line changed. Each canvas's size is kept from a
+ * ResizeObserver (read when layout is clean; a canvas is redrawn when its size changes), and the
+ * line's colour for each tile state is read once from the CSS (station.css keys it on
+ * data-state only).
  *
  * The station feed (/ws?station=1) sends whole-station frames, each complete on its own (Dash may
  * hand the page only the last of several):
@@ -83,11 +92,34 @@
         badge: null, // "text|class|title" last set
         tileWrites: 0, // tiles touched (tests check that unchanged tiles are not)
         sizeEpoch: 0, // bumped on resize: every sparkline is redrawn at its new size
+        config: null, // the config the timer ticks with (station_connect's)
+        ticker: null, // the page's timer (setInterval) calling on_station_tick
+        ticks: 0, // its calls of on_station_tick
+        tiles: null, // patient id → tile element, while they stay in the document
+        raf: null, // the pending requestAnimationFrame that draws sparklines
+        draws: 0, // sparklines drawn
+        colors: {}, // tile state → the sparkline's colour (CSS), read once per state
     };
+
+    // A previous copy of this file on the page (evaluated again) hands over: one timer per page.
+    if (window.hrdashStation && window.hrdashStation.state) {
+        var previous = window.hrdashStation.state;
+        if (previous.ticker !== null && previous.ticker !== undefined) {
+            clearInterval(previous.ticker);
+            previous.ticker = null;
+        }
+    }
 
     // Tile element → {view, parts} last written to it. A tile React mounts afresh (the page shown
     // again) has no entry, so it is written in full.
     var shown = new WeakMap();
+    // Canvas → {w, h} (CSS px, as clientWidth/clientHeight), kept by the ResizeObserver.
+    var sizes = new WeakMap();
+    // Canvas → the sparkline to draw on it: {spark, right, state}, pending (drawn in the next
+    // animation frame) or last drawn (drawn again when the canvas changes size).
+    var lines = new WeakMap();
+    var pending = new Set(); // canvases waiting for the next animation frame
+    var resized = typeof ResizeObserver === "function" ? new ResizeObserver(onResize) : null;
 
     function now() {
         return performance.now();
@@ -381,24 +413,47 @@
 
     // -- the DOM ------------------------------------------------------------------------------
 
-    /** The tiles on the page, by patient id (the only elements with data-patient). */
+    /** The tiles on the page, by patient id (the only elements with data-patient): looked up
+     * again only when one of those found last has left the document (React mounted the page
+     * afresh) or none were found. */
     function tilesById() {
-        var out = {};
+        var out = S.tiles;
+        var ok = out !== null;
+        if (ok) {
+            var any = false;
+            for (var id in out) {
+                any = true;
+                if (!out[id].isConnected) {
+                    ok = false;
+                    break;
+                }
+            }
+            ok = ok && any;
+        }
+        if (ok) {
+            return out;
+        }
+        out = {};
         var nodes = document.querySelectorAll("[data-patient]");
         for (var i = 0; i < nodes.length; i++) {
             out[nodes[i].getAttribute("data-patient")] = nodes[i];
         }
+        S.tiles = out;
         return out;
     }
 
     function partsOf(el) {
-        return {
+        var parts = {
             name: el.querySelector(".hr-tile-name"),
             state: el.querySelector(".hr-tile-state"),
             bpm: el.querySelector(".hr-tile-bpm"),
             age: el.querySelector(".hr-tile-age"),
             spark: el.querySelector(".hr-tile-spark"),
         };
+        if (parts.spark && resized) {
+            resized.observe(parts.spark); // its first size comes with the next layout
+        }
+        return parts;
     }
 
     function setText(node, text) {
@@ -482,8 +537,8 @@
 
     /**
      * Bring every tile up to date with the last frame, `t` (performance.now) being now: the
-     * views are compared with what each tile shows and only differences are written; then the
-     * sparklines that changed are drawn (every size read before any canvas is written).
+     * views are compared with what each tile shows and only differences are written, at once;
+     * the sparklines that changed are queued for the next animation frame (queueLine).
      */
     function render(config, t) {
         var frame = S.frame;
@@ -494,7 +549,6 @@
         var staleAfter = config.stale_after;
         var sparkMs = config.spark_seconds * 1000;
         var tiles = tilesById();
-        var draws = [];
         frame.patients.forEach(function (p) {
             var el = tiles[p.id];
             if (!el) {
@@ -523,22 +577,71 @@
                     old.state !== view.state)) {
                 var right = p.last ? p.last.time : (spark && spark.points.length
                     ? spark.points[spark.points.length - 1].time : 0);
-                draws.push({canvas: entry.parts.spark, spark: spark, right: right + view.shift * 1000});
+                queueLine(entry.parts.spark, {
+                    spark: spark, right: right + view.shift * 1000, state: view.state,
+                    sparkMs: sparkMs, gapMs: staleAfter * 1000,
+                });
             }
         });
-        if (!draws.length) {
+    }
+
+    /** Draw `line` on `canvas` in the next animation frame (the latest line wins). */
+    function queueLine(canvas, line) {
+        lines.set(canvas, line);
+        pending.add(canvas);
+        if (S.raf === null) {
+            S.raf = requestAnimationFrame(drawPending);
+        }
+    }
+
+    /** The sparkline's colour of a tile in `state`, read from the CSS once per state. */
+    function lineColor(canvas, state) {
+        var color = S.colors[state];
+        if (color === undefined) {
+            color = window.getComputedStyle(canvas).color;
+            S.colors[state] = color;
+        }
+        return color;
+    }
+
+    /** Draw `canvas`'s line at its known size (none yet: the ResizeObserver will draw it). */
+    function drawLine(canvas) {
+        var line = lines.get(canvas);
+        var size = sizes.get(canvas);
+        if (!size && !resized) {
+            size = {w: canvas.clientWidth, h: canvas.clientHeight}; // no ResizeObserver
+        }
+        if (!line || !size || !canvas.isConnected) {
             return;
         }
-        var dpr = window.devicePixelRatio || 1;
-        draws.forEach(function (d) {
-            d.w = d.canvas.clientWidth;
-            d.h = d.canvas.clientHeight;
-            d.color = window.getComputedStyle(d.canvas).color;
-        });
-        var gapMs = staleAfter * 1000;
-        draws.forEach(function (d) {
-            var line = sparkPoints(d.spark ? d.spark.points : [], d.right, sparkMs, d.w, d.h, gapMs);
-            drawSpark(d.canvas, line, d.color, d.w, d.h, dpr);
+        var pts = sparkPoints(line.spark ? line.spark.points : [], line.right, line.sparkMs,
+            size.w, size.h, line.gapMs);
+        S.draws += 1;
+        drawSpark(canvas, pts, lineColor(canvas, line.state), size.w, size.h,
+            window.devicePixelRatio || 1);
+    }
+
+    function drawPending() {
+        S.raf = null;
+        var todo = Array.from(pending);
+        pending.clear();
+        todo.forEach(drawLine);
+    }
+
+    /** New sizes (read here, where layout is clean): kept, and those canvases drawn again. */
+    function onResize(entries) {
+        entries.forEach(function (e) {
+            var canvas = e.target;
+            var w = canvas.clientWidth;
+            var h = canvas.clientHeight;
+            var old = sizes.get(canvas);
+            if (old && old.w === w && old.h === h) {
+                return;
+            }
+            sizes.set(canvas, {w: w, h: h});
+            if (!pending.has(canvas)) {
+                drawLine(canvas);
+            }
         });
     }
 
@@ -655,12 +758,37 @@
 
     // -- the clientside callbacks ---------------------------------------------------------------
 
-    /** The socket's first url, as soon as the page has its config. */
+    function stopTicker() {
+        if (S.ticker !== null) {
+            clearInterval(S.ticker);
+            S.ticker = null;
+        }
+    }
+
+    /** The page's clock: on_station_tick every config.tick_ms with the latest config, on one
+     * timer (started again, never twice); it stops when the station leaves the screen. */
+    function startTicker(config) {
+        stopTicker();
+        S.config = config;
+        if (!(finite(config.tick_ms) && config.tick_ms > 0)) {
+            return;
+        }
+        S.ticker = setInterval(function () {
+            if (!mounted()) {
+                stopTicker();
+                return;
+            }
+            on_station_tick(S.ticks + 1, S.config);
+        }, config.tick_ms);
+    }
+
+    /** The socket's first url, as soon as the page has its config; starts the page's clock. */
     function station_connect(config) {
         if (!config) {
             return nu();
         }
         clearTimers();
+        startTicker(config);
         S.wsBase = null;
         S.snapshotSeen = false;
         S.snapshotMisses = 0;
@@ -736,10 +864,13 @@
         return nu();
     }
 
+    /** The page's clock (called by its timer, startTicker): ages and states since the last
+     * frame, the socket's watchdogs, the badge. */
     function on_station_tick(n, config) {
         if (!config || !mounted()) {
             return nu();
         }
+        S.ticks += 1;
         var t = now();
         var tm = timing();
         var rs = S.readyState;

@@ -84,7 +84,6 @@ NOT_FOUND = "hr-not-found"  # the "No patient <id>" page
 STATION = "hr-station"  # the tile grid (class hr-station-grid, --hr-cols/--hr-rows)
 STATION_WS = "hr-station-ws"  # dash_extensions.WebSocket on /ws?station=1
 STATION_CONFIG = "hr-station-config"  # dcc.Store
-STATION_TICK = "hr-station-tick"  # dcc.Interval
 STATION_STATUS = "hr-station-status"  # connection badge
 STATION_ALARMS = "hr-station-alarms"  # active alarms, highest priority first
 TILE_PREFIX = "hr-tile-"  # a tile's id is TILE_PREFIX + patient id

@@ -26,7 +26,6 @@ ALL_IDS = sorted({v for k, v in vars(ids).items() if k.isupper() and isinstance(
 OTHER_PAGES_IDS = {
     *ids.STATION_IDS.values(),
     ids.STATION_CONFIG,
-    ids.STATION_TICK,
     ids.NOT_FOUND,
     ids.BACK_LINK,
 }

@@ -13,7 +13,7 @@ from typing import Any
 
 import dash
 import pytest
-from dash import html
+from dash import dcc, html
 from dash_extensions import WebSocket
 
 from hrdash import ids, pages
@@ -185,15 +185,15 @@ def test_station_grid_is_shaped_by_python(count: int) -> None:
 
 def test_station_components_and_config() -> None:
     """The station holds its socket (a direct child of the top level, no url from the server),
-    config, 250 ms tick, badge and the alarms list saying "No active alarms"; the config carries
-    the station feed's URL, the origins, staleness, the sparkline's span, the patients and the
-    ids."""
+    config, badge and the alarms list saying "No active alarms", and no Dash Interval (its clock
+    is a timer in station.js); the config carries the station feed's URL, the origins,
+    staleness, the sparkline's span, the clock's 250 ms, the patients and the ids."""
     layout, patients = _station(3, HRDASH_BRIDGE_PORT="9876", HRDASH_STALE_AFTER="3.5")
     found = {c.id: c for c in _walk(layout) if getattr(c, "id", None)}
     sockets = [c for c in layout.children if isinstance(c, WebSocket)]
     assert [s.id for s in sockets] == [ids.STATION_WS]
     assert getattr(sockets[0], "url", None) is None
-    assert found[ids.STATION_TICK].interval == 250
+    assert not [c for c in _walk(layout) if isinstance(c, dcc.Interval)]
     assert found[ids.STATION_STATUS].children == "Connecting…"
     alarms = found[ids.STATION_ALARMS]
     assert "No active alarms" in [getattr(c, "children", None) for c in _walk(alarms)]
@@ -204,12 +204,14 @@ def test_station_components_and_config() -> None:
         "allowed_origins",
         "stale_after",
         "spark_seconds",
+        "tick_ms",
         "patients",
         "ids",
     }
     assert (config["ws_url"], config["ws_port"]) == ("/ws?station=1", 9876)
     assert config["stale_after"] == 3.5
     assert config["spark_seconds"] == 120
+    assert config["tick_ms"] == 250
     assert config["patients"] == [{"id": p.id, "name": p.name} for p in patients]
     assert config["ids"] == ids.STATION_IDS
     assert {config["ids"][k] for k in ("grid", "ws", "status", "alarms")} <= set(found)
@@ -292,11 +294,11 @@ def test_two_apps_in_one_process_route_with_their_own_patients() -> None:
 
 
 def test_station_callbacks_are_clientside_without_outputs() -> None:
-    """The station's socket url comes from station_connect; message, state and tick go to
-    on_station_message/state/tick, which have no outputs; nothing on the station is a Python
-    callback."""
+    """The station's socket url comes from station_connect; message and state go to
+    on_station_message/state, which have no outputs; there is no tick callback (the page's clock
+    is a timer in station.js); nothing on the station is a Python callback."""
     app = create_app(_settings(HRDASH_SIMULATOR_PATIENTS="3"))
-    station_ids = {ids.STATION_WS, ids.STATION_TICK, ids.STATION_CONFIG}
+    station_ids = {ids.STATION_WS, ids.STATION_CONFIG}
     found = {
         cb["clientside_function"]["function_name"]: cb
         for cb in app._callback_list
@@ -306,8 +308,13 @@ def test_station_callbacks_are_clientside_without_outputs() -> None:
         "station_connect",
         "on_station_message",
         "on_station_state",
-        "on_station_tick",
     }
+    ticks = [
+        cb
+        for cb in app._callback_list
+        if (cb.get("clientside_function") or {}).get("function_name") == "on_station_tick"
+    ]
+    assert ticks == []
     assert found["station_connect"]["output"] == f"{ids.STATION_WS}.url"
     assert [d["id"] + "." + d["property"] for d in found["station_connect"]["inputs"]] == [
         f"{ids.STATION_CONFIG}.data"
@@ -315,7 +322,6 @@ def test_station_callbacks_are_clientside_without_outputs() -> None:
     triggers = {
         "on_station_message": f"{ids.STATION_WS}.message",
         "on_station_state": f"{ids.STATION_WS}.state",
-        "on_station_tick": f"{ids.STATION_TICK}.n_intervals",
     }
     for name, trigger in triggers.items():
         cb = found[name]

@@ -25,6 +25,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from hrdash.edge import SNAPSHOT_REPEATS
+from hrdash.settings import Settings
 from tests.support import (
     Running,
     app_command,
@@ -365,3 +366,62 @@ def test_down_stale_and_live_at_once(tmp_path: Path) -> None:
     assert colours["icu-b"] != colours["icu-a"]  # ... greyed, never in the live colour
     assert down["label"] == "Down" and down["age"].endswith("ago"), down
     assert down["bpm"] == str(services["icu-c"].sent[-1]) and colours["icu-c"] != colours["icu-a"]
+
+
+# Dash looks a clientside function up by namespace and name at each call: wrapping the names
+# counts every call Dash makes (the page's own timer calls station.js's functions directly).
+COUNT_DASH_CALLS_JS = """
+() => {
+  const ns = window.dash_clientside.hrdash;
+  window.dashCalls = {};
+  window.dropFrames = false;
+  for (const name of Object.keys(ns)) {
+    const inner = ns[name];
+    if (typeof inner !== 'function') continue;
+    ns[name] = function () {
+      window.dashCalls[name] = (window.dashCalls[name] || 0) + 1;
+      if (name === 'on_station_message' && window.dropFrames) {
+        return window.dash_clientside.no_update;
+      }
+      return inner.apply(this, arguments);
+    };
+  }
+}
+"""
+
+
+def test_the_page_clock_runs_without_a_dash_interval(ward: Ward) -> None:
+    """The tiles keep following their services while Dash calls nothing but the frame and socket
+    handlers (no tick callback); when the page gets no more frames (dropped before station.js
+    sees them), the page's own timer turns every live tile stale by itself, with its age."""
+    stale_after = Settings.load(env={}).stale_after  # the ward's (no HRDASH_STALE_AFTER)
+    with chromium_page(1920, 1080) as page:
+        page.goto(ward.running.url)
+        wait_tiles(
+            page, lambda s: len(s) == 3 and showing_what_was_sent(ward, s), 20, "three live tiles"
+        )
+        page.evaluate(COUNT_DASH_CALLS_JS)
+        ticks = page.evaluate("window.hrdashStation.state.ticks")
+        before = tiles(page)
+        changes = 0
+        for _ in range(20):
+            page.wait_for_timeout(100)
+            now = tiles(page)
+            assert all(t["state"] == "live" for t in now.values()), now
+            changes += sum(now[p]["bpm"] != before[p]["bpm"] for p in PATIENTS)
+            before = now
+        assert changes >= 4, changes
+        calls = page.evaluate("window.dashCalls")
+        assert calls.get("on_station_message", 0) >= 4, calls
+        assert set(calls) <= {"on_station_message", "on_station_state"}, calls
+        assert page.evaluate("window.hrdashStation.state.ticks") >= ticks + 4  # 250 ms timer
+        page.evaluate("() => { window.dropFrames = true; }")
+        stale = wait_tiles(
+            page,
+            lambda s: all(t["state"] == "stale" for t in s.values()),
+            stale_after + 5,
+            "every tile stale by the page's clock",
+        )
+        assert all(t["label"] == "Stale" and t["age"].endswith(" s ago") for t in stale.values())
+        calls = page.evaluate("window.dashCalls")
+        assert "on_station_tick" not in calls, calls

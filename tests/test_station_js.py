@@ -333,6 +333,14 @@ def tick(page: Any, config: dict[str, Any] | None = None) -> None:
     )
 
 
+def next_frame(page: Any) -> None:
+    """Until the page has drawn the next frame and the one after: the sparklines are drawn in an
+    animation frame after the tile text, and a canvas's first size comes with layout."""
+    page.evaluate(
+        "() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => r())))"
+    )
+
+
 def set_clock(page: Any, ms: float | None) -> None:
     page.evaluate("(t) => { window.fakeNow = t; }", ms)
 
@@ -549,6 +557,7 @@ def test_sparkline_merges_the_snapshot_and_live_recent_by_seq(page: Any) -> None
     assert (sparks[-1] - sparks[0]) * 500 <= window_ms  # bounded by time
     assert len(sparks) == window_ms // 500 + 1
 
+    next_frame(page)
     drawn = page.evaluate(
         """() => {
              const c = document.querySelector('[data-patient="bed-01"] .hr-tile-spark');
@@ -729,6 +738,7 @@ def test_only_tiles_whose_content_changed_are_touched(page: Any) -> None:
     set_clock(page, 1_000)
     frame = station(patient("bed-01"), patient("bed-02"), patient("bed-03"))
     send(page, frame, config)
+    next_frame(page)  # the sparklines drawn (the canvases sized)
     page.evaluate(
         """() => {
              window.mutated = [];
@@ -907,6 +917,7 @@ def acks(page: Any) -> list[dict[str, Any]]:
 
 def spark_pixels(page: Any, patient_id: str) -> int:
     """Pixels the sparkline's canvas of a patient has drawn (not transparent)."""
+    next_frame(page)
     return int(
         page.evaluate(
             """(id) => { const c = document.querySelector(`[data-patient="${id}"] canvas`);
@@ -1005,3 +1016,96 @@ def test_the_page_builds_the_contracts_tiles(page: Any) -> None:
         IDS["grid"],
     )
     assert grid == ["hr-station-grid", "3", "2", 5, 5]
+
+
+# Counts, while window.countLayout is set, every read that can force style or layout.
+COUNT_LAYOUT_READS_JS = """
+() => {
+  if (window.layoutReads !== undefined) return;
+  window.layoutReads = [];
+  window.countLayout = false;
+  const note = (name) => { if (window.countLayout) window.layoutReads.push(name); };
+  for (const [proto, names] of [
+    [Element.prototype, ['clientWidth', 'clientHeight', 'clientTop', 'clientLeft',
+                         'scrollWidth', 'scrollHeight', 'scrollTop']],
+    [HTMLElement.prototype, ['offsetWidth', 'offsetHeight', 'offsetTop', 'offsetLeft',
+                             'innerText']],
+  ]) {
+    for (const name of names) {
+      const d = Object.getOwnPropertyDescriptor(proto, name);
+      Object.defineProperty(proto, name, {
+        ...d, get() { note(name); return d.get.call(this); } });
+    }
+  }
+  for (const name of ['getBoundingClientRect', 'getClientRects']) {
+    const f = Element.prototype[name];
+    Element.prototype[name] = function () { note(name); return f.apply(this, arguments); };
+  }
+  const gcs = window.getComputedStyle;
+  window.getComputedStyle = function () {
+    note('getComputedStyle');
+    return gcs.apply(this, arguments);
+  };
+}
+"""
+
+
+def test_sparklines_are_drawn_in_a_frame_without_reading_layout(page: Any) -> None:
+    """Once the canvases' sizes are known, a frame writes the tile text at once and draws the
+    changed sparklines in the next animation frame, only those whose line changed, and neither
+    on_station_message nor the drawing reads layout or computed style."""
+    config = station_config()
+    set_clock(page, 1_000)
+    snap = [patient(pid, seq=40, recent=[reading(s) for s in range(1, 41)]) for pid in IDS_3]
+    send(page, station(*snap, snapshot=True), config)
+    next_frame(page)
+    assert all(spark_pixels(page, pid) > 0 for pid in IDS_3)
+    page.evaluate(COUNT_LAYOUT_READS_JS)
+    draws = page.evaluate("window.hrdashStation.state.draws")
+    page.evaluate("() => { window.layoutReads = []; window.countLayout = true; }")
+    # Two frames in one task (as Dash may hand them over): the text at once, the lines later.
+    at_once = page.evaluate(
+        """([frames, c]) => {
+             for (const f of frames) {
+               window.dash_clientside.hrdash.on_station_message({data: JSON.stringify(f)}, c);
+             }
+             return [document.querySelector('[data-patient="bed-01"] .hr-tile-bpm').textContent,
+                     window.hrdashStation.state.draws];
+           }""",
+        [[station(*[patient(pid, seq=seq) for pid in IDS_3]) for seq in (41, 42)], config],
+    )
+    assert at_once == [str(reading(42)["bpm"]), draws]
+    next_frame(page)
+    assert page.evaluate("window.hrdashStation.state.draws") == draws + 3  # once each
+    changed = station(*[patient(pid, seq=43 if pid == "bed-02" else 42) for pid in IDS_3])
+    send(page, changed, config)
+    next_frame(page)
+    assert page.evaluate("window.hrdashStation.state.draws") == draws + 4  # bed-02 only
+    reads = page.evaluate("() => { window.countLayout = false; return window.layoutReads; }")
+    assert reads == []
+
+
+def test_the_page_clock_is_one_timer_started_by_station_connect(page: Any) -> None:
+    """station_connect starts the page's clock, a timer calling on_station_tick every tick_ms
+    (nothing else calls it here): a live tile goes stale by itself; connecting again restarts
+    the one timer (never two); it stops once the station has left the page."""
+    config = station_config()
+    tick_ms = config["tick_ms"]
+    set_clock(page, 10_000)
+    page.evaluate("(c) => window.dash_clientside.hrdash.station_connect(c)", config)
+    sock(page, OPEN, config)
+    send(page, station(patient("bed-01", seq=20, age=0.5)), config)
+    set_clock(page, 10_000 + (STALE_AFTER - 0.5) * 1000 + 50)
+    page.wait_for_function(
+        "() => document.querySelector('[data-patient=\"bed-01\"]').dataset.state === 'stale'",
+        timeout=tick_ms * 4 + 2000,
+    )
+    assert shown(page)["bed-01"]["label"] == "Stale"
+    for _ in range(3):
+        page.evaluate("(c) => window.dash_clientside.hrdash.station_connect(c)", config)
+    start = page.evaluate("window.hrdashStation.state.ticks")
+    page.wait_for_timeout(tick_ms * 8)
+    ticks = page.evaluate("window.hrdashStation.state.ticks") - start
+    assert 4 <= ticks <= 10, ticks  # one timer: about 8 ticks, not 24
+    page.evaluate("() => { document.getElementById('hr-station').remove(); }")
+    page.wait_for_function("() => window.hrdashStation.state.ticker === null", timeout=2000)

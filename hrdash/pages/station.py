@@ -80,8 +80,8 @@ def tile(patient_id: str, name: str, href: str) -> html.A:
 
 def config(settings: Settings, patients: Sequence[Source]) -> dict[str, Any]:
     """What ``assets/station.js`` needs: the station feed's URL (resolved in the browser, as the
-    monitor's), the origins the bridge accepts, staleness, the sparkline's span, the patients and
-    the element ids."""
+    monitor's), the origins the bridge accepts, staleness, the sparkline's span, the period of
+    the page's clock, the patients and the element ids."""
     ws_url, ws_port = station_ws_url(settings)
     return {
         "ws_url": ws_url,
@@ -89,6 +89,7 @@ def config(settings: Settings, patients: Sequence[Source]) -> dict[str, Any]:
         "allowed_origins": [canonical_origin(o) for o in settings.effective_origins],
         "stale_after": settings.stale_after,
         "spark_seconds": SPARK_SECONDS,
+        "tick_ms": TICK_MS,  # the page's clock (a timer in station.js, not a Dash Interval)
         "patients": [{"id": p.id, "name": p.name} for p in patients],
         "ids": ids.STATION_IDS,
     }
@@ -144,7 +145,6 @@ def layout(
         children=[
             WebSocket(id=ids.STATION_WS),  # url: set in the browser (station_connect)
             dcc.Store(id=ids.STATION_CONFIG, data=config(settings, patients)),
-            dcc.Interval(id=ids.STATION_TICK, interval=TICK_MS),
             header,
             html.Main(className="hr-station-main", children=[grid, alarms]),
             html.Footer("Not a medical device.", className="hr-footer"),
@@ -154,8 +154,10 @@ def layout(
 
 def register(app: dash.Dash) -> None:
     """The station's clientside callbacks (``assets/station.js``): the socket's url on page
-    load; frames, socket states and ticks handled in the browser with no output (the functions
-    write the tiles, the badge and the alarms list directly)."""
+    load; frames and socket states handled in the browser with no output (the functions write
+    the tiles, the badge and the alarms list directly). The page's clock (ages, staleness, the
+    socket's watchdog) is a timer inside station.js, started by ``station_connect``: no Dash
+    Interval, so no round trip through Dash's renderer four times a second."""
     app.clientside_callback(
         ClientsideFunction(NAMESPACE, "station_connect"),
         Output(ids.STATION_WS, "url"),
@@ -170,12 +172,6 @@ def register(app: dash.Dash) -> None:
     app.clientside_callback(
         ClientsideFunction(NAMESPACE, "on_station_state"),
         Input(ids.STATION_WS, "state"),
-        State(ids.STATION_CONFIG, "data"),
-        prevent_initial_call=True,
-    )
-    app.clientside_callback(
-        ClientsideFunction(NAMESPACE, "on_station_tick"),
-        Input(ids.STATION_TICK, "n_intervals"),
         State(ids.STATION_CONFIG, "data"),
         prevent_initial_call=True,
     )
