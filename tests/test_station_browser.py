@@ -304,8 +304,9 @@ def test_the_page_acknowledges_its_snapshot_and_gets_live_frames(ward: Ward) -> 
             page.wait_for_timeout(100)
         sparks = page.evaluate(
             "Object.fromEntries(Object.entries(window.hrdashStation.state.sparks)"
-            ".map(([id, s]) => [id, s.points.map((p) => p.seq)]))"
+            ".map(([id, s]) => [id, s.points.map((p) => [p.seq, p.time])]))"
         )
+        span_ms = page.evaluate("window.hrdashStation.state.config.spark_seconds") * 1000
     snapshots = [f for f in received if f.get("snapshot") is True]
     assert snapshots and received[0].get("snapshot") is True
     assert [(m["type"], m["run"]) for m in sent][:1] == [("snapshot_ok", received[0]["run"])]
@@ -313,7 +314,11 @@ def test_the_page_acknowledges_its_snapshot_and_gets_live_frames(ward: Ward) -> 
     assert received[len(snapshots)].get("snapshot") is None  # then live frames only
     assert all(f.get("snapshot") is None for f in received[len(snapshots) :])
     for entry in snapshots[0]["patients"]:  # the sparkline: the snapshot's readings, kept
-        assert {r["seq"] for r in entry["recent"]} <= set(sparks[entry["id"]]), entry["id"]
+        points = sparks[entry["id"]]
+        # ... those still inside the sparkline's span: older ones leave it as time goes on
+        cut = max(t for _, t in points) - span_ms
+        kept = {r["seq"] for r in entry["recent"] if r["time"] >= cut}
+        assert kept and kept <= {seq for seq, _ in points}, entry["id"]
 
 
 BPM_COLOUR_JS = """
