@@ -230,6 +230,32 @@ def source_panel(settings: Settings) -> html.Details:
     )
 
 
+def page_header(
+    badge_id: str, *, lead: Sequence[Any] = (), titles: Sequence[Any] = ()
+) -> html.Header:
+    """The header every page shares: ``lead`` (e.g. a link back), the brand, ``titles`` (what
+    the page shows) and the connection badge ``badge_id``, connecting until the socket opens."""
+    brand = [
+        *lead,
+        html.Span("♥", className="hr-brand__mark", **_attrs({"aria-hidden": "true"})),
+        html.H1("hrdash", className="hr-brand__title"),
+        *titles,
+    ]
+    return html.Header(
+        className="hr-header",
+        children=[
+            html.Div(className="hr-brand", children=brand),
+            html.Span(
+                "Connecting…",
+                id=badge_id,
+                className="hr-badge hr-badge--connecting",
+                role="status",
+                **_attrs({"aria-live": "polite"}),
+            ),
+        ],
+    )
+
+
 def build_layout(
     settings: Settings,
     ws_url: str,
@@ -275,35 +301,12 @@ def build_layout(
             "source": ids.SOURCE_IDS,
         },
     }
-    header = html.Header(
-        className="hr-header",
-        children=[
-            html.Div(
-                className="hr-brand",
-                children=[
-                    *(
-                        [html.A("← Station", href=back_href, id=ids.BACK_LINK, className="hr-back")]
-                        if back_href
-                        else []
-                    ),
-                    html.Span("♥", className="hr-brand__mark", **_attrs({"aria-hidden": "true"})),
-                    html.H1("hrdash", className="hr-brand__title"),
-                    *(
-                        [html.Span(patient[1], id=ids.PATIENT_NAME, className="hr-patient")]
-                        if patient
-                        else []
-                    ),
-                    html.Span(settings.display_source, id=ids.SOURCE, className="hr-source"),
-                ],
-            ),
-            html.Span(
-                "Connecting…",
-                id=ids.STATUS,
-                className="hr-badge hr-badge--connecting",
-                role="status",
-                **_attrs({"aria-live": "polite"}),
-            ),
-        ],
+    back = [html.A("← Station", href=back_href, id=ids.BACK_LINK, className="hr-back")]
+    name = [html.Span(patient[1], id=ids.PATIENT_NAME, className="hr-patient")] if patient else []
+    header = page_header(
+        ids.STATUS,
+        lead=back if back_href else [],
+        titles=[*name, html.Span(settings.display_source, id=ids.SOURCE, className="hr-source")],
     )
     current = html.Div(
         id=ids.CURRENT_CARD,

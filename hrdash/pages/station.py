@@ -23,7 +23,7 @@ from hrdash import ids
 from hrdash.hub import (
     SPARK_SECONDS,  # the sparkline: the bridge's first station frame holds this much
 )
-from hrdash.layout import PLACEHOLDER, TICK_MS, _attrs
+from hrdash.layout import PLACEHOLDER, TICK_MS, _attrs, page_header
 from hrdash.origins import canonical_origin
 from hrdash.settings import Settings
 from hrdash.wsurl import station_ws_url
@@ -102,25 +102,11 @@ def layout(
 
     The WebSocket is a direct child of the top-level Div, as on the monitor."""
     cols, rows = grid_shape(len(patients))
-    header = html.Header(
-        className="hr-header",
-        children=[
-            html.Div(
-                className="hr-brand",
-                children=[
-                    html.Span("♥", className="hr-brand__mark", **_attrs({"aria-hidden": "true"})),
-                    html.H1("hrdash", className="hr-brand__title"),
-                    html.Span(f"{TITLE} · {len(patients)} patients", className="hr-station-title"),
-                    html.Span(settings.display_source, className="hr-source"),
-                ],
-            ),
-            html.Span(
-                INITIAL_STATE_TEXT,
-                id=ids.STATION_STATUS,
-                className="hr-badge hr-badge--connecting",
-                role="status",
-                **_attrs({"aria-live": "polite"}),
-            ),
+    header = page_header(
+        ids.STATION_STATUS,
+        titles=[
+            html.Span(f"{TITLE} · {len(patients)} patients", className="hr-station-title"),
+            html.Span(settings.display_source, className="hr-source"),
         ],
     )
     grid = html.Div(
