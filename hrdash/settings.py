@@ -62,6 +62,44 @@ def _float_range(lo: float, hi: float) -> Callable[[str], float]:
     return parse
 
 
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(lo_s: float, hi_s: float) -> Callable[[str], float]:
+    """A duration as a number and a unit (``90s``, ``30m``, ``72h``, ``30d``; a bare number is
+    seconds), in seconds."""
+
+    def parse(raw: str) -> float:
+        text = raw.strip().lower()
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd]?)", text)
+        if match is None:
+            raise ValueError(f"expected a duration such as 90s, 30m, 72h or 30d, got {raw!r}")
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
+        if not lo_s <= seconds <= hi_s:
+            raise ValueError(
+                f"expected a duration from {_show_duration(lo_s)} to {_show_duration(hi_s)}, "
+                f"got {raw!r}"
+            )
+        return seconds
+
+    return parse
+
+
+def _show_duration(seconds: float) -> str:
+    for unit in ("d", "h", "m"):
+        size = _DURATION_UNITS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def _db_path(raw: str) -> str:
+    text = raw.strip()
+    if not text:
+        raise ValueError("expected a file path or :memory:, got an empty value")
+    return text
+
+
 def _choice(*choices: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip().lower()
@@ -441,6 +479,25 @@ SETTINGS: tuple[Setting, ...] = (
         "Bytes a viewer may leave unread before the bridge drops it (it resumes on reconnect).",
     ),
     Setting(
+        "db",
+        "hrdash.db",
+        _db_path,
+        "SQLite file of the history (every reading, minute trends), relative to the working "
+        "directory; :memory: keeps nothing (no trends or exports beyond the bridge's buffer).",
+    ),
+    Setting(
+        "retention",
+        "72h",
+        _duration(3600, 366 * 86400),
+        "How long raw readings are kept in the history (90m, 72h, 30d...; 1h to 366d).",
+    ),
+    Setting(
+        "trend_retention",
+        "30d",
+        _duration(3600, 3660 * 86400),
+        "How long minute trends are kept (at least HRDASH_RETENTION; 1h to 3660d).",
+    ),
+    Setting(
         "log_level",
         "info",
         _choice("debug", "info", "warning", "error"),
@@ -494,6 +551,9 @@ class Settings:
     ping_timeout: float = _default("ping_timeout")
     upstream_silence: float = _default("upstream_silence")
     viewer_buffer: int = _default("viewer_buffer")
+    db: str = _default("db")
+    retention: float = _default("retention")
+    trend_retention: float = _default("trend_retention")
     log_level: str = _default("log_level")
 
     @classmethod
@@ -537,6 +597,11 @@ class Settings:
         if self.buffer < self.window:
             raise SettingError(
                 f"HRDASH_BUFFER ({self.buffer}) must be at least HRDASH_WINDOW ({self.window})"
+            )
+        if self.trend_retention < self.retention:
+            raise SettingError(
+                f"HRDASH_TREND_RETENTION ({_show_duration(self.trend_retention)}) must be at "
+                f"least HRDASH_RETENTION ({_show_duration(self.retention)})"
             )
         ports = {"HRDASH_PORT": self.port, "HRDASH_BRIDGE_PORT": self.bridge_port}
         if self.uses_simulator:
