@@ -9,6 +9,9 @@ import base64
 import io
 import random
 import sqlite3
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from hrdash.callbacks import session
 from hrdash.settings import Settings
 from hrdash.webapp import create_app
 from tests.conftest import StartBridge, Upstream, free_port, strict_json, wait_for
+from tests.support import app_command, gunicorn_command, hrdash_running
 
 T0 = 1_764_324_000_000  # 2025-11-28T10:00:00Z, on a day boundary of every trend width
 HOUR = 3_600_000
@@ -513,3 +517,30 @@ async def test_memory_history_falls_back_to_the_bridges_buffer(
     summary = await asyncio.to_thread(session.summary_text, settings, None, session.ALL)
     assert summary.startswith("5 readings over 2.0 min")
     assert "max 140 bpm" in summary
+
+
+# -- served by the real commands ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["app", "gunicorn"])
+def test_routes_served_by_python_app_and_gunicorn(tmp_path: Path, command: str) -> None:
+    """`python app.py` and `gunicorn app:server` (2 workers) serve the exports and the trend
+    from HRDASH_DB over HTTP, and a 404 for a patient the station does not have."""
+    now = int(time.time() * 1000)
+    start = now - now % 60_000 - 20 * 60_000  # whole minutes, well inside the retention
+    rows: list[Row] = [(start + i * 1_000, 60 + i % 7) for i in range(120)]
+    path = tmp_path / "served.db"
+    fill(path, {PATIENT: rows})
+    argv = app_command() if command == "app" else gunicorn_command(2)
+    with hrdash_running(argv, {"HRDASH_DB": str(path)}) as running:
+        base = f"http://127.0.0.1:{running.port}/api/patients/{PATIENT}/"
+        query = f"from={start}&to={start + 120_000}"
+        with urllib.request.urlopen(f"{base}readings.csv?{query}", timeout=10) as answer:
+            back = pd.read_csv(io.StringIO(answer.read().decode()))
+        assert list(zip(back["time_ms"], back["bpm"], strict=True)) == rows
+        with urllib.request.urlopen(f"{base}trend?{query}", timeout=10) as answer:
+            trend = strict_json(answer.read())
+        assert [b["n"] for b in trend["buckets"]] == [60, 60]
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(base.replace(PATIENT, "bed-99") + "trend", timeout=10)
+        assert refused.value.code == 404
