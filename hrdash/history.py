@@ -1,28 +1,203 @@
-"""The bridge's buffer as a table: session summary and CSV export (pandas, server side).
+"""The history's read side, on the Dash server: readings, trends, exports and summaries of any
+stored range (pandas over the SQLite history).
 
-Not on the per-reading path: these run when a person asks (a button in the page), over the
-readings the bridge keeps (``HRDASH_BUFFER``, 30 min at 2 Hz by default), fetched from the
-bridge's ``GET /readings?patient=ID``.
+Not on the per-reading path: these run when a person or a page asks (a trend range, an export, a
+summary). Every call opens the history file (``HRDASH_DB``) read-only and closes it again
+(:func:`hrdash.store.connect`); the bridge's recorder is its only writer, and WAL mode keeps
+readers and writer out of each other's way. A file that does not exist yet, or has no tables
+yet, holds nothing: empty results. With ``HRDASH_DB=:memory:`` nothing is stored, and the same
+calls answer from what the bridge keeps in memory (``HRDASH_BUFFER`` readings per patient,
+``GET /readings?patient=ID`` on the bridge).
+
+Times are Unix milliseconds; a range is half-open, ``start <= t < end``. Trends come from the
+``minutes`` table (:mod:`hrdash.trends`): a bucket of width ``W`` is the merge of the minute rows
+inside it; buckets are aligned on the epoch and whole, so a range that starts or ends inside a
+bucket gets that whole bucket (the same reading always falls in the same bucket, whoever asks).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
+import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from hrdash import store, trends
 from hrdash.settings import Settings, url_host
 
-FETCH_TIMEOUT = 3.0  # seconds
+__all__ = [
+    "DEFAULT_SPAN_MS",
+    "MAX_READINGS",
+    "RANGES_MS",
+    "BadRange",
+    "HistoryError",
+    "UnknownPatient",
+    "minute_trend",
+    "parse_range",
+    "readings",
+    "readings_csv",
+    "stored_span",
+    "summarise",
+    "summary",
+    "trend",
+    "trend_csv",
+    "trend_query",
+]
+
+FETCH_TIMEOUT = 3.0  # seconds to wait for the bridge's buffer (HRDASH_DB=:memory:)
 LOW_BPM = 50  # bradycardia threshold used in the summary (common adult alarm default)
 HIGH_BPM = 120  # tachycardia threshold used in the summary
+GAP_MS = 10_000  # summary: a reading counts until the next one, at most this long (a gap is
+# time without readings, not time at the last reading's rate)
+RANGES_MS = {"1h": 3_600_000, "8h": 8 * 3_600_000, "24h": 24 * 3_600_000}  # trend ranges
+DEFAULT_SPAN_MS = RANGES_MS["1h"]  # a range without `from` is this long; without both, ends now
+MAX_READINGS = trends.MAX_POINTS  # raw readings a trend carries at most (raw=1)
+MAX_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z: times must be in 0 <= t < MAX_MS
+READINGS_COLUMNS = ("time", "time_ms", "bpm")
+TREND_CSV_COLUMNS = ("time", "time_ms", "min", "mean", "max", "n")
 
 
 class HistoryError(Exception):
-    """One line for the page: the bridge could not be asked."""
+    """One line: the history cannot be read (the file is unreadable, the bridge cannot be
+    asked)."""
+
+
+class UnknownPatient(HistoryError):
+    """The patient is not one of the station's (HTTP 404)."""
+
+
+class BadRange(ValueError):
+    """One line: a range, width or flag that cannot be used (HTTP 400)."""
+
+
+# -- ranges ------------------------------------------------------------------------------------
+
+
+def _integer(params: Mapping[str, str], name: str) -> int | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise BadRange(f"{name} must be an integer (Unix ms), got {raw[:40]!r}") from None
+    if not 0 <= value < MAX_MS:
+        raise BadRange(f"{name} must be a Unix time in ms from 0 to {MAX_MS - 1}, got {value}")
+    return value
+
+
+def check_range(start: int, end: int) -> None:
+    """Raises :class:`BadRange` unless ``0 <= start < end <= MAX_MS``."""
+    if not 0 <= start < MAX_MS or not 0 < end <= MAX_MS:
+        raise BadRange(f"a range must lie within 0 to {MAX_MS} ms, got {start} to {end}")
+    if start >= end:
+        raise BadRange(f"from ({start}) must be before to ({end})")
+
+
+def parse_range(params: Mapping[str, str], now_ms: int) -> tuple[int, int]:
+    """``from`` and ``to`` (Unix ms) of a query: without ``to`` the range ends at ``now_ms``,
+    without ``from`` it starts :data:`DEFAULT_SPAN_MS` before its end. Raises
+    :class:`BadRange` (one line) for a value that is not an integer or ``from >= to``."""
+    start, end = _integer(params, "from"), _integer(params, "to")
+    end = now_ms if end is None else end
+    start = max(0, end - DEFAULT_SPAN_MS) if start is None else start
+    check_range(start, end)
+    return start, end
+
+
+def trend_query(params: Mapping[str, str], now_ms: int) -> dict[str, Any]:
+    """The arguments of :func:`trend` from a trend query: ``range=1h|8h|24h`` (ending at
+    ``now_ms``) or ``from``/``to`` (custom, defaults as :func:`parse_range`; neither: ``1h``),
+    ``width`` (ms) and ``raw`` (``0``/``1``). Raises :class:`BadRange` (one line)."""
+    name = params.get("range")
+    if name is not None and name != "":
+        if name not in RANGES_MS:
+            raise BadRange(f"range must be one of {', '.join(RANGES_MS)}, got {name[:40]!r}")
+        if params.get("from") or params.get("to"):
+            raise BadRange("give either range or from/to, not both")
+        start, end = max(0, now_ms - RANGES_MS[name]), now_ms
+    elif not params.get("from") and not params.get("to"):
+        name = "1h"
+        start, end = max(0, now_ms - RANGES_MS[name]), now_ms
+    else:
+        name = "custom"
+        start, end = parse_range(params, now_ms)
+    check_range(start, end)
+    width = _integer(params, "width")
+    raw = params.get("raw", "0")
+    if raw not in ("0", "1"):
+        raise BadRange(f"raw must be 0 or 1, got {raw[:40]!r}")
+    return {"start": start, "end": end, "width": width, "raw": raw == "1", "range_name": name}
+
+
+def check_width(start: int, end: int, width: int) -> None:
+    """Raises :class:`BadRange` unless ``width`` (ms) is one of the trend widths and cuts
+    ``start`` to ``end`` into at most :data:`hrdash.trends.MAX_POINTS` buckets."""
+    allowed = [s * 1000 for s in trends.NICE_WIDTHS_S]
+    if width not in allowed:
+        raise BadRange(f"width must be one of {', '.join(map(str, allowed))} ms, got {width}")
+    count = (_ceil(end, width) - _floor(start, width)) // width
+    if count > trends.MAX_POINTS:
+        raise BadRange(
+            f"width {width} ms gives {count} buckets over {start} to {end}, more than "
+            f"{trends.MAX_POINTS}"
+        )
+
+
+def _floor(t: int, width: int) -> int:
+    return t - t % width
+
+
+def _ceil(t: int, width: int) -> int:
+    return -(-t // width) * width
+
+
+# -- the sources: the SQLite file, or the bridge's buffer ---------------------------------------
+
+
+def _in_memory(settings: Settings) -> bool:
+    return str(settings.db) == store.MEMORY
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+@contextlib.contextmanager
+def _reading(settings: Settings, patient: str) -> Iterator[tuple[sqlite3.Connection, int] | None]:
+    """A read-only connection to the history inside one read transaction (one snapshot for
+    every query of the call) and the patient's key; ``None`` when nothing is stored for the
+    patient (no file, no tables yet, an unknown id). Raises :class:`HistoryError` (one line)."""
+    path = Path(settings.db)
+    if not path.exists():
+        yield None
+        return
+    try:
+        conn = store.connect(path, readonly=True)
+    except sqlite3.Error as exc:
+        raise HistoryError(f"cannot open the history {settings.db}: {_one_line(exc)}") from None
+    try:
+        conn.execute("BEGIN")
+        try:
+            row = conn.execute("SELECT key FROM patients WHERE id = ?", (patient,)).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                row = None  # the recorder has not created its tables yet
+            else:
+                raise
+        yield None if row is None else (conn, int(row[0]))
+    except sqlite3.Error as exc:
+        raise HistoryError(f"cannot read the history {settings.db}: {_one_line(exc)}") from None
+    finally:
+        conn.close()
 
 
 def bridge_http_url(settings: Settings, path: str) -> str:
@@ -31,60 +206,232 @@ def bridge_http_url(settings: Settings, path: str) -> str:
 
 def fetch(settings: Settings, patient: str | None = None) -> list[dict[str, Any]]:
     """The readings the bridge holds for ``patient`` (``None``: its first patient), oldest
-    first."""
+    first, as ``{"seq", "time", "bpm"}``. Raises :class:`UnknownPatient` when the bridge does
+    not know the patient, :class:`HistoryError` when it cannot be asked."""
     query = "" if patient is None else "?" + urllib.parse.urlencode({"patient": patient})
     url = bridge_http_url(settings, "/readings" + query)
     try:
         with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT) as response:
             body = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            raise UnknownPatient(f"no patient {patient!r}") from None
+        raise HistoryError(f"the bridge at {url} answered {exc.code}") from None
     except (OSError, ValueError) as exc:
-        raise HistoryError(f"cannot reach the bridge at {url}: {exc}") from None
-    readings = body.get("readings") if isinstance(body, dict) else None
-    if not isinstance(readings, list):
+        raise HistoryError(f"cannot reach the bridge at {url}: {_one_line(exc)}") from None
+    found = body.get("readings") if isinstance(body, dict) else None
+    if not isinstance(found, list):
         raise HistoryError("the bridge answered without readings")
-    return readings
+    return found
 
 
-def table(readings: list[dict[str, Any]]) -> pd.DataFrame:
-    """Readings as a DataFrame: seq, time (UTC timestamps), bpm; sorted by seq."""
-    df = pd.DataFrame(readings, columns=["seq", "time", "bpm"])
-    df["time"] = pd.to_datetime(df["time"], unit="ms", utc=True)
-    return df.sort_values("seq", ignore_index=True)
+def _buffered(settings: Settings, patient: str, start: int, end: int) -> list[tuple[int, Any]]:
+    """The bridge's readings of ``patient`` with ``start <= time < end``, in time order."""
+    rows = [(int(r["time"]), r["bpm"]) for r in fetch(settings, patient)]
+    return sorted((r for r in rows if start <= r[0] < end), key=lambda r: r[0])
 
 
-def summary(df: pd.DataFrame) -> dict[str, Any]:
-    """Count, span, min / mean / max, and the share of time below LOW_BPM and above HIGH_BPM
-    (each reading weighted by the time until the next one)."""
+def _raw_rows(
+    settings: Settings, patient: str, start: int, end: int, limit: int | None = None
+) -> list[tuple[int, Any]]:
+    """``(t, bpm)`` of the stored readings in range, in time order (at most ``limit``)."""
+    if _in_memory(settings):
+        rows = _buffered(settings, patient, start, end)
+        return rows if limit is None else rows[:limit]
+    sql = "SELECT t, bpm FROM readings WHERE patient = ? AND t >= ? AND t < ? ORDER BY t, n"
+    with _reading(settings, patient) as found:
+        if found is None:
+            return []
+        conn, key = found
+        if limit is None:
+            return conn.execute(sql, (key, start, end)).fetchall()
+        return conn.execute(sql + " LIMIT ?", (key, start, end, limit)).fetchall()
+
+
+def _minute_rows(settings: Settings, patient: str, start: int, end: int) -> list[trends.Bucket]:
+    """The minute rollups with ``start <= t < end`` (minute starts), in time order."""
+    if _in_memory(settings):
+        return trends.rollup(_buffered(settings, patient, start, end), trends.MINUTE_MS)
+    sql = (
+        "SELECT t, min, sum, max, n FROM minutes WHERE patient = ? AND t >= ? AND t < ? ORDER BY t"
+    )
+    with _reading(settings, patient) as found:
+        if found is None:
+            return []
+        conn, key = found
+        rows = conn.execute(sql, (key, start, end)).fetchall()
+    return [trends.Bucket(t, lo, total / n, hi, n) for t, lo, total, hi, n in rows if n > 0]
+
+
+def stored_span(settings: Settings, patient: str) -> tuple[int, int] | None:
+    """``(first, last + 1)``: the half-open range holding every stored reading of the patient
+    (with ``:memory:``, those the bridge keeps); ``None`` when there is none."""
+    if _in_memory(settings):
+        rows = _buffered(settings, patient, 0, MAX_MS)
+        return (rows[0][0], rows[-1][0] + 1) if rows else None
+    with _reading(settings, patient) as found:
+        if found is None:
+            return None
+        conn, key = found
+        sql = "SELECT t FROM readings WHERE patient = ? ORDER BY t {} LIMIT 1"
+        first = conn.execute(sql.format("ASC"), (key,)).fetchone()
+        last = conn.execute(sql.format("DESC"), (key,)).fetchone()
+    if first is None or last is None:
+        return None
+    return int(first[0]), int(last[0]) + 1
+
+
+# -- tables ------------------------------------------------------------------------------------
+
+
+def _as_stored(values: Sequence[Any]) -> np.ndarray[Any, Any]:
+    """Values as SQLite gave them: int64 when all are integers, float64 when all are reals,
+    else objects (each keeps its type: 72 stays 72, 72.5 stays 72.5)."""
+    kinds = {type(v) for v in values}
+    if kinds <= {int}:
+        return np.fromiter(values, dtype=np.int64, count=len(values))
+    if kinds <= {float}:
+        return np.fromiter(values, dtype=np.float64, count=len(values))
+    return np.array(values, dtype=object)
+
+
+def _times(ms: np.ndarray[Any, Any]) -> pd.Series:
+    return pd.Series(ms.astype("datetime64[ms]")).dt.tz_localize("UTC")
+
+
+def _iso(ms: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """ISO-8601 UTC with milliseconds (``2026-11-29T12:00:00.500Z``) of Unix-ms times."""
+    return np.datetime_as_string(ms.astype("datetime64[ms]"), unit="ms", timezone="UTC")
+
+
+def readings(settings: Settings, patient: str, start: int, end: int) -> pd.DataFrame:
+    """The stored readings of ``patient`` with ``start <= t < end``, in time order: columns
+    ``time`` (UTC timestamps), ``time_ms`` (Unix ms) and ``bpm`` (as stored). Empty when
+    nothing is stored. Raises :class:`BadRange`, :class:`HistoryError`."""
+    check_range(start, end)
+    rows = _raw_rows(settings, patient, start, end)
+    t = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    bpm = _as_stored([r[1] for r in rows])
+    return pd.DataFrame({"time": _times(t), "time_ms": t, "bpm": bpm})
+
+
+def _to_csv(df: pd.DataFrame) -> str:
+    return str(df.to_csv(index=False, lineterminator="\n"))
+
+
+def readings_csv(settings: Settings, patient: str, start: int, end: int) -> str:
+    """:func:`readings` as CSV: ``time`` (ISO-8601 UTC with ms), ``time_ms``, ``bpm``; the
+    header line alone when the range holds nothing."""
+    df = readings(settings, patient, start, end)
+    out = pd.DataFrame(
+        {"time": _iso(df["time_ms"].to_numpy()), "time_ms": df["time_ms"], "bpm": df["bpm"]}
+    )
+    return _to_csv(out)
+
+
+def trend(
+    settings: Settings,
+    patient: str,
+    start: int,
+    end: int,
+    *,
+    width: int | None = None,
+    raw: bool = False,
+    range_name: str = "custom",
+) -> dict[str, Any]:
+    """The trend of ``patient`` over ``start`` to ``end`` (the JSON body of ``GET
+    /api/patients/<id>/trend``): ``{"patient", "range", "from", "to", "width", "buckets":
+    [{"t", "min", "mean", "max", "n"}], "readings": [{"t", "bpm"}] | None}``.
+
+    ``width`` (ms; default :func:`hrdash.trends.bucket_width` of the span) must be one of the
+    trend widths and give at most :data:`hrdash.trends.MAX_POINTS` buckets. Every bucket that
+    meets the range is there, whole, if it holds a reading (gaps are absent buckets).
+    ``readings`` are the raw readings in range when ``raw`` and they are at most
+    :data:`MAX_READINGS`, else ``None``. Raises :class:`BadRange`, :class:`HistoryError`."""
+    check_range(start, end)
+    width = trends.bucket_width(end - start) if width is None else width
+    check_width(start, end, width)
+    lo, hi = _floor(start, width), _ceil(end, width)
+    buckets = trends.merge(_minute_rows(settings, patient, lo, hi), width)
+    found: list[dict[str, Any]] | None = None
+    if raw:
+        rows = _raw_rows(settings, patient, start, end, limit=MAX_READINGS + 1)
+        if len(rows) <= MAX_READINGS:
+            found = [{"t": t, "bpm": bpm} for t, bpm in rows]
+    return {
+        "patient": patient,
+        "range": range_name,
+        "from": start,
+        "to": end,
+        "width": width,
+        "buckets": [b.as_dict() for b in buckets],
+        "readings": found,
+    }
+
+
+def trend_table(settings: Settings, patient: str, start: int, end: int) -> pd.DataFrame:
+    """The minute rollups that meet ``start`` to ``end``, in time order: columns ``time`` (the
+    minute's start, UTC), ``time_ms``, ``min``, ``mean``, ``max``, ``n``."""
+    check_range(start, end)
+    rows = _minute_rows(settings, patient, _floor(start, trends.MINUTE_MS), end)
+    t = np.fromiter((b.t for b in rows), dtype=np.int64, count=len(rows))
+    return pd.DataFrame(
+        {
+            "time": _times(t),
+            "time_ms": t,
+            "min": _as_stored([b.min for b in rows]),
+            "mean": np.fromiter((b.mean for b in rows), dtype=np.float64, count=len(rows)),
+            "max": _as_stored([b.max for b in rows]),
+            "n": np.fromiter((b.n for b in rows), dtype=np.int64, count=len(rows)),
+        }
+    )
+
+
+def trend_csv(settings: Settings, patient: str, start: int, end: int) -> str:
+    """:func:`trend_table` as CSV (``time`` ISO-8601 UTC with ms); the header alone when the
+    range holds nothing."""
+    df = trend_table(settings, patient, start, end)
+    df["time"] = _iso(df["time_ms"].to_numpy())
+    return _to_csv(df)
+
+
+# -- summaries ---------------------------------------------------------------------------------
+
+
+def summarise(df: pd.DataFrame) -> dict[str, Any]:
+    """Count, span, min / mean / max of a :func:`readings` table, and the share of time below
+    LOW_BPM and above HIGH_BPM: each reading weighted by the time until the next one, at most
+    :data:`GAP_MS` (the last one: the median interval)."""
     if df.empty:
         return {"count": 0}
     span = (df["time"].iloc[-1] - df["time"].iloc[0]).total_seconds()
-    weights = df["time"].diff().shift(-1).dt.total_seconds()
-    weights = weights.fillna(weights.median() if len(df) > 1 else 1.0)
+    weights = df["time_ms"].diff().shift(-1).clip(upper=GAP_MS)
+    weights = weights.fillna(weights.median() if len(df) > 1 else 1.0).fillna(1.0)
     total = float(weights.sum()) or 1.0
+    bpm = df["bpm"].astype("float64")
     return {
         "count": len(df),
         "span_s": span,
         "first": df["time"].iloc[0],
         "last": df["time"].iloc[-1],
-        "min": float(df["bpm"].min()),
-        "mean": float(df["bpm"].mean()),
-        "max": float(df["bpm"].max()),
-        "below_pct": 100.0 * float(weights[df["bpm"] < LOW_BPM].sum()) / total,
-        "above_pct": 100.0 * float(weights[df["bpm"] > HIGH_BPM].sum()) / total,
+        "min": float(bpm.min()),
+        "mean": float(bpm.mean()),
+        "max": float(bpm.max()),
+        "below_pct": 100.0 * float(weights[bpm < LOW_BPM].sum()) / total,
+        "above_pct": 100.0 * float(weights[bpm > HIGH_BPM].sum()) / total,
     }
 
 
+def summary(settings: Settings, patient: str, start: int, end: int) -> dict[str, Any]:
+    """:func:`summarise` of the stored readings of ``patient`` in ``start`` to ``end``."""
+    return summarise(readings(settings, patient, start, end))
+
+
 def minute_trend(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per minute: min, mean and max bpm and the number of readings."""
+    """One row per minute of a :func:`readings` table: min, mean and max bpm and the number of
+    readings (minutes without readings are left out)."""
     if df.empty:
         return pd.DataFrame(columns=["minute", "min", "mean", "max", "count"])
-    grouped = df.set_index("time")["bpm"].resample("1min")
+    grouped = df.set_index("time")["bpm"].astype("float64").resample("1min")
     out = grouped.agg(["min", "mean", "max", "count"]).reset_index(names="minute")
     return out[out["count"] > 0].reset_index(drop=True)
-
-
-def to_csv(df: pd.DataFrame) -> str:
-    """CSV with ISO-8601 UTC times (millisecond precision), one reading per line."""
-    out = df.copy()
-    out["time"] = out["time"].dt.strftime("%Y-%m-%dT%H:%M:%S.%f").str[:-3] + "Z"
-    return str(out.to_csv(index=False))

@@ -69,7 +69,8 @@ SOURCE_IDS = {
     "rej_frame": SOURCE_REJ_FRAME,
 }
 
-# Session card (hrdash/callbacks/session.py): summary and CSV export of the bridge's buffer.
+# Session card (hrdash/callbacks/session.py): summary and CSV export of a stored range.
+SESSION_RANGE = "hr-session-range"
 SESSION_SUMMARY_BUTTON = "hr-session-summarise"
 SESSION_SUMMARY = "hr-session-summary"
 SESSION_EXPORT_BUTTON = "hr-session-export"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import dash
 
-from hrdash import callbacks, pages
+from hrdash import callbacks, pages, routes
 from hrdash.settings import Settings
 from hrdash.wsurl import page_ws_url
 
@@ -43,7 +43,8 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
     station when there are several patients, else the one patient's monitor;
     ``/patient/<id>`` is a patient's monitor. Callbacks come from every module of
     :mod:`hrdash.callbacks` (see :func:`hrdash.callbacks.register_all`); their ``layout`` extras
-    belong to the monitor page.
+    belong to the monitor page. The history's exports and trends are HTTP routes of its server
+    (:mod:`hrdash.routes`).
     """
     settings = Settings.load() if settings is None else settings
     app = dash.Dash(
@@ -56,4 +57,5 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
     )
     pages.register(app, settings, callbacks.extra_layout(settings))
     callbacks.register_all(app, settings)
+    routes.register(app)
     return app

@@ -371,21 +371,26 @@ def test_session_card_asks_for_the_pages_patient() -> None:
     """Summarise and Download CSV on Bed 2's monitor ask the bridge for bed-02's readings (the
     id from the page's config store), through the app's real callbacks."""
     with _bridge() as (port, paths):
-        settings = _settings(HRDASH_SIMULATOR_PATIENTS="3", HRDASH_BRIDGE_PORT=str(port))
+        settings = _settings(
+            HRDASH_SIMULATOR_PATIENTS="3", HRDASH_BRIDGE_PORT=str(port), HRDASH_DB=":memory:"
+        )
         client = create_app(settings).server.test_client()
         config = _props(routed(client, "/patient/bed-02")["layout"], ids.CONFIG)["data"]
         body = {
             "output": f"{ids.SESSION_SUMMARY}.children",
             "outputs": {"id": ids.SESSION_SUMMARY, "property": "children"},
             "inputs": [{"id": ids.SESSION_SUMMARY_BUTTON, "property": "n_clicks", "value": 1}],
-            "state": [{"id": ids.CONFIG, "property": "data", "value": config}],
+            "state": [
+                {"id": ids.SESSION_RANGE, "property": "value", "value": "all"},
+                {"id": ids.CONFIG, "property": "data", "value": config},
+            ],
             "changedPropIds": [f"{ids.SESSION_SUMMARY_BUTTON}.n_clicks"],
         }
         answer = client.post("/_dash-update-component", json=body)
         assert answer.status_code == 200, answer.get_data(as_text=True)
         assert "1 readings" in answer.get_data(as_text=True)
-        assert session.export(settings, "bed-02") is not None
-    assert paths == ["/readings?patient=bed-02", "/readings?patient=bed-02"]
+        assert session.export(settings, "bed-02", "all") is not None
+    assert paths and set(paths) == {"/readings?patient=bed-02"}
 
 
 @pytest.mark.parametrize(
