@@ -3,9 +3,13 @@ only the clock is faked (retention, pruning)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import random
+import shutil
 import sqlite3
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +20,7 @@ import pytest
 
 from hrdash import store
 from hrdash.ingest import Recorder
+from hrdash.ingest import recorder as recorder_module
 from tests.support import scaled
 
 HOUR = 3600.0
@@ -327,3 +332,345 @@ def test_bad_options_are_one_line_errors(tmp_path: Path) -> None:
         Recorder(path, PATIENTS, retention=DAY, trend_retention=HOUR)
     with pytest.raises(ValueError, match="max_pending"):
         Recorder(path, PATIENTS, retention=HOUR, trend_retention=DAY, max_pending=0)
+
+
+# -- pruning --------------------------------------------------------------------------------------
+
+
+def test_pruning_with_a_fake_clock(
+    make: Callable[..., Recorder],
+    tmp_path: Path,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every prune_interval (on the injected clock), raw readings whose whole minute is older
+    than the retention are deleted (in short transactions), minute rows only once older than
+    the trend retention; nothing is pruned between two intervals."""
+    monkeypatch.setattr(recorder_module, "PRUNE_CHUNK", 7)  # several transactions per patient
+    path = tmp_path / "hrdash.db"
+    rec = make(retention=HOUR, trend_retention=DAY, prune_interval=60.0)
+    readings = [(T0 + 10_000 * i, 60 + i % 40) for i in range(360)]  # T0 .. T0 + 1 h, 10 s apart
+    rec.add("bed-01", readings)
+    rec.add("bed-02", readings[:6])  # the first minute only
+    assert rec.flush(timeout=scaled(10))
+    minutes = rows(path, "minutes")
+    assert len(minutes) == 61 and rec.status()["pruned"] == 0
+
+    def step(seconds: float) -> None:
+        clock.advance(seconds)
+        now = round(clock() * 1000)
+        rec.add("bed-03", [(now, 70)])  # something to commit, so that the flush runs a cycle
+        assert rec.flush(timeout=scaled(10))
+
+    step(30 * 60 + 10)  # now - 1 h = T0 + 30 min 10 s: the minutes before T0 + 30 min go
+    raw = [(p, t) for p, t, _, _ in rows(path) if p != "bed-03"]
+    assert raw == [("bed-01", t) for t, _ in readings if t >= T0 + 30 * 60_000]
+    assert rec.status()["pruned"] == 180 + 6
+    assert [m for m in rows(path, "minutes") if m[0] != "bed-03"] == minutes  # all kept
+
+    step(59)  # the cutoff passes another minute, but the next pruning is not due yet
+    assert rec.status()["pruned"] == 186
+    step(1)
+    assert rec.status()["pruned"] == 186 + 6
+    assert min(t for p, t, _, _ in rows(path) if p == "bed-01") == T0 + 31 * 60_000
+
+    step(T0 / 1000 + DAY + 20 * 60 - clock())  # now - 1 day = T0 + 20 min: earlier minutes go
+    assert [p for p, _, _, _ in rows(path)] == ["bed-03"]  # the newest reading only
+    kept = [m for m in rows(path, "minutes") if m[0] != "bed-03"]
+    assert kept == [m for m in minutes if m[1] >= T0 + 20 * 60_000]
+    assert rec.status()["state"] == "ok"
+
+
+# -- unhappy disks --------------------------------------------------------------------------------
+
+
+def wait_status(rec: Recorder, seconds: float = 20.0, **expected: Any) -> dict[str, Any]:
+    """Waits until the status has the expected values; returns it."""
+    status: dict[str, Any] = {}
+
+    def check() -> bool:
+        nonlocal status
+        status = rec.status()
+        return all(status[k] == v for k, v in expected.items())
+
+    wait_for(check, seconds)
+    return status
+
+
+def messages(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "hrdash.recorder" and text in r.getMessage()
+    ]
+
+
+def digest(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def test_locked_then_released(
+    make: Callable[..., Recorder], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another connection holding the write lock: state error / locked (logged once while the
+    recorder retries), the readings wait; released: the recorder catches up (logged once)."""
+    caplog.set_level(logging.INFO, logger="hrdash.recorder")
+    path = tmp_path / "hrdash.db"
+    rec = make(busy_timeout=0.1)
+    rec.add("bed-01", [(T0, 70)])
+    assert rec.flush(timeout=scaled(10))
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        rec.add("bed-01", [(T0 + 500, 71), (T0 + 1000, 72)])
+        assert not rec.flush(timeout=0.5)
+        status = wait_status(rec, state="error", cause="locked")
+        assert "locked" in status["detail"] and status["since"] == T0 + 3_600_000
+        assert status["pending"] == 2 and status["written"] == 1
+        wait_status(rec, retries=2)  # it tried again, still locked
+        rec.add("bed-02", [(T0, 60)])
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    status = wait_status(rec, state="ok")
+    assert status["cause"] == "" and status["since"] is None
+    assert rec.flush(timeout=scaled(10))
+    assert [(p, t) for p, t, _, _ in rows(path)] == [
+        ("bed-01", T0),
+        ("bed-01", T0 + 500),
+        ("bed-01", T0 + 1000),
+        ("bed-02", T0),
+    ]
+    assert len(messages(caplog, "history not recorded (locked)")) == 1
+    assert len(messages(caplog, "history recording again")) == 1
+
+
+def test_pending_bounded_while_unhappy(
+    make: Callable[..., Recorder], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While the disk is unhappy at most max_pending readings wait (the oldest dropped, counted,
+    logged once); the newest are written when it recovers."""
+    path = tmp_path / "hrdash.db"
+    rec = make(busy_timeout=0.1, max_pending=10, commit_interval=0.1)
+    rec.add("bed-01", [(T0, 70)])
+    assert rec.flush(timeout=scaled(10))
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        for i in range(1, 26):
+            rec.add("bed-01", [(T0 + 1000 * i, 70)])
+            if i == 5:
+                wait_status(rec, cause="locked")
+        status = wait_status(rec, retries=2)
+        assert status["pending"] == 10 and status["dropped"] == 15
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    wait_status(rec, state="ok")
+    assert rec.flush(timeout=scaled(10))
+    assert [t - T0 for _, t, _, _ in rows(path)] == [0, *range(16_000, 26_000, 1000)]
+    assert len(messages(caplog, "dropping")) == 1
+
+
+def test_full_then_space_freed(make: Callable[..., Recorder], tmp_path: Path) -> None:
+    """No room left for a batch (here max_pages, SQLite's own size cap, on a file filled by
+    another table): state error / full, the batch waits; room made: it is written."""
+    path = tmp_path / "hrdash.db"
+    conn = store.connect(path)
+    store.ensure_schema(conn)
+    conn.execute("CREATE TABLE filler (x)")
+    conn.executemany("INSERT INTO filler VALUES (randomblob(4000))", [()] * 100)
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.close()
+    rec = make(path, max_pages=pages + 3)
+    readings = [(T0 + 500 * i, 60 + i % 50) for i in range(5000)]  # needs ~40 pages
+    rec.add("bed-01", readings)
+    status = wait_status(rec, state="error", cause="full")
+    assert "full" in status["detail"] and status["pending"] == 5000 and status["written"] == 0
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("DROP TABLE filler")  # frees ~100 pages inside the file
+    other.close()
+    wait_status(rec, state="ok", written=5000)
+    assert [(t, b) for _, t, _, b in rows(path)] == readings
+
+
+def test_corrupt_file_is_never_touched(
+    make: Callable[..., Recorder], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file that is not a database: state error / corrupt, its bytes never change (no WAL
+    switch, no rename, no side files) however often the recorder looks again; moved away by
+    the user, a new history starts and the waiting readings are written."""
+    caplog.set_level(logging.INFO, logger="hrdash.recorder")
+    path = tmp_path / "hrdash.db"
+    garbage = random.Random(1).randbytes(64 * 1024)
+    path.write_bytes(garbage)
+    rec = make(path)
+    rec.add("bed-01", [(T0, 70)])
+    status = wait_status(rec, state="error", cause="corrupt")
+    assert status["detail"] == "file is not a database"
+    assert rec.load_recent("bed-01", 20) == []
+    wait_status(rec, retries=2)
+    assert path.read_bytes() == garbage
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hrdash.db"]
+    assert len(messages(caplog, "history not recorded (corrupt)")) == 1
+    path.rename(tmp_path / "broken.db")
+    wait_status(rec, state="ok", written=1)
+    assert (tmp_path / "broken.db").read_bytes() == garbage
+    assert rows(path) == [("bed-01", T0, 0, 70)]
+
+
+def test_damaged_history_is_reported_corrupt(make: Callable[..., Recorder], tmp_path: Path) -> None:
+    """A history whose pages are damaged is reported corrupt, and not written to afterwards."""
+    path = tmp_path / "hrdash.db"
+    rec = make(path)
+    rec.add("bed-01", [(T0 + 500 * i, 60 + i % 50) for i in range(20_000)])
+    rec.close()
+    data = bytearray(path.read_bytes())
+    page = 4096
+    for start in range(2 * page, len(data), page):  # every page after the first two
+        data[start : start + 64] = b"\xa5" * 64
+    path.write_bytes(bytes(data))
+    rec = make(path)
+    rec.add("bed-01", [(T0 + 500 * 20_000, 70)])
+    wait_status(rec, state="error", cause="corrupt")
+    damaged = path.read_bytes()
+    wait_status(rec, retries=2)
+    assert path.read_bytes() == damaged
+
+
+def test_foreign_database_is_never_touched(make: Callable[..., Recorder], tmp_path: Path) -> None:
+    """Another program's SQLite file (or a newer hrdash schema): state error / foreign with a
+    one-line detail; the file is not switched to WAL or written in any way."""
+    path = tmp_path / "notes.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE notes (text)")
+    conn.execute("INSERT INTO notes VALUES ('keep me')")
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+    rec = make(path)
+    rec.add("bed-01", [(T0, 70)])
+    status = wait_status(rec, state="error", cause="foreign")
+    assert status["detail"] == "the file is another program's SQLite database (no hrdash tables)"
+    wait_status(rec, retries=2)
+    assert path.read_bytes() == before
+    assert rec.load_recent("bed-01", 5) == []
+
+    newer = tmp_path / "newer.db"
+    conn = sqlite3.connect(newer)
+    store.ensure_schema(conn)
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(store.SCHEMA_VERSION + 1),))
+    conn.commit()
+    conn.close()
+    before = newer.read_bytes()
+    rec = make(newer)
+    status = wait_status(rec, state="error", cause="foreign")
+    assert "newer" in status["detail"]
+    assert newer.read_bytes() == before
+
+
+def test_missing_directory_then_created(make: Callable[..., Recorder], tmp_path: Path) -> None:
+    """A path in a directory that does not exist: state error / unavailable naming the
+    directory; once it exists, the history is created and the waiting readings written."""
+    folder = tmp_path / "later"
+    rec = make(folder / "hrdash.db")
+    rec.add("bed-01", [(T0, 70)])
+    status = wait_status(rec, state="error", cause="unavailable")
+    assert status["detail"] == f"unable to open database file (no directory {folder})"
+    assert rec.load_recent("bed-01", 5) == []
+    folder.mkdir()
+    wait_status(rec, state="ok", written=1)
+    assert rows(folder / "hrdash.db") == [("bed-01", T0, 0, 70)]
+
+
+def test_classify_real_errors(tmp_path: Path) -> None:
+    """The causes of the exceptions SQLite and the OS really raise (read-only included: a
+    connection opened read-only gives the exception a read-only file gives)."""
+    path = tmp_path / "h.db"
+    conn = store.connect(path)
+    store.ensure_schema(conn)
+    conn.close()
+    ro = store.connect(path, readonly=True)
+    ro.execute("PRAGMA query_only=OFF")
+    with pytest.raises(sqlite3.Error) as readonly:
+        ro.execute("INSERT INTO meta VALUES ('x', 'y')")
+    ro.close()
+    assert recorder_module.classify(readonly.value) == (
+        "read_only",
+        "attempt to write a readonly database",
+    )
+    garbage = tmp_path / "g.db"
+    garbage.write_bytes(b"x" * 5000)
+    with pytest.raises(sqlite3.Error) as notadb:
+        sqlite3.connect(garbage).execute("SELECT * FROM sqlite_schema")
+    assert recorder_module.classify(notadb.value) == ("corrupt", "file is not a database")
+    with pytest.raises(sqlite3.Error) as cantopen:
+        sqlite3.connect(tmp_path / "no" / "h.db").execute("SELECT 1")
+    assert recorder_module.classify(cantopen.value)[0] == "unavailable"
+    conn = sqlite3.connect(path, isolation_level=None, timeout=0)
+    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+    other.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(sqlite3.Error) as locked:
+        conn.execute("BEGIN IMMEDIATE")
+    assert recorder_module.classify(locked.value) == ("locked", "database is locked")
+    other.execute("ROLLBACK")
+    conn.execute("PRAGMA max_page_count=1")
+    with pytest.raises(sqlite3.Error) as full:
+        conn.execute("CREATE TABLE big (x)")
+    assert recorder_module.classify(full.value)[0] == "full"
+    assert recorder_module.classify(store.StoreError("newer"))[0] == "foreign"
+    assert recorder_module.classify(OSError(30, "Read-only file system"))[0] == "read_only"
+    assert recorder_module.classify(OSError(28, "No space left on device"))[0] == "full"
+    assert recorder_module.classify(sqlite3.OperationalError("disk I/O error"))[0] == "error"
+    assert recorder_module.classify(RuntimeError("a\nb"))[1] == "a b"  # one line
+
+
+@contextlib.contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """Makes `path` (file or directory) unwritable for this process: chmod for a user, the
+    immutable attribute for root (whom chmod does not stop); skips when neither can be done."""
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(0o555 if path.is_dir() else 0o444)
+        try:
+            yield
+        finally:
+            path.chmod(mode)
+        return
+    chattr = shutil.which("chattr")
+    done = chattr and subprocess.run([chattr, "+i", str(path)], capture_output=True).returncode
+    if chattr is None or done != 0:
+        pytest.skip("root, and no immutable attribute here: cannot make a read-only file")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", str(path)], check=True)
+
+
+def test_read_only_file_then_writable(make: Callable[..., Recorder], tmp_path: Path) -> None:
+    """A history the process may not write: state error / read_only, the readings wait and
+    loading still works; writable again: they are written."""
+    path = tmp_path / "hrdash.db"
+    rec = make(path)
+    rec.add("bed-01", [(T0, 70)])
+    rec.close()
+    with read_only(path):
+        rec = make(path)
+        rec.add("bed-01", [(T0 + 500, 71)])
+        status = wait_status(rec, state="error", cause="read_only")
+        assert "readonly" in status["detail"]
+        assert rec.load_recent("bed-01", 5) == [(T0, 70)]
+    wait_status(rec, state="ok", written=1)
+    assert [t for _, t, _, _ in rows(path)] == [T0, T0 + 500]
+
+
+def test_read_only_directory(make: Callable[..., Recorder], tmp_path: Path) -> None:
+    """A new history in a directory the process may not write: read_only, naming it."""
+    folder = tmp_path / "locked-down"
+    folder.mkdir()
+    with read_only(folder):
+        rec = make(folder / "hrdash.db")
+        rec.add("bed-01", [(T0, 70)])
+        status = wait_status(rec, state="error", cause="read_only")
+        assert status["detail"] == f"unable to open database file (directory {folder} is read-only)"
+    wait_status(rec, state="ok", written=1)

@@ -649,8 +649,20 @@ class Recorder:
 
     # -- state changes (writer thread) -----------------------------------------------------------
 
+    def _explain(self, cause: str, detail: str) -> tuple[str, str]:
+        """SQLite says only "unable to open database file" for a missing directory and for one
+        it may not write in: tell them apart, and name the directory."""
+        if cause != UNAVAILABLE:
+            return cause, detail
+        folder = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(folder):
+            return UNAVAILABLE, f"{detail} (no directory {folder})"
+        if not os.access(folder, os.W_OK):
+            return READ_ONLY, f"{detail} (directory {folder} is read-only)"
+        return cause, detail
+
     def _fail(self, exc: BaseException) -> None:
-        cause, detail = classify(exc)
+        cause, detail = self._explain(*classify(exc))
         if self._conn is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.close()
