@@ -347,6 +347,7 @@ def test_pruning_with_a_fake_clock(
     than the retention are deleted (in short transactions), minute rows only once older than
     the trend retention; nothing is pruned between two intervals."""
     monkeypatch.setattr(recorder_module, "PRUNE_CHUNK", 7)  # several transactions per patient
+    monkeypatch.setattr(recorder_module, "PRUNE_CHUNKS", 1000)  # all of them in one cycle
     path = tmp_path / "hrdash.db"
     rec = make(retention=HOUR, trend_retention=DAY, prune_interval=60.0)
     readings = [(T0 + 10_000 * i, 60 + i % 40) for i in range(360)]  # T0 .. T0 + 1 h, 10 s apart
@@ -379,6 +380,29 @@ def test_pruning_with_a_fake_clock(
     kept = [m for m in rows(path, "minutes") if m[0] != "bed-03"]
     assert kept == [m for m in minutes if m[1] >= T0 + 20 * 60_000]
     assert rec.status()["state"] == "ok"
+
+
+def test_a_long_pruning_is_spread_over_cycles(
+    make: Callable[..., Recorder],
+    tmp_path: Path,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pruning longer than PRUNE_CHUNKS transactions goes on in the next cycles, with commits
+    in between, until it is done."""
+    monkeypatch.setattr(recorder_module, "PRUNE_CHUNK", 10)
+    monkeypatch.setattr(recorder_module, "PRUNE_CHUNKS", 3)
+    path = tmp_path / "hrdash.db"
+    rec = make(retention=HOUR, trend_retention=DAY)
+    rec.add("bed-01", [(T0 + 1000 * i, 70) for i in range(100)])
+    assert rec.flush(timeout=scaled(10))
+    clock.advance(HOUR)
+    for cycle in range(1, 5):
+        rec.add("bed-02", [(round(clock() * 1000) + cycle, 80)])
+        assert rec.flush(timeout=scaled(10))
+        assert rec.status()["pruned"] == min(30 * cycle, 100)
+        assert rec.status()["commits"] == 1 + cycle
+    assert [p for p, _, _, _ in rows(path)] == ["bed-02"] * 4
 
 
 # -- unhappy disks --------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import math
 import os
@@ -61,7 +62,8 @@ log = logging.getLogger("hrdash.recorder")
 
 MAX_PENDING = 100_000  # readings waiting for the disk at most (~13 min of 64 patients at 2 Hz)
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # seconds between attempts; the last repeats
-PRUNE_CHUNK = 20_000  # rows deleted per pruning transaction at most
+PRUNE_CHUNK = 20_000  # rows deleted per pruning transaction (about)
+PRUNE_CHUNKS = 10  # pruning transactions per writer cycle at most
 LOAD_WAIT = 10.0  # seconds load_recent waits for the writer's first open of the file
 DETAIL_CHARS = 300  # a status detail is one line of at most this many characters
 
@@ -292,24 +294,27 @@ class Recorder:
         writer and close the file, within ``timeout`` seconds. Idempotent; readings added later
         are dropped."""
         with self._cond:
-            if self._stop:
-                thread = None
-            else:
-                self._stop = True
-                self._cond.notify_all()
-                thread = self._thread
-            if thread is None and self._state != "closed":  # never started
-                self._state = "closed"
-                if self._pending:
+            first = not self._stop
+            self._stop = True
+            self._cond.notify_all()
+            thread = self._thread
+            if thread is None:  # never started: nothing will write what waits
+                if first and self._pending:
                     log.warning("history: %d readings not recorded", len(self._pending))
+                self._state = "closed"
                 return
-        if thread is not None:
-            thread.join(timeout)
-            if thread.is_alive():
-                log.warning("history writer still busy after %.0f s; leaving it to finish", timeout)
+        thread.join(timeout)
+        if thread.is_alive():
+            log.warning("history writer still busy after %.0f s; leaving it to finish", timeout)
 
     def status(self) -> dict[str, Any]:
-        """What the recorder is doing, for /healthz and the Source panel (see the module)."""
+        """What the recorder is doing, for /healthz and the Source panel: ``db`` (the path as
+        configured), ``state`` (``starting`` until the file is first opened, ``ok``, ``error``,
+        ``closed``), ``cause`` (one of :data:`CAUSES` in ``error``, else ``""``), ``detail`` (one
+        line), ``since`` (Unix ms the cause began, else None), ``pending`` (readings waiting),
+        counts since start: ``written``, ``duplicates``, ``too_old``, ``dropped``, ``commits``,
+        ``pruned`` (raw and minute rows), ``retries`` (attempts made in state error), and
+        ``last_commit`` (Unix ms, None before the first)."""
         with self._cond:
             return {
                 "db": self.path,
@@ -595,21 +600,24 @@ class Recorder:
     def _stored(
         conn: sqlite3.Connection, key: int, readings: list[tuple[int, int | float]]
     ) -> dict[int, list[Any]]:
-        """time → [highest n, {bpm}] of the patient's stored rows at the readings' times."""
-        times = [t for t, _ in readings]
-        rows = conn.execute(
-            "SELECT t, n, bpm FROM readings WHERE patient = ? AND t >= ? AND t <= ?",
-            (key, min(times), max(times)),
-        ).fetchall()
-        if not rows:
+        """time → [highest n, {bpm}] of the patient's stored rows at the readings' times: one
+        look at the newest stored time (readings usually come after it), then an index lookup
+        per earlier time (late readings, re-sends), however far apart they are."""
+        (last,) = conn.execute("SELECT max(t) FROM readings WHERE patient = ?", (key,)).fetchone()
+        if last is None:
             return {}
-        wanted = set(times)
+        earlier = sorted({t for t, _ in readings if t <= last})
+        if not earlier:
+            return {}
         seen: dict[int, list[Any]] = {}
-        for t, n, bpm in rows:
-            if t in wanted:
-                slot = seen.setdefault(t, [n, set()])
-                slot[0] = max(slot[0], n)
-                slot[1].add(bpm)
+        for t, n, bpm in conn.execute(
+            "SELECT t, n, bpm FROM readings"
+            " WHERE patient = ? AND t IN (SELECT value FROM json_each(?))",
+            (key, json.dumps(earlier)),
+        ):
+            slot = seen.setdefault(t, [n, set()])
+            slot[0] = max(slot[0], n)
+            slot[1].add(bpm)
         return seen
 
     def _prune_due(self) -> bool:
@@ -617,35 +625,53 @@ class Recorder:
 
     def _prune(self) -> None:
         """Delete raw readings of the minutes wholly older than the retention and minute rows
-        older than the trend retention, per patient, in short transactions."""
+        older than the trend retention, per patient, in short transactions: at most
+        :data:`PRUNE_CHUNKS` of them per cycle, so that a long pruning (the first after days
+        off) does not hold up the commits; the next cycles go on with it."""
         conn = self._conn
         assert conn is not None
         now = self.clock()
         now_ms = round(now * 1000)
-        raw_before = _minute(now_ms - self.retention_ms)
-        minutes_before = _minute(now_ms - self.trend_retention_ms)
+        cutoffs = (
+            ("readings", _minute(now_ms - self.retention_ms)),
+            ("minutes", _minute(now_ms - self.trend_retention_ms)),
+        )
         keys = [k for (k,) in conn.execute("SELECT key FROM patients").fetchall()]
+        budget = PRUNE_CHUNKS
         pruned = 0
-        for table, before in (("readings", raw_before), ("minutes", minutes_before)):
-            for key in keys:
-                pruned += self._delete_before(conn, table, key, before)
-        self._last_prune = now
-        with self._cond:
-            self._counts["pruned"] += pruned
+        try:
+            for table, before in cutoffs:
+                for key in keys:
+                    while budget > 0:
+                        budget -= 1
+                        deleted, more = self._delete_chunk(conn, table, key, before)
+                        pruned += deleted
+                        if not more:
+                            break
+                    else:
+                        return  # out of budget: the next cycle goes on
+            self._last_prune = now
+        finally:
+            with self._cond:
+                self._counts["pruned"] += pruned
 
     @staticmethod
-    def _delete_before(conn: sqlite3.Connection, table: str, key: int, before: int) -> int:
-        deleted = 0
-        while True:
-            row = conn.execute(
-                f"SELECT t FROM {table} WHERE patient = ? AND t < ? ORDER BY t LIMIT 1 OFFSET ?",
-                (key, before, PRUNE_CHUNK),
-            ).fetchone()
-            bound = before if row is None else int(row[0])
-            cursor = conn.execute(f"DELETE FROM {table} WHERE patient = ? AND t < ?", (key, bound))
-            deleted += max(cursor.rowcount, 0)
-            if row is None:
-                return deleted
+    def _delete_chunk(
+        conn: sqlite3.Connection, table: str, key: int, before: int
+    ) -> tuple[int, bool]:
+        """One transaction deleting :data:`PRUNE_CHUNK` of the patient's rows older than
+        ``before`` (a few more if the last time holds several): (rows deleted, whether older
+        rows may be left)."""
+        row = conn.execute(
+            f"SELECT t FROM {table} WHERE patient = ? AND t < ? ORDER BY t LIMIT 1 OFFSET ?",
+            (key, before, PRUNE_CHUNK - 1),
+        ).fetchone()
+        if row is None:
+            cursor = conn.execute(f"DELETE FROM {table} WHERE patient = ? AND t < ?", (key, before))
+            return max(cursor.rowcount, 0), False
+        # up to the chunk's last time (all rows at it: a time holds few of them)
+        cursor = conn.execute(f"DELETE FROM {table} WHERE patient = ? AND t <= ?", (key, row[0]))
+        return max(cursor.rowcount, 0), True
 
     # -- state changes (writer thread) -----------------------------------------------------------
 
