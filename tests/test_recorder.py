@@ -8,8 +8,10 @@ import logging
 import os
 import random
 import shutil
+import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -698,3 +700,40 @@ def test_read_only_directory(make: Callable[..., Recorder], tmp_path: Path) -> N
         status = wait_status(rec, state="error", cause="read_only")
         assert status["detail"] == f"unable to open database file (directory {folder} is read-only)"
     wait_status(rec, state="ok", written=1)
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from hrdash.ingest import Recorder
+rec = Recorder(sys.argv[1], [("bed-01", "Bed 1")], retention=3 * 86400, trend_retention=30 * 86400,
+               commit_interval=3600)
+rec.start()
+t0 = int(sys.argv[2])
+rec.add("bed-01", [(t0 + 500 * i, 60 + i % 40) for i in range(1000)])
+assert rec.flush(30)
+rec.add("bed-01", [(t0 + 500 * i, 99) for i in range(1000, 1010)])  # never committed
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_after_a_sigkill_the_committed_readings_are_there(
+    make: Callable[..., Recorder], tmp_path: Path
+) -> None:
+    """A writer process killed with SIGKILL leaves its WAL behind: the next recorder loads what
+    was committed, in order, and goes on writing; a re-send of it is counted duplicate."""
+    path = tmp_path / "hrdash.db"
+    now_ms = round(time.time() * 1000) - 600_000
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITER, str(path), str(now_ms)],
+        capture_output=True,
+        timeout=scaled(60),
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr.decode()
+    assert (tmp_path / "hrdash.db-wal").exists()
+    committed = [(now_ms + 500 * i, 60 + i % 40) for i in range(1000)]
+    rec = make(path, clock=time.time)
+    assert rec.load_recent("bed-01", 20) == committed[-20:]
+    rec.add("bed-01", [*committed[-5:], (now_ms + 500 * 1000, 70)])
+    assert rec.flush(timeout=scaled(10))
+    assert rec.status()["duplicates"] == 5 and rec.status()["written"] == 1
+    assert [(t, b) for _, t, _, b in rows(path)] == [*committed, (now_ms + 500 * 1000, 70)]
