@@ -28,8 +28,10 @@ a cause, a one-line detail and since when; the cause is logged once (logger
 ``"hrdash.recorder"``) and its end once ("history recording again"). The readings of the failed
 batch stay pending, bounded by ``max_pending`` (the oldest are dropped and counted ``dropped``),
 and the writer retries with backoff (:data:`RETRY_DELAYS`, at most 30 s apart). A file that is
-not a database or not ours (``corrupt``, ``foreign``) is never written to, renamed or deleted: it
-is opened read-only until it changes (moved away, replaced, restored), and only then retried.
+not a database or not ours (``corrupt``, ``foreign``) is never written to, renamed or deleted:
+before the writer's connection switches a file to WAL, a plain one reads its header and tables
+(``query_only``); once found corrupt or foreign, the file is not opened again until it has changed
+(moved away, replaced, restored: another inode, size or mtime).
 """
 
 from __future__ import annotations
