@@ -113,6 +113,19 @@ def wait_for(check: Callable[[], bool], seconds: float = 15.0) -> None:
         time.sleep(0.02)
 
 
+def wait_status(rec: Recorder, seconds: float = 20.0, **expected: Any) -> dict[str, Any]:
+    """Waits until the status has the expected values; returns it."""
+    status: dict[str, Any] = {}
+
+    def check() -> bool:
+        nonlocal status
+        status = rec.status()
+        return all(status[k] == v for k, v in expected.items())
+
+    wait_for(check, seconds)
+    return status
+
+
 # -- the normal path ------------------------------------------------------------------------------
 
 
@@ -122,6 +135,7 @@ def test_batches_are_committed_in_order_one_transaction_each(
     """Readings added in several calls are committed in one transaction by a flush, in time order
     per patient, with bpm stored as sent (int stays int, float stays float)."""
     rec = make()
+    wait_status(rec, state="ok")  # the file is open: the next commit comes with the flush
     rec.add("bed-01", [(T0, 72), (T0 + 500, 73.5)])
     rec.add("bed-02", [(T0 + 100, 60)])
     rec.add("bed-01", [(T0 + 1000, 74)])
@@ -408,19 +422,6 @@ def test_a_long_pruning_is_spread_over_cycles(
 
 
 # -- unhappy disks --------------------------------------------------------------------------------
-
-
-def wait_status(rec: Recorder, seconds: float = 20.0, **expected: Any) -> dict[str, Any]:
-    """Waits until the status has the expected values; returns it."""
-    status: dict[str, Any] = {}
-
-    def check() -> bool:
-        nonlocal status
-        status = rec.status()
-        return all(status[k] == v for k, v in expected.items())
-
-    wait_for(check, seconds)
-    return status
 
 
 def messages(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
