@@ -9,7 +9,9 @@ each reading its ``seq``) and answers viewers from it:
 * the "flushed only" rule: a reading is *pending* from the moment it is accepted until the edge
   takes it with :meth:`PatientHub.flush` to send it out; no answer holds a pending reading, so no
   viewer gets one twice, and ``last_seq`` in every frame is the last seq sent out;
-* the frames themselves, as dicts (readings, status), with the ``overlap`` repeat.
+* the frames themselves, as dicts (readings, status), with the ``overlap`` repeat;
+* readings kept from a previous run (the history's newest), put in before any viewer connects
+  with new seqs (:meth:`PatientHub.preload`): a restarted bridge's first snapshot holds them.
 
 * the patient's entries in the station digest (below) and in ``GET /api/patients``.
 
@@ -125,6 +127,21 @@ class PatientHub:
         self._pending: list[Stored] = []
 
     # -- in --------------------------------------------------------------------------------
+
+    def preload(self, readings: Iterable[tuple[int, int | float]]) -> int:
+        """Put readings kept from before this run (``(time_ms, bpm)``, oldest first) into an
+        empty ring, with this run's seqs, before any viewer connects: they are in the next
+        snapshot at once. They are not pending (no live frame sends them), not counted as
+        accepted, and leave ``last_reading_at`` alone (old readings do not make the patient
+        live). Returns how many were put in (the newest ``capacity`` at most). Raises
+        ValueError when the ring already holds readings."""
+        if self.buffer.last_seq or self._pending:
+            raise ValueError(f"patient {self.id!r}: preload into a ring that holds readings")
+        append = self.buffer.append
+        for time_ms, bpm in readings:
+            append(time_ms, bpm)
+        self.flushed_seq = self.buffer.last_seq
+        return len(self.buffer)
 
     def accept(self, readings: Iterable[Reading], now: float) -> list[Stored]:
         """Store readings (pending until :meth:`flush`); returns them with their seq."""

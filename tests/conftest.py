@@ -2,6 +2,10 @@
 
 Everything runs on real sockets on 127.0.0.1 with port 0; every wait is bounded by a timeout
 (scaled by ``HRDASH_TEST_TIMEOUT_FACTOR`` on slow machines) so that no test can hang.
+
+The test session keeps no history by default: ``HRDASH_DB=:memory:`` in the environment (which
+the processes the tests start inherit) and in :func:`bridge_settings`. A test that needs a history
+gives a file in its ``tmp_path``; none writes ``hrdash.db`` in the repo (checked at the end).
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ import contextlib
 import http.client
 import json
 import logging
+import os
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,17 +30,35 @@ from websockets.datastructures import Headers
 from hrdash.bridge import Bridge
 from hrdash.settings import Settings
 from hrdash.simulator import Simulator
-from tests.support import TIMEOUT_FACTOR, scaled
+from hrdash.store import MEMORY
+from tests.support import ROOT, TIMEOUT_FACTOR, scaled
 
 FACTOR = TIMEOUT_FACTOR  # one factor for the whole suite (tests/support.py)
 timeout = scaled  # a time bound for a test step, scaled for slow machines
 
 
+REPO_HISTORY = ROOT / "hrdash.db"  # where a test that forgot HRDASH_DB would write
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """The per-test limit of pytest-timeout (pyproject.toml) scales with the factor too."""
+    """The per-test limit of pytest-timeout (pyproject.toml) scales with the factor too; the
+    session keeps no history unless a test says where (``HRDASH_DB``, inherited by the
+    processes the tests start)."""
     limit = config.getoption("timeout", None) or config.getini("timeout")
     if limit and FACTOR != 1:
         config.option.timeout = float(limit) * FACTOR
+    os.environ["HRDASH_DB"] = MEMORY
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_history_in_the_repo() -> Iterator[None]:
+    """No test writes ``hrdash.db`` in the repo (a bridge started with settings that do not
+    come from :func:`bridge_settings` or the session's environment would)."""
+    existed = REPO_HISTORY.exists()
+    yield
+    assert existed or not REPO_HISTORY.exists(), (
+        f"a test wrote {REPO_HISTORY}: give it HRDASH_DB=:memory: or a file in tmp_path"
+    )
 
 
 def strict_json(text: str | bytes) -> Any:
@@ -153,7 +176,11 @@ StartBridge = Callable[..., Awaitable[Bridge]]
 
 
 def bridge_settings(upstream_url: str, **overrides: Any) -> Settings:
-    return Settings.load(env={}).replace(upstream_url=upstream_url, bridge_port=0, **overrides)
+    """A bridge's settings for ``upstream_url`` on a free port, keeping no history unless
+    ``db=`` says where."""
+    return Settings.load(env={}).replace(
+        upstream_url=upstream_url, bridge_port=0, **{"db": MEMORY, **overrides}
+    )
 
 
 @pytest.fixture

@@ -20,9 +20,10 @@ COMMANDS = ["run", "bridge", "simulate"]
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The test's environment without any HRDASH_* variable, plus ``extra``."""
+    """The test's environment without any HRDASH_* variable but the session's HRDASH_DB (no
+    history in the repo), plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HRDASH_")}
-    return {**env, "PYTHONUNBUFFERED": "1", **extra}
+    return {**env, "HRDASH_DB": os.environ["HRDASH_DB"], "PYTHONUNBUFFERED": "1", **extra}
 
 
 def hrdash(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -131,6 +131,67 @@ def test_pending_readings_are_left_out_until_flushed() -> None:
     assert hub.readings_frame(live)["last_seq"] == 5
 
 
+def stored_before(count: int) -> list[tuple[int, int | float]]:
+    """``count`` (time, bpm) pairs as the history keeps them, oldest first (one a real)."""
+    pairs: list[tuple[int, int | float]] = [(r.time, r.bpm) for r in readings(0, count)]
+    if pairs:
+        pairs[-1] = (pairs[-1][0], 71.5)
+    return pairs
+
+
+def test_preload_puts_old_readings_in_the_first_snapshot() -> None:
+    """Readings from before the run go into the ring with this run's seqs 1..N, as stored, and
+    a new viewer's snapshot holds the last window of them at once; they are not pending (no
+    live frame sends them), not counted as accepted, and the patient is not live for them."""
+    hub = PatientHub(100, 10, RUN, PATIENT)
+    assert hub.preload(stored_before(25)) == 25
+    assert hub.pending == 0 and hub.flush() == []
+    assert hub.counters["accepted"] == 0
+    assert hub.last_reading_at is None and hub.age(1e9) is None
+    frame = hub.first_frame(None, None)
+    assert seqs(frame) == list(range(16, 26))
+    assert (frame["first_seq"], frame["last_seq"]) == (1, 25)
+    assert [(r["time"], r["bpm"]) for r in frame["readings"]] == stored_before(25)[-10:]
+    assert isinstance(frame["readings"][-2]["bpm"], int)  # 72 stays 72
+    fields: dict[str, Any] = {"upstream": "live", "since": 0, "detail": "", "source": ""}
+    status = hub.status_frame(
+        1e9, **fields, viewers=0, counters={}, mapping={}, last_rejection=None
+    )
+    assert status["last_reading_age"] is None
+    live = UpstreamState("live", live_since=50.0)
+    assert hub.state(live, now=51.0, stale_after=5.0) == "connecting"
+
+
+def test_accepted_readings_follow_the_preloaded_ones() -> None:
+    """After a preload, live readings continue the seqs, go out as live frames (only they),
+    and a viewer resuming with since gets the preloaded ones it lacks too."""
+    hub = PatientHub(100, 10, RUN, PATIENT)
+    hub.preload(stored_before(5))
+    stored = hub.accept(readings(5, 2), now=200.0)
+    assert [s.seq for s in stored] == [6, 7]
+    assert hub.counters["accepted"] == 2 and hub.last_reading_at == 200.0
+    assert seqs(hub.readings_frame(hub.flush())) == [6, 7]
+    assert seqs(hub.first_frame(2, RUN)) == [3, 4, 5, 6, 7]
+
+
+def test_preload_keeps_the_newest_that_fit_and_refuses_a_used_ring() -> None:
+    """More readings than the ring holds: the newest stay, the seqs still count them all;
+    preloading a ring that already holds readings (or has some pending) is refused."""
+    hub = PatientHub(10, 5, RUN, PATIENT)
+    assert hub.preload(stored_before(30)) == 10
+    assert (hub.buffer.first_seq, hub.buffer.last_seq, hub.flushed_seq) == (21, 30, 30)
+    assert [s.time for s in hub.snapshot()] == [t for t, _ in stored_before(30)[-5:]]
+    with pytest.raises(ValueError, match="holds readings"):
+        hub.preload(stored_before(1))
+    busy = PatientHub(10, 5, RUN, PATIENT)
+    busy.accept(readings(0, 1), now=1.0)
+    with pytest.raises(ValueError, match="holds readings"):
+        busy.preload(stored_before(1))
+    empty = PatientHub(10, 5, RUN, PATIENT)
+    assert empty.preload([]) == 0 and empty.snapshot() == []
+    assert empty.buffer.last_seq == 0
+
+
 def test_overlap_frame_repeats_the_readings_before() -> None:
     """An overlap viewer's live frame holds the new readings and the OVERLAP ones before."""
     hub = hub_with(10)

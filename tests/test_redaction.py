@@ -46,7 +46,11 @@ def redacted(port: int) -> str:
 
 
 def secret_env(port: int) -> dict[str, str]:
-    return {"HRDASH_UPSTREAM_URL": url_for(port), "HRDASH_HEADERS": HEADERS}
+    return {
+        "HRDASH_UPSTREAM_URL": url_for(port),
+        "HRDASH_HEADERS": HEADERS,
+        "HRDASH_DB": ":memory:",
+    }
 
 
 def assert_no_secret(text: str, where: str) -> None:

@@ -26,6 +26,7 @@ from hrdash.bridge import Bridge
 from hrdash.edge import SNAPSHOT_REPEATS, STATION_EVERY, STATION_MIN_INTERVAL
 from hrdash.hub import SPARK_SECONDS, SPARK_STEP, STATION_REPEAT
 from hrdash.settings import Settings
+from hrdash.store import MEMORY
 from tests.conftest import (
     Service,
     ServiceFactory,
@@ -124,7 +125,7 @@ time_field = "ts"
 """
     )
     settings = Settings.load(env={"HRDASH_SOURCES": str(path)}).replace(
-        bridge_port=0, stale_after=60.0
+        bridge_port=0, db=MEMORY, stale_after=60.0
     )
     async with bridges_closed_after() as start:
         bridge = await start(settings)
@@ -524,7 +525,7 @@ async def ward(services: ServiceFactory, tmp_path: Path) -> AsyncIterator[Ward]:
         "".join(f'[[patient]]\nid = "p-{i:02}"\nurl = "{service.url}"\n\n' for i in range(WARD))
     )
     settings = Settings.load(env={"HRDASH_SOURCES": str(path)}).replace(
-        bridge_port=0, stale_after=60.0, viewer_buffer=WARD_BUFFER, ping_interval=600.0
+        bridge_port=0, db=MEMORY, stale_after=60.0, viewer_buffer=WARD_BUFFER, ping_interval=600.0
     )
     async with bridges_closed_after() as start:
         bridge = await start(settings)

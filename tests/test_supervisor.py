@@ -28,6 +28,7 @@ def settings_on_free_ports(**env: str) -> Settings:
             "HRDASH_SIMULATOR_PORT": str(free_port()),
             "HRDASH_SIMULATOR_PERIOD": "0.05",
             "HRDASH_LOG_LEVEL": "warning",
+            "HRDASH_DB": ":memory:",
             **env,
         }
     )

@@ -25,6 +25,7 @@ from websockets.asyncio.client import connect
 from hrdash.bridge import OVERLAP, Bridge
 from hrdash.readings import Reading, Rejected
 from hrdash.settings import SettingError, Settings
+from hrdash.store import MEMORY
 from hrdash.upstream import INFER_FRAMES, INFER_WAIT, FrameReader, load_transform
 from tests.conftest import (
     ServiceFactory,
@@ -301,7 +302,7 @@ async def env_bridge() -> AsyncIterator[Callable[[dict[str, str]], Awaitable[Bri
     async with bridges_closed_after() as start_settings:
 
         async def start(env: dict[str, str]) -> Bridge:
-            return await start_settings(Settings.load(env=env).replace(bridge_port=0))
+            return await start_settings(Settings.load(env=env).replace(bridge_port=0, db=MEMORY))
 
         yield start
 
