@@ -8,7 +8,8 @@
  *   - The body is touched only while the panel is open. Opening it sends
  *     {"type": "detail", "on": true, "nonce": k} through the socket component's `send` prop; from
  *     then on the bridge adds "source_detail" (redacted URL, mapping, last raw frame, last
- *     rejected frame) to the status frames of this connection. Closing sends "on": false. The
+ *     rejected frame, and "recorder": the history's status, shown as one line) to the status
+ *     frames of this connection. Closing sends "on": false. The
  *     subscription is per connection: it is sent again when the socket (re)opens, and again when
  *     status frames keep arriving without (or with) source_detail against the panel's state,
  *     since the socket component sends only the last of several `send` values set in one render.
@@ -106,6 +107,46 @@
 
     function count(x) {
         return finite(x) ? String(x) : "0";
+    }
+
+    /** 12345 → "12,345" (the same on every locale). */
+    function thousands(x) {
+        return count(x).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+    }
+
+    function plural(n, one, many) {
+        return thousands(n) + " " + (n === 1 ? one : many);
+    }
+
+    /**
+     * The history's recorder (its status(), or {"db": ":memory:", "state": "off"}) in one line:
+     * "recording to hrdash.db — 12,345 readings written", "not recording — database is locked
+     * (since 12:01:02); 240 readings waiting", "off (HRDASH_DB=:memory:)". Text only.
+     */
+    function historyLine(r) {
+        if (!r || typeof r !== "object") {
+            return DASH;
+        }
+        var db = typeof r.db === "string" ? r.db : "";
+        if (r.state === "off") {
+            return "off (HRDASH_DB=" + db + ")";
+        }
+        var written = plural(r.written, "reading", "readings") + " written";
+        var extra = finite(r.dropped) && r.dropped > 0
+            ? " · " + plural(r.dropped, "reading", "readings") + " dropped" : "";
+        if (r.state === "ok") {
+            return "recording to " + db + " — " + written + extra;
+        }
+        if (r.state === "starting") {
+            return "starting — opening " + db;
+        }
+        if (r.state === "closed") {
+            return "closed — " + written + " to " + db + extra;
+        }
+        var cause = (typeof r.detail === "string" && r.detail) || r.cause || "unknown error";
+        var since = finite(r.since) ? " (since " + localTime(r.since, false) + ")" : "";
+        var waiting = finite(r.pending) ? "; " + plural(r.pending, "reading", "readings") + " waiting" : "";
+        return "not recording to " + db + " — " + cause + since + waiting + extra;
     }
 
     /** Raw upstream text → [shown text, parsed as JSON?]: pretty-printed when it parses. */
@@ -227,6 +268,9 @@
         }
         text(ids.url, d.url);
         text(ids.map_transform, m.transform || "none");
+        if (ids.history) {
+            text(ids.history, historyLine(d.recorder));
+        }
 
         var raw = typeof d.last_frame === "string" ? d.last_frame : null;
         if (raw !== P.rawFrame) {
@@ -308,6 +352,7 @@
         onSocketState: onSocketState,
         duration: duration,
         pretty: pretty,
+        historyLine: historyLine,
         state: P,
     };
 })();

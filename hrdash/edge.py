@@ -22,7 +22,8 @@ It serves what the pure hub (:mod:`hrdash.hub`) holds and what each patient's in
   ``?overlap=1`` each live frame also repeats the ``OVERLAP`` readings before the new ones (Dash
   hands a page only the last of several messages within one render; the page drops seqs it has).
   ``{"type": "detail", "on": true}`` adds a ``source_detail`` object (redacted URL, mapping, last
-  raw frame) to the status frames that viewer receives.
+  raw frame, and ``recorder``: the history's status, as in ``/healthz``) to the status frames
+  that viewer receives.
 * ``/ws?station=1`` — the station feed: station frames (:meth:`hrdash.hub.Hub.station_frame`),
   one ``STATION_GATHER`` after a patient has new readings or changed state (what arrives
   together goes out together), at most every ``STATION_MIN_INTERVAL`` and at least every
@@ -41,8 +42,9 @@ It serves what the pure hub (:mod:`hrdash.hub`) holds and what each patient's in
   ``snapshots_skipped`` (repeats held back, the previous frame unsent) and
   ``viewers_awaiting_ack`` (still getting snapshots). Other messages on it are ignored
   (rate-limited).
-* ``GET /healthz`` — 200 with the first patient's status and counters, the origins, and
-  ``patients``: each patient's id, name, upstream, state and counters.
+* ``GET /healthz`` — 200 with the first patient's status and counters, the origins,
+  ``patients``: each patient's id, name, upstream, state and counters, and ``recorder``: the
+  history's status (:meth:`hrdash.ingest.recorder.Recorder.status`, or :func:`history_off`).
 * ``GET /api/patients`` — every patient's id, name, upstream, state, age, last reading, alarms.
 * ``GET /readings?patient=ID`` — everything the patient's ring holds (default: the first).
 
@@ -81,8 +83,9 @@ from websockets.protocol import State
 from hrdash.hub import Hub, PatientHub, UpstreamState
 from hrdash.origins import RefusedOrigins, canonical_origin, origin_allowed
 from hrdash.settings import PortInUseError, Settings
+from hrdash.store import MEMORY
 
-__all__ = ["SNAPSHOT_REPEATS", "Edge", "Feed", "Ingest", "RateWindow", "Station"]
+__all__ = ["SNAPSHOT_REPEATS", "Edge", "Feed", "Ingest", "RateWindow", "Station", "history_off"]
 
 log = logging.getLogger("hrdash.edge")
 
@@ -131,6 +134,11 @@ def _unsent(ws: ServerConnection) -> int:
     """Bytes written to ``ws`` and not yet handed to the kernel (0 once it is closed)."""
     transport = ws.transport
     return 0 if transport is None else transport.get_write_buffer_size()
+
+
+def history_off() -> dict[str, Any]:
+    """The history's status when it keeps nothing (``HRDASH_DB=:memory:``: no recorder)."""
+    return {"db": MEMORY, "state": "off"}
 
 
 def _flag(params: dict[str, list[str]], name: str) -> bool:
@@ -315,7 +323,8 @@ class Edge:
     :meth:`readings_accepted` and :meth:`upstream_changed`.
 
     ``clock`` gives Unix seconds (ages, status times); ``monotonic`` is the clock of the
-    viewers' message rate limit."""
+    viewers' message rate limit; ``history`` gives the history's status (``/healthz`` and the
+    Source panel; default :func:`history_off`)."""
 
     def __init__(
         self,
@@ -325,11 +334,13 @@ class Edge:
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        history: Callable[[], dict[str, Any]] = history_off,
     ) -> None:
         self.settings = settings
         self.hub = hub
         self.clock = clock
         self.monotonic = monotonic
+        self.history = history
         self.feeds: dict[str, Feed] = {i.id: Feed(hub[i.id], i) for i in ingests}
         if list(self.feeds) != list(hub):
             raise ValueError("the ingests must be the hub's patients, in its order")
@@ -485,6 +496,12 @@ class Edge:
             counters={**self.counters(feed), **feed.ingest.rejected()},
         )
 
+    def detail_status(self, feed: Feed, status: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A status frame with ``source_detail`` (what the Source panel shows beyond the
+        status): the ingest's, and the history's status as ``recorder``."""
+        detail = {**feed.ingest.source_detail(), "recorder": self.history()}
+        return {**(status or self.status(feed)), "source_detail": detail}
+
     def _broadcast_status(self, feed: Feed) -> None:
         feed.last_status_at = time.monotonic()
         if not feed.viewers:
@@ -494,8 +511,7 @@ class Edge:
             feed.detail_viewers &= feed.viewers
             plain = feed.viewers - feed.detail_viewers
             self._send_all(_json(status), plain)
-            detail = {**status, "source_detail": feed.ingest.source_detail()}
-            self._send_all(_json(detail), feed.detail_viewers)
+            self._send_all(_json(self.detail_status(feed, status)), feed.detail_viewers)
         else:
             self._send_all(_json(status), feed.viewers)
 
@@ -578,6 +594,7 @@ class Edge:
             "origins": origins,
             "patients": patients,
             "station": station,
+            "recorder": self.history(),
         }
 
     def _feed_of(self, params: dict[str, list[str]]) -> Feed | None:
@@ -716,8 +733,7 @@ class Edge:
         if request.get("type") == "detail":
             if request.get("on") is True:
                 feed.detail_viewers.add(ws)
-                status = {**self.status(feed), "source_detail": feed.ingest.source_detail()}
-                broadcast([ws], _json(status))
+                broadcast([ws], _json(self.detail_status(feed)))
             else:
                 feed.detail_viewers.discard(ws)
             return

@@ -42,6 +42,7 @@ SOURCE_REJ_REASON = "hr-source-rej-reason"
 SOURCE_REJ_DETAIL = "hr-source-rej-detail"
 SOURCE_REJ_AT = "hr-source-rej-at"
 SOURCE_REJ_FRAME = "hr-source-rej-frame"  # html.Pre, text only
+SOURCE_HISTORY = "hr-source-history"  # one line: the history's recorder (state, counts, cause)
 
 # Name (as the clientside code knows it) → element id, handed to the browser in the config store.
 SOURCE_IDS = {
@@ -67,6 +68,7 @@ SOURCE_IDS = {
     "rej_detail": SOURCE_REJ_DETAIL,
     "rej_at": SOURCE_REJ_AT,
     "rej_frame": SOURCE_REJ_FRAME,
+    "history": SOURCE_HISTORY,
 }
 
 # Session card (hrdash/callbacks/session.py): summary and CSV export of a stored range.

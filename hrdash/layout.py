@@ -137,8 +137,9 @@ def source_panel(settings: Settings) -> html.Details:
 
     Everything in it is filled by ``assets/source_panel.js`` from the bridge's status frames (the
     summary line always, the body only while the panel is open, from the ``source_detail`` the
-    bridge adds once the page asks for it). Upstream text is only ever set as text children
-    (``html.Pre`` strings), never as HTML. The service URL shown is the bridge's redacted one.
+    bridge adds once the page asks for it, with the history's recorder in one line). Upstream
+    text is only ever set as text children (``html.Pre`` strings), never as HTML. The service
+    URL shown is the bridge's redacted one.
     """
     summary = html.Summary(
         className="hr-panel__summary",
@@ -216,6 +217,11 @@ def source_panel(settings: Settings) -> html.Details:
         html.Pre("", id=ids.SOURCE_REJ_FRAME, className="hr-raw hr-raw--rejected"),
         wide=True,
     )
+    history = _section(
+        "History",
+        html.Div(PLACEHOLDER, id=ids.SOURCE_HISTORY, className="hr-panel__meta"),
+        wide=True,
+    )
     return html.Details(
         id=ids.SOURCE_PANEL,
         className="hr-card hr-panel",
@@ -224,7 +230,7 @@ def source_panel(settings: Settings) -> html.Details:
             summary,
             html.Div(
                 className="hr-panel__body",
-                children=[connection, frames, mapping, last_frame, last_rejection],
+                children=[connection, frames, mapping, history, last_frame, last_rejection],
             ),
         ],
     )
