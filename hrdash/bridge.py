@@ -8,7 +8,14 @@ It composes three parts, each in its own module:
   since/resend answers, the frames, the station digest;
 * **edge** — :class:`hrdash.edge.Edge`, the asyncio server: ``/ws?patient=ID``, ``/ws?station=1``,
   ``/api/patients``, ``/readings``, ``/healthz`` and the fan-out (see its docstring for the
-  protocol).
+  protocol);
+* **recorder** — :class:`hrdash.ingest.recorder.Recorder`, the history (``HRDASH_DB``; none with
+  ``:memory:``): every accepted reading is handed to it (it commits about once a second, in a
+  thread of its own, never delaying a reading to the viewers). At start the bridge puts each
+  patient's newest stored readings (up to ``HRDASH_BUFFER``) into its ring before it serves
+  anyone, so a monitor shows the readings from before a restart at once; waiting at most
+  ``HISTORY_LOAD_TIMEOUT`` for them (an unhappy disk does not keep the live readings from the
+  viewers). On close it commits what it accepted, waiting at most ``HISTORY_CLOSE_TIMEOUT``.
 
 The patients are :func:`hrdash.sources.station_sources` of the settings, in that order: the
 sources file's, the one service of ``HRDASH_UPSTREAM_URL`` (``patient-1``), or the embedded
@@ -32,17 +39,24 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection
 
 from hrdash.buffer import RingBuffer
-from hrdash.edge import Edge
+from hrdash.edge import Edge, history_off
 from hrdash.hub import OVERLAP, Hub, PatientHub
 from hrdash.ingest import PatientSource, reconnect_delays
+from hrdash.ingest.recorder import Recorder
 from hrdash.readings import Reading, RejectCounter
 from hrdash.settings import SettingError, Settings
 from hrdash.sources import source_settings, station_sources
+from hrdash.store import MEMORY
 from hrdash.upstream import UPSTREAM_MAX_SIZE, FrameReader
 
 __all__ = ["OVERLAP", "UPSTREAM_MAX_SIZE", "Bridge", "reconnect_delays", "run_bridge"]
 
 log = logging.getLogger("hrdash.bridge")
+
+HISTORY_LOAD_TIMEOUT = 5.0  # seconds the start waits for the history's newest readings (all
+# patients); past it the bridge serves without those not yet read
+HISTORY_CLOSE_TIMEOUT = 3.0  # seconds the close waits for the last commit: within the
+# supervisor's STOP_GRACE (4 s between SIGTERM and SIGKILL)
 
 
 class Bridge:
@@ -81,11 +95,33 @@ class Bridge:
                 where = f'{settings.sources}: patient "{source.id}"'
                 raise SettingError(f"{where}: transform: {cause}") from None
             self.sources.append(ingest)
-        self.edge = Edge(settings, self.hub, self.sources, clock=clock, monotonic=monotonic)
+        self.recorder: Recorder | None = None
+        if settings.db != MEMORY:  # the file is opened by start(), in the recorder's thread
+            self.recorder = Recorder(
+                settings.db,
+                [(source.id, source.name) for source in self.sources],
+                retention=settings.retention,
+                trend_retention=settings.trend_retention,
+                clock=clock,
+            )
+        self.edge = Edge(
+            settings,
+            self.hub,
+            self.sources,
+            clock=clock,
+            monotonic=monotonic,
+            history=self.history_status,
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
-    def _on_readings(self, source: PatientSource) -> None:
+    def _on_readings(self, source: PatientSource, readings: list[Reading]) -> None:
+        if self.recorder is not None:
+            self.recorder.add(source.id, readings)
         self.edge.readings_accepted(source.id)
+
+    def history_status(self) -> dict[str, Any]:
+        """The recorder's status (``/healthz``, the Source panel), or the history is off."""
+        return self.recorder.status() if self.recorder is not None else history_off()
 
     def _on_change(self, source: PatientSource) -> None:
         self.edge.upstream_changed(source.id)
@@ -93,7 +129,11 @@ class Bridge:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> Server:
-        """Listen for viewers, then start reading every patient's service."""
+        """Start the history, put each patient's newest stored readings in its ring, listen
+        for viewers, then start reading every patient's service."""
+        if self.recorder is not None:
+            self.recorder.start()
+            await self._preload(self.recorder)
         server = await self.edge.start()
         self._tasks = [
             asyncio.create_task(source.run(), name=f"upstream {source.id}")
@@ -101,13 +141,45 @@ class Bridge:
         ]
         return server
 
+    async def _preload(self, recorder: Recorder) -> None:
+        """Each patient's ring gets the history's newest readings, for at most
+        ``HISTORY_LOAD_TIMEOUT`` in all (the patients not read by then start empty)."""
+        loaded = 0
+        try:
+            async with asyncio.timeout(HISTORY_LOAD_TIMEOUT):
+                for patient_id, patient in self.hub.patients.items():
+                    stored = await asyncio.to_thread(
+                        recorder.load_recent, patient_id, self.settings.buffer
+                    )
+                    loaded += patient.preload(stored)
+        except TimeoutError:
+            log.warning(
+                "history: the newest readings not read within %g s; serving without them (%s)",
+                HISTORY_LOAD_TIMEOUT,
+                recorder.status().get("detail") or "no cause given",
+            )
+        except Exception as exc:  # the live readings matter more than the past
+            log.warning("history: the newest readings not read (%s); serving without them", exc)
+        if loaded:
+            log.info("history: %d readings from %s shown from the start", loaded, self.settings.db)
+
     async def close(self) -> None:
+        """Stop reading; then, while the edge closes the viewers' connections, the recorder
+        commits everything accepted (at most ``HISTORY_CLOSE_TIMEOUT``) and closes."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        recorder = self.recorder
+        closing = None
+        if recorder is not None:
+            closing = asyncio.create_task(
+                asyncio.to_thread(recorder.close, HISTORY_CLOSE_TIMEOUT), name="history close"
+            )
         await self.edge.close()
+        if closing is not None:
+            await closing
 
     # -- the first patient (the one patient of HRDASH_UPSTREAM_URL) ----------------------------
 

@@ -10,9 +10,10 @@ readings go to the patient's :class:`hrdash.hub.PatientHub`, which gives them th
 rejected frames are counted by reason and logged at most once per reason per 10 s.
 
 It tells whoever serves the readings through two callbacks, both called with the source:
-``on_readings`` when readings were accepted into the hub (the edge then sends them out), and
-``on_change`` when the upstream state (``connecting`` / ``live`` / ``down``, since when, why) or
-the mapping changed. A service that is down affects only its own source.
+``on_readings`` when readings were accepted into the hub (with those readings, in order: the
+edge then sends them out, the recorder keeps them), and ``on_change`` when the upstream state
+(``connecting`` / ``live`` / ``down``, since when, why) or the mapping changed. A service that is
+down affects only its own source.
 
 It also keeps what the Source panel shows: counters (``frames``, ``upstream_connects``,
 ``upstream_failures``), rejections by reason, the last raw frame and the last rejected one, all
@@ -52,6 +53,7 @@ LAST_REJECTED_CHARS = 1024
 DECIDE_RETRY = 0.05  # seconds: look again when the mapping was not yet due
 
 Callback = Callable[["PatientSource"], None]
+ReadingsCallback = Callable[["PatientSource", list[Reading]], None]
 
 
 def reconnect_delays(
@@ -93,6 +95,10 @@ def _ignore(source: PatientSource) -> None:
     pass
 
 
+def _ignore_readings(source: PatientSource, readings: list[Reading]) -> None:
+    pass
+
+
 class PatientSource:
     """One patient's service → its hub. Run :meth:`run` as a task; cancel it to stop.
 
@@ -106,7 +112,7 @@ class PatientSource:
         patient: PatientHub,
         settings: Settings,
         *,
-        on_readings: Callback = _ignore,
+        on_readings: ReadingsCallback = _ignore_readings,
         on_change: Callback = _ignore,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
@@ -287,7 +293,8 @@ class PatientSource:
             self.on_change(self)
 
     def accept(self, results: list[Reading | Rejected], data: str | bytes | None) -> list[Reading]:
-        """Count the rejections, hand the readings to the hub (then ``on_readings``)."""
+        """Count the rejections, hand the readings to the hub (then ``on_readings`` with
+        them)."""
         accepted: list[Reading] = []
         for result in results:
             if not isinstance(result, Reading):
@@ -296,7 +303,7 @@ class PatientSource:
             accepted.append(result)
         if accepted:
             self.patient.accept(accepted, self.clock())
-            self.on_readings(self)
+            self.on_readings(self, accepted)
         return accepted
 
     def reject(self, reason: str, detail: str, data: str | bytes | None = None) -> None:
