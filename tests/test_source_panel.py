@@ -76,8 +76,8 @@ def python_app() -> Iterator[Running]:
 
 def test_panel_shows_the_simulator_source(python_app: Running) -> None:
     """Opened, the panel shows the simulator's URL, state live, growing counters, the default
-    mapping and the last raw frame as JSON; six more frames shown while open cost no Dash
-    request."""
+    mapping, the last raw frame as JSON and that no history is kept; six more frames shown
+    while open cost no Dash request."""
     python_app.wait_readings(4)
     with chromium_page() as page:
         requests, errors = watch(page)
@@ -102,6 +102,7 @@ def test_panel_shows_the_simulator_source(python_app: Running) -> None:
         frame = json.loads(first["last_frame"])
         assert set(frame) >= {"time", "value"}, frame
         assert first["last_frame_at"].startswith("received "), first["last_frame_at"]
+        assert first["history"] == "off (HRDASH_DB=:memory:)"  # the test session keeps none
 
         requests.clear()
         later = wait_panel(
