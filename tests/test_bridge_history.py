@@ -30,6 +30,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
+from hrdash import bridge as bridge_module
 from hrdash import store
 from tests.conftest import (
     StartBridge,
@@ -440,21 +441,39 @@ async def test_history_off_in_healthz_and_the_source_detail(
 
 
 async def test_the_start_waits_for_the_history_a_bounded_time(
-    service: Service, bridges: list[BridgeProcess], tmp_path: Path
+    service: Service,
+    start_bridge: StartBridge,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A history nobody can read (another process holds it in exclusive locking mode): the
-    bridge does not wait for it longer than its load timeout, and serves live readings."""
+    """A history nobody can read (another connection holds it in exclusive locking mode): the
+    bridge waits for the readings from before no longer than its load timeout, then serves
+    live readings without them; once the file is free it records them."""
     db = tmp_path / "history.db"
     conn = store.connect(db)
     store.ensure_schema(conn)
+    key = store.patient_key(conn, PATIENT)
+    old = [(service.base - 10_000 + i, 70) for i in range(30)]
+    conn.executemany(
+        "INSERT INTO readings (patient, t, n, bpm) VALUES (?, ?, 0, ?)",
+        [(key, t, bpm) for t, bpm in old],
+    )
     conn.close()
+    monkeypatch.setattr(bridge_module, "HISTORY_LOAD_TIMEOUT", 0.5)
     holder = sqlite3.connect(str(db), isolation_level=None)
     try:
         holder.execute("PRAGMA locking_mode=EXCLUSIVE")
         holder.execute("BEGIN EXCLUSIVE")
-        bridge = await start_bridge_process(bridges, service.url, db)
+        holder.execute("SELECT count(*) FROM readings").fetchone()
+        bridge = await start_bridge(service.url, db=str(db))
+        assert "the newest readings not read within 0.5 s" in caplog.text
+        assert len(bridge.buffer) == 0  # nothing from before: serving without it
         async with viewer(bridge.port) as seen:
             await wait_for(lambda: len(seen.live) >= 20, 10, "live readings, history locked")
-            assert seen.first["readings"] == []
+            assert not set(seen.readings) & set(old)
+            holder.execute("COMMIT")
+            holder.close()
+            await wait_for(lambda: bridge.history_status()["written"] > 0, 40, "recording")
     finally:
         holder.close()
