@@ -105,3 +105,28 @@ STATION_IDS = {
     "alarms": STATION_ALARMS,
     "tile_prefix": TILE_PREFIX,
 }
+
+# Trend card of the monitor (hrdash/callbacks/trend.py); assets/trend.js fills it.
+TREND = "hr-trend"  # dcc.Graph: min-max band and mean line, or the raw readings when zoomed in
+TREND_CARD = "hr-trend-card"  # the card (data-range, data-mode, data-drawn: what it shows)
+TREND_CONFIG = "hr-trend-config"  # dcc.Store: the trend's constants and ids
+TREND_RANGES = "hr-trend-ranges"  # the 1 h / 8 h / 24 h buttons (each with data-range)
+TREND_FROM = "hr-trend-from"  # custom range: <input type="datetime-local">, local time
+TREND_TO = "hr-trend-to"
+TREND_SHOW = "hr-trend-show"  # custom range: the button that shows it
+TREND_STATUS = "hr-trend-status"  # one line: what is drawn, or why nothing is
+TREND_READINGS_CSV = "hr-trend-readings-csv"  # export links of the shown range
+TREND_TREND_CSV = "hr-trend-trend-csv"
+
+# Name (as assets/trend.js knows it) → element id, handed to the browser in the trend config.
+TREND_IDS = {
+    "graph": TREND,
+    "card": TREND_CARD,
+    "ranges": TREND_RANGES,
+    "from": TREND_FROM,
+    "to": TREND_TO,
+    "show": TREND_SHOW,
+    "status": TREND_STATUS,
+    "readings_csv": TREND_READINGS_CSV,
+    "trend_csv": TREND_TREND_CSV,
+}

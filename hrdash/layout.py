@@ -270,12 +270,16 @@ def build_layout(
     ws_port: int | None = None,
     patient: tuple[str, str] | None = None,
     back_href: str | None = None,
+    prefix: str = "/",
+    sections: Sequence[Any] = (),
 ) -> html.Div:
     """The whole page for ``settings``, with the browser connecting to ``ws_url``.
 
     ``patient`` (id, name): whose monitor this is; the name is shown in the header and the id is
     in the config store (``patient``). ``back_href``: where the "← Station" link in the header
-    leads (no link without it).
+    leads (no link without it). ``prefix``: the app's URL prefix (requests_pathname_prefix), in
+    the config store for the page's own requests to the Dash server. ``sections``: cards
+    placed below the chart, full width (the trend).
 
     ``ws_url`` may be relative (``/ws``): the browser resolves it against the page's own
     location, on port ``ws_port`` of the page's host name when that is given (see
@@ -291,6 +295,7 @@ def build_layout(
         "ws_url": ws_url,
         "ws_port": ws_port,
         "patient": patient[0] if patient else None,
+        "prefix": prefix,
         # The page compares its own origin with these to say why the bridge refuses it.
         "allowed_origins": [canonical_origin(o) for o in settings.effective_origins],
         "y_range": list(Y_RANGE),
@@ -401,6 +406,7 @@ def build_layout(
                         className="hr-top",
                         children=[chart, html.Div(className="hr-side", children=[current, stats])],
                     ),
+                    *sections,
                     table,
                     *([html.Section(list(extras), className="hr-extras")] if extras else []),
                 ],

@@ -95,6 +95,7 @@ class Site:
             found.name,
             self.extras,
             back_href=back,
+            prefix=self.prefix,
         )
 
     def monitor_title(self, patient_id: str | None) -> str:

@@ -2,10 +2,12 @@
 
 Today's page (:func:`hrdash.layout.build_layout`) for one patient: its socket asks the bridge for
 that patient's feed (``/ws?patient=ID&overlap=1``, resolved in the browser as before), its
-config store carries the patient's id (the Session card asks the bridge for that patient's
-readings), and with several patients its header links back to the station. Its callbacks are
-those of :mod:`hrdash.callbacks` (live path, Session card, users' modules), registered on the app
-once; the modules' ``layout(settings)`` extras go below the table.
+config store carries the patient's id and the app's URL prefix (the Session card asks the
+bridge for that patient's readings; the Trend card below the live chart asks the Dash server's
+history routes, under that prefix), and with several patients its header links back to the
+station. Its callbacks are those of :mod:`hrdash.callbacks` (live path, Session card, Trend
+card, users' modules), registered on the app once; the modules' ``layout(settings)`` extras go
+below the table.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from dash import html
 
 from hrdash import ids
+from hrdash.callbacks import trend
 from hrdash.layout import build_layout
 from hrdash.settings import Settings
 from hrdash.sources import Source, source_settings
@@ -29,12 +32,21 @@ def layout(
     extras: Sequence[Any] = (),
     *,
     back_href: str | None = None,
+    prefix: str = "/",
 ) -> html.Div:
     """The monitor of ``patient_id`` (shown as ``name``); a "← Station" link to ``back_href``
-    when given."""
+    when given. ``prefix``: the app's URL prefix, under which the page asks for the patient's
+    trend and exports. The Trend card sits below the live chart."""
     ws_url, ws_port = page_ws_url(settings, patient_id)
     return build_layout(
-        settings, ws_url, extras, ws_port=ws_port, patient=(patient_id, name), back_href=back_href
+        settings,
+        ws_url,
+        extras,
+        ws_port=ws_port,
+        patient=(patient_id, name),
+        back_href=back_href,
+        prefix=prefix,
+        sections=[trend.card(settings)],
     )
 
 
