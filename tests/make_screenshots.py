@@ -1,11 +1,13 @@
-"""Regenerate the README's screenshots: `python -m tests.make_screenshots [monitor|station]`.
+"""Regenerate the README's screenshots: `python -m tests.make_screenshots [monitor|station|trend]`.
 
 Starts `python app.py` on free ports with a seeded simulator, waits for a full window, and saves
 desktop and phone screenshots of the page taken in headless Chromium. The station's screenshots
 (`station-16.png`, `station-64.png`) are of a simulated ward of 16 and 64 patients at 1920x1080,
 taken once every tile is live and the sparklines hold STATION_HISTORY seconds;
 `station-states.png` is a ward of 12 from a sources file where one service is down (nothing
-listens) and one has gone silent (its tile stale), the others simulated.
+listens) and one has gone silent (its tile stale), the others simulated. `trend-24h.png` is the
+monitor of `bed-01` over a seeded history (`benchmarks/history_seed.py`: 24 h at 2 Hz with its
+default holes) with the 24 h trend shown, at TREND_SIZE.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from hrdash import ids
 from tests.support import ROOT, app_command, chromium_page, free_port, start_hrdash, stop, wait_port
 from tests.test_station_browser import SHAPES, PatientService
 
 OUT = ROOT / "assets" / "screenshots"
+TREND_SIZE = (1440, 900)  # a laptop screen: the live chart and the trend card above the fold
 STATION_SIZES = (16, 64)  # patients
 STATION_HISTORY = 125.0  # seconds of readings held before the shot: full sparklines
 
@@ -120,6 +124,39 @@ def station_states() -> None:
         sim.wait(10)
 
 
+def trend() -> None:
+    """The monitor over a seeded 24 h history, the 24 h trend shown."""
+    from benchmarks.history_seed import seed
+
+    with tempfile.TemporaryDirectory() as tmp:
+        info = seed(Path(tmp) / "history.db", patients=1, hours=24, seed=7)
+        env = {"HRDASH_SIMULATOR_SEED": "7", "HRDASH_DB": info["path"]}
+        running = start_hrdash(app_command(), env)
+        try:
+            running.wait_readings(24)
+            with chromium_page(*TREND_SIZE) as page:
+                page.goto(f"{running.url}patient/bed-01")
+                page.wait_for_function(
+                    "document.querySelectorAll('#hr-table .ag-center-cols-container .ag-row')"
+                    ".length >= 20",
+                    timeout=15000,
+                )
+                page.click(f"#{ids.TREND_RANGES} [data-range='24h']")
+                page.wait_for_function(
+                    "(id) => { const c = document.getElementById(id);"
+                    " return c.dataset.range === '24h' && c.dataset.mode === 'buckets'"
+                    " && Number(c.dataset.points) > 1000; }",
+                    arg=ids.TREND_CARD,
+                    timeout=15000,
+                )
+                page.wait_for_timeout(1000)
+                path = OUT / "trend-24h.png"
+                page.screenshot(path=str(path))
+                print(f"wrote {path}")
+        finally:
+            stop(running)
+
+
 def main(which: list[str]) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     if not which or "monitor" in which:
@@ -128,6 +165,8 @@ def main(which: list[str]) -> None:
         station()
     if not which or "station" in which or "states" in which:
         station_states()
+    if not which or "trend" in which:
+        trend()
 
 
 if __name__ == "__main__":
