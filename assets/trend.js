@@ -209,18 +209,21 @@
         return n.toLocaleString("en-US") + " " + word + (n === 1 ? "" : "s");
     }
 
-    /** The status line for a view (what is drawn, in words). */
-    function statusText(view) {
+    /** The status line for a view (what is drawn, in words), then `note` if any. */
+    function statusText(view, note) {
+        var text;
         if (view.readings) {
-            return view.readings.length
+            text = view.readings.length
                 ? plural(view.readings.length, "reading") + " (raw) · double-click to go back"
                 : "No readings in this range · double-click to go back";
+        } else {
+            text = view.buckets.length
+                ? plural(view.buckets.length, "bucket") + " of " + widthText(view.width) +
+                    ": min–max and mean"
+                : "No readings in this range";
+            text += view.zoomed ? " · double-click to go back" : " · drag to zoom in";
         }
-        var count = view.buckets.length;
-        var text = count
-            ? plural(count, "bucket") + " of " + widthText(view.width) + ": min–max and mean"
-            : "No readings in this range";
-        return view.zoomed ? text + " · double-click to go back" : text + " · drag to zoom in";
+        return note ? text + " · " + note : text;
     }
 
     /** [lo, hi] of the y axis: the page's base range, widened to the drawn values (hrdash.js). */
@@ -546,7 +549,7 @@
                 card.setAttribute("data-width", String(view.width));
                 card.setAttribute("data-points", String(points));
                 card.setAttribute("data-drawn", String(S.drawn));
-                setStatus(statusText(view), false);
+                setStatus(statusText(view, S.config.note), false);
             }
         );
     }

@@ -289,6 +289,11 @@ def test_status_text(page: Any) -> None:
     )
     raw = {"buckets": [], "width": 60_000, "readings": [{"t": T0, "bpm": 70}], "zoomed": True}
     assert call(page, "statusText", raw) == "1 reading (raw) · double-click to go back"
+    note = trend.config(SETTINGS.replace(db=":memory:"))["note"]
+    assert note == "History is off (HRDASH_DB=:memory:): only what the bridge still holds"
+    with_note = call(page, "statusText", raw, note)
+    assert with_note == f"1 reading (raw) · double-click to go back · {note}"
+    assert CONFIG["note"] == ""  # a history file: nothing to add
     assert [call(page, "widthText", s * 1000) for s in trends.NICE_WIDTHS_S] == [
         "1 min", "2 min", "3 min", "5 min", "10 min", "15 min", "30 min",
         "1 h", "2 h", "3 h", "6 h", "12 h", "1 day",

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from dash import ClientsideFunction, Input, Output, State, dcc, html
 
-from hrdash import ids, trends
+from hrdash import ids, store, trends
 from hrdash.layout import _attrs
 
 if TYPE_CHECKING:
@@ -39,6 +39,8 @@ DEFAULT_RANGE = "1h"
 REFRESH_MS = 10_000  # the trend moves on this often while it is watched (one small request)
 HEIGHT_PX = 300
 LOADING = "Loading the trend…"
+# Said after what is drawn when nothing is recorded (the routes answer from the bridge's buffer).
+MEMORY_NOTE = "History is off (HRDASH_DB=:memory:): only what the bridge still holds"
 TIME_FORMAT = "YYYY-MM-DD HH:MM"  # the custom range's fields, local time
 
 
@@ -93,6 +95,7 @@ def config(settings: Settings) -> dict[str, Any]:
         "layout": base_layout(),
         "loading": LOADING,
         "time_format": TIME_FORMAT,
+        "note": MEMORY_NOTE if settings.db == store.MEMORY else "",
         "ids": ids.TREND_IDS,
     }
 
