@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from dash import ClientsideFunction, Input, Output, State, dcc, html
 
-from hrdash import ids, store, trends
+from hrdash import history, ids, store, trends
 from hrdash.layout import _attrs
 
 if TYPE_CHECKING:
@@ -31,9 +31,8 @@ if TYPE_CHECKING:
     from hrdash.settings import Settings
 
 NAMESPACE = "hrdash"  # window.dash_clientside.hrdash (assets/trend.js)
-HOUR_MS = 3_600_000
 # The ranges of the buttons: the route's ``range=`` names (each ends at the server's now).
-RANGES = {"1h": HOUR_MS, "8h": 8 * HOUR_MS, "24h": 24 * HOUR_MS}
+RANGES = history.RANGES_MS
 RANGE_LABELS = {"1h": "1 h", "8h": "8 h", "24h": "24 h"}
 DEFAULT_RANGE = "1h"
 REFRESH_MS = 10_000  # the trend moves on this often while it is watched (one small request)
