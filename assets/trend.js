@@ -41,7 +41,9 @@
     "use strict";
 
     var API = "/api/patients/";
-    var MARKERS_UP_TO = 600; // raw readings: markers on the line up to this many
+    var MARKERS_UP_TO = 200; // raw readings: markers on the line up to this many
+    var THIN_LINE_ABOVE = 300; // buckets: the mean line is thinner above this many
+    var TICK_SPACING_PX = 120; // at most one x tick label per this many pixels (phones)
     var WAIT_PLOT_MS = 30000; // the graph's first draw by dcc.Graph (plotly.js loads lazily)
 
     // Per-tab mutable state.
@@ -291,7 +293,8 @@
                     return t === null ? null : [cols.min[i], cols.max[i], cols.n[i]];
                 }),
                 connectgaps: false,
-                line: {color: theme.line, width: 2},
+                // Thinner when the buckets are narrow on screen: the band must show beside it.
+                line: {color: theme.line, width: cols.t.length > THIN_LINE_ABOVE ? 1.2 : 2},
                 hovertemplate: "%{x|%H:%M}<br><b>mean %{y:.0f} bpm</b><br>" +
                     "min %{customdata[0]} – max %{customdata[1]} · %{customdata[2]} readings" +
                     "<extra></extra>",
@@ -301,6 +304,9 @@
         out.font = out.font || {};
         out.font.color = theme.text;
         out.xaxis.range = [plotTime(view.from), plotTime(view.to)];
+        if (opts.width) {
+            out.xaxis.nticks = Math.max(3, Math.floor(opts.width / TICK_SPACING_PX));
+        }
         out.xaxis.autorange = false;
         out.xaxis.linecolor = theme.grid;
         out.xaxis.tickcolor = theme.grid;
@@ -534,6 +540,7 @@
         var fig = figure(view, theme(card), S.config.layout, {
             rawGapMs: S.config.raw_gap_ms,
             yBase: S.page.y_range || [40, 160],
+            width: gd.clientWidth,
         });
         var links = exportUrls(S.page.prefix, S.page.patient, view.from, view.to);
         el("readings_csv").setAttribute("href", links.readings);
