@@ -135,7 +135,7 @@ def main() -> None:
         "section": "trend_page",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine(),
-        "history": {k: v for k, v in info.items() if k != "ids"},
+        "history": {k: v for k, v in info.items() if k not in ("ids", "path")},
         "clicks": args.clicks,
         "samples": samples,
         "summary": {

@@ -184,8 +184,8 @@ def _time_input(element_id: str) -> dcc.Input:
 
 
 def _export_link(text: str, element_id: str) -> html.A:
-    # The hrefs are set by assets/trend.js; `download` keeps the page where it is.
-    return html.A(text, id=element_id, className="hr-trend__export", download="", href="#")
+    # No href until assets/trend.js sets the shown range's; `download` keeps the page where it is.
+    return html.A(text, id=element_id, className="hr-trend__export", download="")
 
 
 def register(app: dash.Dash, settings: Settings) -> None:
