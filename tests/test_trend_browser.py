@@ -293,11 +293,32 @@ def test_custom_range(page: Any, history: History) -> None:
     poll(page, card, lambda c: "YYYY-MM-DD HH:MM" in c["status"], 5, "the format hint")
 
 
+def test_colours_follow_the_theme(page: Any) -> None:
+    """The chart takes its colours from the card's CSS variables at each draw (a theme that
+    sets them is followed)."""
+    page.evaluate(
+        """(id) => document.getElementById(id).style.cssText +=
+            '--hr-trend-line: rgb(1, 2, 3); --hr-trend-band: rgba(4, 5, 6, 0.5);' +
+            '--hr-text: rgb(7, 8, 9); --hr-line: rgb(10, 11, 12)'""",
+        ids.TREND_CARD,
+    )
+    before = card(page)["drawn"]
+    page.click(f"#{ids.TREND_RANGES} [data-range='8h']")
+    wait_drawn(page, before, "8h", "buckets")
+    colours = page.evaluate(
+        """(id) => { const gd = document.querySelector(`#${id} .js-plotly-plot`);
+            return [gd.data[0].marker.color, gd.data[1].line.color, gd.layout.font.color,
+                    gd.layout.yaxis.gridcolor]; }""",
+        ids.TREND,
+    )
+    assert colours == ["rgba(4, 5, 6, 0.5)", "rgb(1, 2, 3)", "rgb(7, 8, 9)", "rgb(10, 11, 12)"]
+
+
 def test_the_trend_moves_on_without_refetching(page: Any, history: History) -> None:
     """While the 1 h trend is watched, the page asks only for the range from the start of its
     last bucket on, at the same width, and the drawn range moves on."""
     asked: list[str] = []
-    page.on("request", lambda r: asked.append(r.url) if "/trend" in r.url else None)
+    page.on("request", lambda r: asked.append(r.url) if "/trend?" in r.url else None)
     first = card(page)
     last_bucket = unix_ms(page, [first["traces"][0]["x"][-1]])[0]
     moved = poll(
@@ -312,3 +333,19 @@ def test_the_trend_moves_on_without_refetching(page: Any, history: History) -> N
     assert query["from"] == [str(last_bucket)] and query["width"] == [first["width"]]
     assert "range" not in query
     assert int(moved["to"]) - int(moved["from"]) == trend.RANGES["1h"]
+
+
+def test_under_a_prefix_without_history() -> None:
+    """Served under a URL prefix with HRDASH_DB=:memory:, the page asks for its trend under the
+    prefix, draws what the bridge holds and says that the history is off."""
+    env = {"DASH_URL_BASE_PATHNAME": "/ward/", "HRDASH_DB": ":memory:"}
+    with hrdash_running(app_command(), env) as running, chromium_page() as page:
+        running.wait_readings(4)
+        asked: list[str] = []
+        page.on("request", lambda r: asked.append(r.url) if "/trend?" in r.url else None)
+        page.goto(f"{running.url}ward/patient/{PATIENT}")
+        shown = wait_drawn(page, 0, "1h", "buckets")
+        assert [urlsplit(u).path for u in asked] == [f"/ward/api/patients/{PATIENT}/trend"]
+        assert shown["points"] != "0"
+        assert shown["status"].endswith(trend.MEMORY_NOTE)
+        assert urlsplit(shown["readings_csv"]).path == f"/ward/api/patients/{PATIENT}/readings.csv"
