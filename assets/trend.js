@@ -26,9 +26,10 @@
  * Times are Unix ms; Plotly gets local wall-clock strings (hrdashCore.plotTime), as the live
  * chart does, and zoom ranges come back as such strings (parsePlotTime).
  *
- * Moving on: every refresh_ms while a 1 h / 8 h / 24 h range is shown (and the tab is visible),
- * the page asks for [start of its last bucket, now) at the same width, replaces that bucket,
- * appends the new ones and drops those that left the range (mergeLive). "Now" is the server's:
+ * Moving on: every refresh_ms while a 1 h / 8 h / 24 h range is shown and the tab is visible
+ * (and at once when a hidden tab is shown again), the page asks for [start of its last bucket,
+ * now) at the same width, replaces that bucket, appends the new ones and drops those that left
+ * the range (mergeLive). "Now" is the server's:
  * the `to` of the last answer plus the time elapsed since on the browser's monotonic clock,
  * never the browser's wall clock. Zoomed in, the view stays where it is (the base keeps up
  * underneath); a double click goes back to it.
@@ -666,6 +667,13 @@
         });
         return nu;
     }
+
+    // Back on a hidden tab: move on at once rather than at the next tick.
+    document.addEventListener("visibilitychange", function () {
+        if (!document.hidden && S.bound && document.body.contains(S.bound)) {
+            refresh();
+        }
+    });
 
     window.dash_clientside = window.dash_clientside || {};
     var ns = (window.dash_clientside.hrdash = window.dash_clientside.hrdash || {});
