@@ -76,8 +76,12 @@ def base_layout() -> dict[str, Any]:
 
 
 def initial_figure() -> dict[str, Any]:
-    """The empty figure dcc.Graph draws first (the page replaces it once the trend arrives)."""
-    return {"data": [], "layout": base_layout()}
+    """The empty figure dcc.Graph draws first, without axes (an empty date axis would show
+    arbitrary dates); the page replaces it once the trend arrives."""
+    layout = base_layout()
+    layout["xaxis"]["visible"] = False
+    layout["yaxis"]["visible"] = False
+    return {"data": [], "layout": layout}
 
 
 def config(settings: Settings) -> dict[str, Any]:
