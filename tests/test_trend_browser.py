@@ -119,7 +119,8 @@ CARD_JS = f"""() => {{
         pressed: [...document.querySelectorAll('#{ids.TREND_RANGES} [aria-pressed="true"]')]
             .map((b) => b.dataset.range),
         traces: gd && gd.data ? gd.data.map((t) => ({{type: t.type, x: Array.from(t.x),
-            y: Array.from(t.y), base: t.base ? Array.from(t.base) : null}})) : [],
+            y: Array.from(t.y), base: t.base ? Array.from(t.base) : null,
+            n: t.customdata ? t.customdata.map((c) => c && c[2]) : null}})) : [],
         xrange: gd && gd.layout.xaxis.range}};
 }}"""
 
@@ -316,11 +317,21 @@ def test_colours_follow_the_theme(page: Any) -> None:
 
 def test_the_trend_moves_on_without_refetching(page: Any, history: History) -> None:
     """While the 1 h trend is watched, the page asks only for the range from the start of its
-    last bucket on, at the same width, and the drawn range moves on."""
+    last bucket on, at the same width, and the drawn range moves on: the readings the bridge
+    recorded meanwhile (the simulator's, after the seeded ones) are in its last buckets."""
     asked: list[str] = []
     page.on("request", lambda r: asked.append(r.url) if "/trend?" in r.url else None)
     first = card(page)
+    width = int(first["width"])
     last_bucket = unix_ms(page, [first["traces"][0]["x"][-1]])[0]
+    assert last_bucket is not None and last_bucket + width > history.end  # the live minutes
+
+    def counts(shown: dict[str, Any]) -> dict[int, int]:
+        """Readings per bucket start, from the mean line (its middles, with n per point)."""
+        line = shown["traces"][1]
+        mids = unix_ms(page, line["x"])
+        return {m - width // 2: n for m, n in zip(mids, line["n"], strict=True) if m is not None}
+
     moved = poll(
         page,
         card,
@@ -333,6 +344,12 @@ def test_the_trend_moves_on_without_refetching(page: Any, history: History) -> N
     assert query["from"] == [str(last_bucket)] and query["width"] == [first["width"]]
     assert "range" not in query
     assert int(moved["to"]) - int(moved["from"]) == trend.RANGES["1h"]
+    before, after = counts(first), counts(moved)
+    assert {t: n for t, n in after.items() if t < last_bucket} == {
+        t: n for t, n in before.items() if t < last_bucket and t + width > int(moved["from"])
+    }  # what it had is kept as it was
+    new = sum(n for t, n in after.items() if t >= last_bucket)
+    assert new > before[last_bucket]  # the last bucket replaced, new readings in
 
 
 def test_under_a_prefix_without_history() -> None:
