@@ -25,6 +25,7 @@ from tests.test_station_browser import SHAPES, PatientService
 
 OUT = ROOT / "assets" / "screenshots"
 TREND_SIZE = (1440, 900)  # a laptop screen: the live chart and the trend card above the fold
+TREND_LIVE_S = 12.0  # seconds of live readings before the trend's screenshot
 STATION_SIZES = (16, 64)  # patients
 STATION_HISTORY = 125.0  # seconds of readings held before the shot: full sparklines
 
@@ -128,12 +129,17 @@ def trend() -> None:
     """The monitor over a seeded 24 h history, the 24 h trend shown."""
     from benchmarks.history_seed import seed
 
+    now = int(time.time() * 1000)
     with tempfile.TemporaryDirectory() as tmp:
-        info = seed(Path(tmp) / "history.db", patients=1, hours=24, seed=7)
+        # The seeded history ends where this minute starts: the simulator's readings fill the
+        # minutes from here on, without a bucket that mixes the two.
+        info = seed(
+            Path(tmp) / "history.db", patients=1, hours=24, seed=7, end_ms=now - now % 60_000
+        )
         env = {"HRDASH_SIMULATOR_SEED": "7", "HRDASH_DB": info["path"]}
         running = start_hrdash(app_command(), env)
         try:
-            running.wait_readings(24)
+            time.sleep(TREND_LIVE_S)  # the live window holds the simulator's readings only
             with chromium_page(*TREND_SIZE) as page:
                 page.goto(f"{running.url}patient/bed-01")
                 page.wait_for_function(
