@@ -4,6 +4,7 @@
     python benchmarks/run.py                  # ~12 minutes: + fan-out 5,000/10,000, soak
     python benchmarks/run.py --only fanout    # one section: browser|fanout|ingest|soak|station
     python benchmarks/run.py --only station   # 64 patients: station page, bridge, monitor
+    python benchmarks/run.py --only history   # SQLite: ingest, live latency, 24 h queries
 
 Writes ``benchmarks/results/results.json`` (every number, raw samples included) and PNG plots in
 ``benchmarks/results/``. Numbers are measured and reported, never asserted.
@@ -26,9 +27,10 @@ from benchmarks.common import RESULTS, ROOT, machine
 from benchmarks.station import HEIGHT, MONITOR_BEFORE, WIDTH
 from benchmarks.station import SAMPLE_EVERY as SAMPLE_EVERY_S
 
-SECTIONS = ("browser", "fanout", "ingest", "soak", "station")
-# Sections a plain run (no --only) leaves out: the station is its own ~11-minute run.
-OPT_IN = ("station",)
+SECTIONS = ("browser", "fanout", "ingest", "soak", "station", "history")
+# Sections a plain run (no --only) leaves out: the station is its own ~11-minute run, the history
+# seeds a 200 MB file.
+OPT_IN = ("station", "history")
 
 
 def run_section(name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -52,6 +54,15 @@ def run_section(name: str, args: argparse.Namespace) -> dict[str, Any]:
         from benchmarks import ingest
 
         return ingest.run(quick)
+    if name == "history":
+        from benchmarks import history
+
+        return history.run(
+            quick,
+            parts=tuple(args.history_parts.split(",")),
+            keep=args.keep,
+            cache=Path(args.history_cache) if args.history_cache else history.CACHE,
+        )
     if name == "station":
         from benchmarks import station
 
@@ -342,6 +353,141 @@ def station_table(st: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def history_table(h: dict[str, Any]) -> str:
+    """History section: figure, goal, measured."""
+    rows = ["| figure | goal | measured |", "|---|---|---:|"]
+
+    def row(label: str, goal: str, value: str) -> None:
+        rows.append(f"| {label} | {goal} | {value} |")
+
+    def error(part: str) -> None:
+        row(part, "—", f"ERROR {fmt(_get(h, part, 'error'))[:160]}")
+
+    ing = h.get("ingest")
+    if isinstance(ing, dict) and "sustained" in ing:
+        su, rr = ing["sustained"], ing["real_rate"]
+        row(
+            f"ingest: readings/s sustained (Recorder, 64 patients, its 1 s batching, pending "
+            f"kept below max_pending; {su['seconds']:.0f} s, {su['commits']} commits, one CPU)",
+            "≥ 50,000",
+            fmt(su["readings_per_s"]),
+        )
+        row(
+            "ingest: readings per CPU-second of the recorder's thread (what one core writes)",
+            "≥ 50,000",
+            fmt(su.get("readings_per_recorder_cpu_s")),
+        )
+        row(
+            "ingest sustained: CPU % of that one core, process; recorder threads",
+            "—",
+            f"{fmt(su['process_cpu_percent'], 0)}; {fmt(su['recorder_threads_cpu_percent'], 0)}",
+        )
+        row("ingest sustained: readings dropped", "0", fmt(su.get("dropped")))
+        row(
+            f"ingest at the real rate (64 x 2 Hz, {rr['seconds']:.0f} s): CPU % of one core, "
+            "recorder threads (process - feeder alone)",
+            "—",
+            f"{fmt(rr['other_threads_cpu_percent'], 2)} ({fmt(rr['recorder_cpu_percent'], 2)})",
+        )
+    elif ing is not None:
+        error("ingest")
+    lat = h.get("latency")
+    if isinstance(lat, dict) and "pooled" in lat:
+        f, m = _get(lat, "pooled", "file"), _get(lat, "pooled", ":memory:")
+        tag = f"{lat['rounds']} x {lat['seconds_per_run']:g} s each, interleaved"
+        wired = "" if lat.get("recorder_wired") else " (NO RECORDER IN THIS BRIDGE)"
+
+        def p1(d: Any) -> str:
+            return " / ".join(fmt(_get(d, "patient_viewers_ms", k), 1) for k in ("p50", "p99"))
+
+        n_each = _get(f, "patient_viewers_ms", "n")
+        row(
+            f"reading → patient viewer ({lat['patient_viewers']} viewers), p50 / p99 (ms), "
+            f"HRDASH_DB file vs :memory: ({tag}; {fmt(n_each)} readings each){wired}",
+            "no measurable difference",
+            f"{p1(f)} vs {p1(m)}",
+        )
+        per_run = {
+            which: " ".join(p1(r).replace(" ", "") for r in lat["runs"] if r["db"] == which)
+            for which in ("file", ":memory:")
+        }
+        row(
+            "the same per run, p50/p99 (ms): file; :memory:",
+            "—",
+            f"{per_run['file']}; {per_run[':memory:']}",
+        )
+        row(
+            "reading → station viewer, p50 / p99 per run (ms), file; :memory:",
+            "—",
+            " ".join(f"{fmt(a)}/{fmt(b)}" for a, b in f["station_viewer_p50_p99_per_run"])
+            + "; "
+            + " ".join(f"{fmt(a)}/{fmt(b)}" for a, b in m["station_viewer_p50_p99_per_run"]),
+        )
+        row(
+            "bridge CPU % of one core, file vs :memory:",
+            "—",
+            f"{fmt(f['bridge_cpu_percent_mean'], 1)} vs {fmt(m['bridge_cpu_percent_mean'], 1)}",
+        )
+    elif lat is not None:
+        error("latency")
+    q = h.get("queries")
+    if isinstance(q, dict) and "seed" in q:
+        sd = q["seed"]
+        row(
+            f"seeded history: {sd['readings']:,} readings, 64 patients x 24 h at 2 Hz; "
+            "seconds to seed",
+            "< 120",
+            "reused" if sd.get("reused") else fmt(sd["seconds"], 1),
+        )
+        row(
+            "database size: file (MB); per patient-day (MB)",
+            "—",
+            f"{fmt(q['file_mb'], 0)}; {fmt(q['mb_per_patient_day'], 2)}",
+        )
+        tables = q.get("table_mb") or {}
+        if "readings" in tables and "minutes" in tables:
+            row(
+                "of which readings; minutes (MB); bytes per stored reading",
+                "—",
+                f"{fmt(tables['readings'], 1)}; {fmt(tables['minutes'], 1)}; "
+                f"{fmt(tables['readings'] * 2**20 / sd['readings'], 1)}",
+            )
+        api, http = q.get("api") or {}, q.get("http") or {}
+        for label, _hours in (("1h", 1), ("8h", 8), ("24h", 24)):
+            row(
+                f"trend {label}, one patient: history.trend p50 / p99; HTTP p50 / p99 (ms)",
+                "p99 ≤ 100",
+                f"{_pair(api, (label,))}; {_pair(http, (label,))}",
+            )
+        row(
+            "zoom 10 min with raw=1 (1,200 readings): history.trend; HTTP, p50 / p99 (ms)",
+            "—",
+            f"{_pair(api, ('zoom_10min_raw',))}; {_pair(http, ('zoom_10min_raw',))}",
+        )
+        for name, goal in (("readings.csv", "≤ 2,000"), ("trend.csv", "—")):
+            e = http.get(name)
+            if isinstance(e, dict):
+                row(
+                    f"{name}, 24 h of one patient over HTTP: median / max of "
+                    f"{len(e['runs_ms'])} (ms); rows, MB",
+                    goal,
+                    f"{fmt(_get(e, 'ms', 'p50'))} / {fmt(_get(e, 'ms', 'max'))}; "
+                    f"{e['rows']:,}, {e['bytes'] / 2**20:.1f}",
+                )
+        if "error" in api:
+            row("history.trend", "—", f"ERROR {fmt(api['error'])[:160]}")
+        if "error" in http:
+            row("HTTP", "—", f"ERROR {fmt(http['error'])[:160]}")
+    elif q is not None:
+        error("queries")
+    loads = [h.get(k) or [None] for k in ("load_avg_at_start", "load_avg_at_end")]
+    rows.append(
+        f"\nload average (1 min) at start / end of the section: {fmt(loads[0][0], 2)} / "
+        f"{fmt(loads[1][0], 2)} (2 CPUs)"
+    )
+    return "\n".join(rows)
+
+
 def table(results: dict[str, Any]) -> str:
     parts: list[str] = []
     rows: list[str] = ["| figure | value |", "|---|---:|"]
@@ -360,6 +506,9 @@ def table(results: dict[str, Any]) -> str:
         parts.append(station_table(st))
     elif st is not None:
         parts.append(f"station: ERROR {fmt(_get(st, 'error'))[:200]}")
+    hi = sections.get("history")
+    if isinstance(hi, dict):
+        parts.append(history_table(hi))
     fo = sections.get("fanout")
     if isinstance(fo, dict) and "levels" in fo:
         base = _get(fo, "idle", "rss_mean_mb")
@@ -685,6 +834,20 @@ def main() -> None:
         "--station-parts",
         default="page,bridge,monitor",
         help="station section: parts to run (default page,bridge,monitor)",
+    )
+    parser.add_argument(
+        "--history-parts",
+        default="ingest,latency,queries",
+        help="history section: parts to run (default ingest,latency,queries)",
+    )
+    parser.add_argument(
+        "--history-cache",
+        default=None,
+        help="history section: where the seeded 24 h file is cached (default: a folder in the "
+        "system's temp dir, printed)",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="history section: keep the seeded file for next time"
     )
     parser.add_argument("--out", default=str(RESULTS / "results.json"))
     args = parser.parse_args()
