@@ -483,7 +483,8 @@ async def _latency(quick: bool) -> dict[str, Any]:
             ],
             "bridge_cpu_percent_mean": sum(run["bridge_cpu_percent"] for run in mine) / len(mine),
         }
-    recorder_wired = any(isinstance(run.get("recorder"), dict) for run in runs)
+    file_runs = [run.get("recorder") for run in runs if run["db"] == "file"]
+    recorder_wired = all(isinstance(r, dict) and "written" in r for r in file_runs)
     return {
         "patients": PATIENTS,
         "period_s": PERIOD_S,
@@ -491,6 +492,12 @@ async def _latency(quick: bool) -> dict[str, Any]:
         "rounds": rounds,
         "seconds_per_run": seconds,
         "recorder_wired": recorder_wired,
+        "recorder_written_per_file_run": [
+            r.get("written") if isinstance(r, dict) else None for r in file_runs
+        ],
+        "recorder_dropped_per_file_run": [
+            r.get("dropped") if isinstance(r, dict) else None for r in file_runs
+        ],
         "pooled": pooled,
         "runs": runs,
     }

@@ -427,6 +427,12 @@ def history_table(h: dict[str, Any]) -> str:
             + " ".join(f"{fmt(a)}/{fmt(b)}" for a, b in m["station_viewer_p50_p99_per_run"]),
         )
         row(
+            "readings the bridge's recorder wrote in each file run; dropped",
+            "—; 0",
+            f"{', '.join(fmt(x) for x in lat.get('recorder_written_per_file_run') or [])}; "
+            f"{', '.join(fmt(x) for x in lat.get('recorder_dropped_per_file_run') or [])}",
+        )
+        row(
             "bridge CPU % of one core, file vs :memory:",
             "—",
             f"{fmt(f['bridge_cpu_percent_mean'], 1)} vs {fmt(m['bridge_cpu_percent_mean'], 1)}",
