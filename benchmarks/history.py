@@ -420,6 +420,7 @@ async def _latency_run(
             "db": "file" if db != ":memory:" else ":memory:",
             "seconds": round(wall, 2),
             "patient_viewers_ms": summary(views.patient_ms),
+            "patient_viewers_over_10ms": sum(1 for x in views.patient_ms if x > 10),
             "station_viewer_ms": summary(views.station_ms),
             "bridge_cpu_percent": 100
             * ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system))
@@ -478,6 +479,9 @@ async def _latency(quick: bool) -> dict[str, Any]:
         mine = [run for run in runs if run["db"] == which]
         pooled[which] = {
             "patient_viewers_ms": summary(samples),
+            "patient_viewers_over_10ms_pct": (
+                100 * sum(1 for x in samples if x > 10) / len(samples) if samples else None
+            ),
             "station_viewer_p50_p99_per_run": [
                 [run["station_viewer_ms"]["p50"], run["station_viewer_ms"]["p99"]] for run in mine
             ],

@@ -410,6 +410,12 @@ def history_table(h: dict[str, Any]) -> str:
             "no measurable difference",
             f"{p1(f)} vs {p1(m)}",
         )
+        row(
+            "readings later than 10 ms at the patient viewers (%), file vs :memory:",
+            "—",
+            f"{fmt(f.get('patient_viewers_over_10ms_pct'), 2)} vs "
+            f"{fmt(m.get('patient_viewers_over_10ms_pct'), 2)}",
+        )
         per_run = {
             which: " ".join(p1(r).replace(" ", "") for r in lat["runs"] if r["db"] == which)
             for which in ("file", ":memory:")
