@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import random
@@ -582,14 +583,33 @@ def _api_queries(path: Path, end_ms: int, n: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     times: dict[str, list[float]] = {label: [] for label, _ in RANGES}
     shapes: dict[str, Any] = {}
-    for i in range(n + 1):
-        for label, start, stop in _ranges(end_ms):
-            ms, body = _timed(lambda s=start, e=stop: history.trend(settings, QUERY_PATIENT, s, e))
-            if i == 0:
-                out[f"{label}_first_ms"] = ms
-                shapes[label] = {"buckets": len(body["buckets"]), "width": body["width"]}
-            else:
-                times[label].append(ms)
+    # Python's full (generation 2) garbage collections during each timed call: the trend's
+    # tail is mostly those (the calls allocate a few thousand objects each).
+    full_gcs: list[int] = []
+
+    def note_gc(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start" and info.get("generation") == 2:
+            full_gcs.append(1)
+
+    with_gc: dict[str, list[float]] = {label: [] for label, _ in RANGES}
+    gc.callbacks.append(note_gc)
+    try:
+        for i in range(n + 1):
+            for label, start, stop in _ranges(end_ms):
+                before = len(full_gcs)
+                ms, body = _timed(
+                    lambda s=start, e=stop: history.trend(settings, QUERY_PATIENT, s, e)
+                )
+                if i == 0:
+                    out[f"{label}_first_ms"] = ms
+                    shapes[label] = {"buckets": len(body["buckets"]), "width": body["width"]}
+                else:
+                    times[label].append(ms)
+                    if len(full_gcs) > before:
+                        with_gc[label].append(ms)
+    finally:
+        gc.callbacks.remove(note_gc)
+    out["calls_with_a_full_gc_ms"] = with_gc
     zoom: list[float] = []
     for _ in range(n):
         ms, body = _timed(

@@ -353,6 +353,12 @@ def station_table(st: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def summary_of(values: Any) -> dict[str, Any] | None:
+    from benchmarks.common import summary
+
+    return summary(values) if values else None
+
+
 def history_table(h: dict[str, Any]) -> str:
     """History section: figure, goal, measured."""
     rows = ["| figure | goal | measured |", "|---|---|---:|"]
@@ -479,6 +485,17 @@ def history_table(h: dict[str, Any]) -> str:
                 f"buckets): history.trend; HTTP, p50 / p99 of {fmt(n_q)} (ms)",
                 "p99 ≤ 100",
                 f"{p1(api, label)}; {p1(http, label)}",
+            )
+        gcs = api.get("calls_with_a_full_gc_ms") or {}
+        if gcs:
+            row(
+                "history.trend calls during which Python ran a full GC, 1h / 8h / 24h: "
+                "count (their median ms)",
+                "—",
+                " / ".join(
+                    f"{len(gcs.get(k) or [])} ({fmt(_get(summary_of(gcs.get(k)), 'p50'), 1)})"
+                    for k in ("1h", "8h", "24h")
+                ),
             )
         row(
             "zoom 10 min with raw=1 (1,200 readings): history.trend; HTTP, p50 / p99 (ms)",
