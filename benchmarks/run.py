@@ -4,6 +4,7 @@
     python benchmarks/run.py                  # ~12 minutes: + fan-out 5,000/10,000, soak
     python benchmarks/run.py --only fanout    # one section: browser|fanout|ingest|soak|station
     python benchmarks/run.py --only station   # 64 patients: station page, bridge, monitor
+    python benchmarks/run.py --only history   # SQLite: ingest, live latency, 24 h queries
 
 Writes ``benchmarks/results/results.json`` (every number, raw samples included) and PNG plots in
 ``benchmarks/results/``. Numbers are measured and reported, never asserted.
@@ -26,9 +27,10 @@ from benchmarks.common import RESULTS, ROOT, machine
 from benchmarks.station import HEIGHT, MONITOR_BEFORE, WIDTH
 from benchmarks.station import SAMPLE_EVERY as SAMPLE_EVERY_S
 
-SECTIONS = ("browser", "fanout", "ingest", "soak", "station")
-# Sections a plain run (no --only) leaves out: the station is its own ~11-minute run.
-OPT_IN = ("station",)
+SECTIONS = ("browser", "fanout", "ingest", "soak", "station", "history")
+# Sections a plain run (no --only) leaves out: the station is its own ~11-minute run, the history
+# seeds a 200 MB file.
+OPT_IN = ("station", "history")
 
 
 def run_section(name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -52,6 +54,15 @@ def run_section(name: str, args: argparse.Namespace) -> dict[str, Any]:
         from benchmarks import ingest
 
         return ingest.run(quick)
+    if name == "history":
+        from benchmarks import history
+
+        return history.run(
+            quick,
+            parts=tuple(args.history_parts.split(",")),
+            keep=args.keep,
+            cache=Path(args.history_cache) if args.history_cache else history.CACHE,
+        )
     if name == "station":
         from benchmarks import station
 
@@ -342,6 +353,184 @@ def station_table(st: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def summary_of(values: Any) -> dict[str, Any] | None:
+    from benchmarks.common import summary
+
+    return summary(values) if values else None
+
+
+def history_table(h: dict[str, Any]) -> str:
+    """History section: figure, goal, measured."""
+    rows = ["| figure | goal | measured |", "|---|---|---:|"]
+
+    def row(label: str, goal: str, value: str) -> None:
+        rows.append(f"| {label} | {goal} | {value} |")
+
+    def error(part: str) -> None:
+        row(part, "—", f"ERROR {fmt(_get(h, part, 'error'))[:160]}")
+
+    ing = h.get("ingest")
+    if isinstance(ing, dict) and "sustained" in ing:
+        su, rr = ing["sustained"], ing["real_rate"]
+        ce = ing.get("ceiling") or {}
+        for d, what in (
+            (su, f"max_pending {fmt(su.get('max_pending'))} (default)"),
+            (ce, f"max_pending {fmt(ce.get('max_pending'))}"),
+        ):
+            if "readings_per_s" not in d:
+                continue
+            row(
+                f"ingest: readings/s sustained, Recorder, 64 patients, one CPU, {what} "
+                f"({d['seconds']:.0f} s, {d['commits']} commits; dropped)",
+                "≥ 50,000",
+                f"{fmt(d['readings_per_s'])} ({fmt(d.get('dropped'))})",
+            )
+            row(
+                "… CPU % of that core: process; recorder thread; readings per CPU-second of "
+                "the recorder thread",
+                "—",
+                f"{fmt(d['process_cpu_percent'], 0)}; {fmt(d['recorder_threads_cpu_percent'], 0)}; "
+                f"{fmt(d.get('readings_per_recorder_cpu_s'))}",
+            )
+        row(
+            f"ingest at the real rate (64 x 2 Hz, {rr['seconds']:.0f} s): CPU % of one core, "
+            "recorder threads (process - feeder alone)",
+            "—",
+            f"{fmt(rr['other_threads_cpu_percent'], 2)} ({fmt(rr['recorder_cpu_percent'], 2)})",
+        )
+    elif ing is not None:
+        error("ingest")
+    lat = h.get("latency")
+    if isinstance(lat, dict) and "pooled" in lat:
+        f, m = _get(lat, "pooled", "file"), _get(lat, "pooled", ":memory:")
+        tag = f"{lat['rounds']} x {lat['seconds_per_run']:g} s each, interleaved"
+        wired = "" if lat.get("recorder_wired") else " (NO RECORDER IN THIS BRIDGE)"
+
+        def p1(d: Any) -> str:
+            return " / ".join(fmt(_get(d, "patient_viewers_ms", k), 1) for k in ("p50", "p99"))
+
+        n_each = _get(f, "patient_viewers_ms", "n")
+        row(
+            f"reading → patient viewer ({lat['patient_viewers']} viewers), p50 / p99 (ms), "
+            f"HRDASH_DB file vs :memory: ({tag}; {fmt(n_each)} readings each){wired}",
+            "no measurable difference",
+            f"{p1(f)} vs {p1(m)}",
+        )
+        row(
+            "readings later than 10 ms at the patient viewers (%), file vs :memory:",
+            "—",
+            f"{fmt(f.get('patient_viewers_over_10ms_pct'), 2)} vs "
+            f"{fmt(m.get('patient_viewers_over_10ms_pct'), 2)}",
+        )
+        per_run = {
+            which: " ".join(p1(r).replace(" ", "") for r in lat["runs"] if r["db"] == which)
+            for which in ("file", ":memory:")
+        }
+        row(
+            "the same per run, p50/p99 (ms): file; :memory:",
+            "—",
+            f"{per_run['file']}; {per_run[':memory:']}",
+        )
+        row(
+            "reading → station viewer, p50 / p99 per run (ms), file; :memory:",
+            "—",
+            " ".join(f"{fmt(a)}/{fmt(b)}" for a, b in f["station_viewer_p50_p99_per_run"])
+            + "; "
+            + " ".join(f"{fmt(a)}/{fmt(b)}" for a, b in m["station_viewer_p50_p99_per_run"]),
+        )
+        row(
+            "readings the bridge's recorder wrote in each file run; dropped",
+            "—; 0",
+            f"{', '.join(fmt(x) for x in lat.get('recorder_written_per_file_run') or [])}; "
+            f"{', '.join(fmt(x) for x in lat.get('recorder_dropped_per_file_run') or [])}",
+        )
+        row(
+            "bridge CPU % of one core, file vs :memory:",
+            "—",
+            f"{fmt(f['bridge_cpu_percent_mean'], 1)} vs {fmt(m['bridge_cpu_percent_mean'], 1)}",
+        )
+    elif lat is not None:
+        error("latency")
+    q = h.get("queries")
+    if isinstance(q, dict) and "seed" in q:
+        sd = q["seed"]
+        row(
+            f"seeded history: {sd['readings']:,} readings, 64 patients x 24 h at 2 Hz; "
+            "seconds to seed",
+            "< 120",
+            fmt(sd["seconds"], 1) + (" (seeded before, reused)" if sd.get("reused") else ""),
+        )
+        row(
+            "database size: file (MB); per patient-day (MB)",
+            "—",
+            f"{fmt(q['file_mb'], 0)}; {fmt(q['mb_per_patient_day'], 2)}",
+        )
+        tables = q.get("table_mb") or {}
+        if "readings" in tables and "minutes" in tables:
+            row(
+                "of which readings; minutes (MB); bytes per stored reading",
+                "—",
+                f"{fmt(tables['readings'], 1)}; {fmt(tables['minutes'], 1)}; "
+                f"{fmt(tables['readings'] * 2**20 / sd['readings'], 1)}",
+            )
+        api, http = q.get("api") or {}, q.get("http") or {}
+
+        def p1(d: Any, key: str) -> str:
+            return " / ".join(fmt(_get(d, key, k), 1) for k in ("p50", "p99"))
+
+        n_q = _get(http, "1h", "n") or _get(api, "1h", "n")
+        for label, _hours in (("1h", 1), ("8h", 8), ("24h", 24)):
+            row(
+                f"trend {label}, one patient ({fmt(_get(api, 'shapes', label, 'buckets'))} "
+                f"buckets): history.trend; HTTP, p50 / p99 of {fmt(n_q)} (ms)",
+                "p99 ≤ 100",
+                f"{p1(api, label)}; {p1(http, label)}",
+            )
+        gcs = api.get("calls_with_a_full_gc_ms") or {}
+        if gcs:
+            row(
+                "history.trend calls during which Python ran a full GC, 1h / 8h / 24h: "
+                "count (their median ms)",
+                "—",
+                " / ".join(
+                    f"{len(gcs.get(k) or [])} ({fmt(_get(summary_of(gcs.get(k)), 'p50'), 1)})"
+                    for k in ("1h", "8h", "24h")
+                ),
+            )
+        row(
+            "zoom 10 min with raw=1 (1,200 readings): history.trend; HTTP, p50 / p99 (ms)",
+            "—",
+            f"{p1(api, 'zoom_10min_raw')}; {p1(http, 'zoom_10min_raw')}",
+        )
+        row(
+            "readings_csv, 24 h of one patient, in process, once (ms)",
+            "—",
+            fmt(api.get("readings_csv_24h_ms")),
+        )
+        for name, goal in (("readings.csv", "≤ 2,000"), ("trend.csv", "—")):
+            e = http.get(name)
+            if isinstance(e, dict):
+                row(
+                    f"{name}, 24 h of one patient over HTTP: median / max of "
+                    f"{len(e['runs_ms'])} (ms); rows, MB",
+                    goal,
+                    f"{fmt(_get(e, 'ms', 'p50'))} / {fmt(_get(e, 'ms', 'max'))}; "
+                    f"{e['rows']:,}, {e['bytes'] / 2**20:.1f}",
+                )
+        if "error" in api:
+            row("history.trend", "—", f"ERROR {fmt(api['error'])[:160]}")
+        if "error" in http:
+            row("HTTP", "—", f"ERROR {fmt(http['error'])[:160]}")
+    elif q is not None:
+        error("queries")
+    loads = [h.get(k) or [None] for k in ("load_avg_at_start", "load_avg_at_end")]
+    rows.append(
+        f"\nload average (1 min) at start / end of the section: {fmt(loads[0][0], 2)} / "
+        f"{fmt(loads[1][0], 2)} (2 CPUs)"
+    )
+    return "\n".join(rows)
+
+
 def table(results: dict[str, Any]) -> str:
     parts: list[str] = []
     rows: list[str] = ["| figure | value |", "|---|---:|"]
@@ -360,6 +549,9 @@ def table(results: dict[str, Any]) -> str:
         parts.append(station_table(st))
     elif st is not None:
         parts.append(f"station: ERROR {fmt(_get(st, 'error'))[:200]}")
+    hi = sections.get("history")
+    if isinstance(hi, dict):
+        parts.append(history_table(hi))
     fo = sections.get("fanout")
     if isinstance(fo, dict) and "levels" in fo:
         base = _get(fo, "idle", "rss_mean_mb")
@@ -685,6 +877,20 @@ def main() -> None:
         "--station-parts",
         default="page,bridge,monitor",
         help="station section: parts to run (default page,bridge,monitor)",
+    )
+    parser.add_argument(
+        "--history-parts",
+        default="ingest,latency,queries",
+        help="history section: parts to run (default ingest,latency,queries)",
+    )
+    parser.add_argument(
+        "--history-cache",
+        default=None,
+        help="history section: where the seeded 24 h file is cached (default: a folder in the "
+        "system's temp dir, printed)",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="history section: keep the seeded file for next time"
     )
     parser.add_argument("--out", default=str(RESULTS / "results.json"))
     args = parser.parse_args()
