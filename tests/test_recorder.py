@@ -339,6 +339,24 @@ def test_pending_is_bounded_oldest_dropped(
     assert [t - T0 for _, t, _, _ in rows(tmp_path / "hrdash.db")] == [5, 6, 7, 8, 9]
 
 
+def test_dropping_is_logged_once_per_episode(
+    make: Callable[..., Recorder], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Under a sustained overload (a commit that leaves readings waiting) dropping is logged
+    once; once the writer has caught up, a new overload is logged again."""
+    rec = make(start=False, max_pending=5)
+    with caplog.at_level(logging.WARNING, logger="hrdash.recorder"):
+        rec.add("bed-01", [(T0 + i, 70) for i in range(10)])
+        rec._recovered()  # a commit that left readings waiting: the episode goes on
+        rec.add("bed-01", [(T0 + i, 71) for i in range(10, 20)])
+        assert sum("dropping" in r.getMessage() for r in caplog.records) == 1
+        rec.start()
+        assert rec.flush(timeout=scaled(10))  # caught up: the episode is over
+        rec.add("bed-01", [(T0 + i, 72) for i in range(20, 30)])
+    assert sum("dropping" in r.getMessage() for r in caplog.records) == 2
+    assert rec.status()["dropped"] == 20
+
+
 def test_bad_options_are_one_line_errors(tmp_path: Path) -> None:
     """Nonsense options are refused with one line."""
     path = str(tmp_path / "h.db")

@@ -726,7 +726,8 @@ class Recorder:
             self._cause = ""
             self._detail = ""
             self._since = None
-            self._dropped_logged = False
+            if was == "error" or not self._pending:  # an episode of dropping is over
+                self._dropped_logged = False
             self._cond.notify_all()
         self._delays = self._new_delays()
         if was == "error":
