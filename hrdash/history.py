@@ -346,17 +346,19 @@ def trend(
     ``width`` (ms; default :func:`hrdash.trends.bucket_width` of the span) must be one of the
     trend widths and give at most :data:`hrdash.trends.MAX_POINTS` buckets. Every bucket that
     meets the range is there, whole, if it holds a reading (gaps are absent buckets).
-    ``readings`` are the raw readings in range when ``raw`` and they are at most
-    :data:`MAX_READINGS`, else ``None``. Raises :class:`BadRange`, :class:`HistoryError`."""
+    ``readings`` are the raw readings in range when ``raw``, they are at most
+    :data:`MAX_READINGS` and none of them has been pruned yet (else ``None``: the buckets are
+    all there is). Raises :class:`BadRange`, :class:`HistoryError`."""
     check_range(start, end)
     width = trends.bucket_width(end - start) if width is None else width
     check_width(start, end, width)
     lo, hi = _floor(start, width), _ceil(end, width)
-    buckets = trends.merge(_minute_rows(settings, patient, lo, hi), width)
+    minutes = _minute_rows(settings, patient, lo, hi)
+    buckets = trends.merge(minutes, width)
     found: list[dict[str, Any]] | None = None
     if raw:
         rows = _raw_rows(settings, patient, start, end, limit=MAX_READINGS + 1)
-        if len(rows) <= MAX_READINGS:
+        if len(rows) <= MAX_READINGS and _raw_kept(settings, patient, minutes, start, end):
             found = [{"t": t, "bpm": bpm} for t, bpm in rows]
     return {
         "patient": patient,
@@ -367,6 +369,19 @@ def trend(
         "buckets": [b.as_dict() for b in buckets],
         "readings": found,
     }
+
+
+def _raw_kept(
+    settings: Settings, patient: str, minutes: Sequence[trends.Bucket], start: int, end: int
+) -> bool:
+    """Whether the raw readings of ``start`` to ``end`` are all still stored: no minute rollup
+    meeting the range lies before the patient's oldest stored reading (the raw readings are
+    pruned sooner than the minutes, ``HRDASH_RETENTION`` against ``HRDASH_TREND_RETENTION``)."""
+    inside = [m.t for m in minutes if m.t + trends.MINUTE_MS > start and m.t < end]
+    if not inside or _in_memory(settings):
+        return True
+    kept = stored_span(settings, patient)
+    return kept is not None and inside[0] >= _floor(kept[0], trends.MINUTE_MS)
 
 
 def trend_table(settings: Settings, patient: str, start: int, end: int) -> pd.DataFrame:

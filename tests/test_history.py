@@ -211,6 +211,26 @@ def test_raw_readings_only_when_they_fit(tmp_path: Path) -> None:
     assert without["readings"] is None
 
 
+def test_no_raw_readings_where_they_were_pruned(tmp_path: Path) -> None:
+    """Where the raw readings are gone and only the minute rollups are kept (older than the raw
+    retention), raw=1 gives null, not an empty or partial list; where they are all kept, the
+    list."""
+    path = tmp_path / "h.db"
+    fill(path, {PATIENT: [(T0 + i * 20_000, 70 + i % 5) for i in range(30)]})  # 10 minutes
+    conn = store.connect(path)
+    conn.execute("DELETE FROM readings WHERE t < ?", (T0 + 5 * 60_000,))  # pruned: 5 minutes
+    conn.close()
+    settings = settings_for(path)
+    partly = history.trend(settings, PATIENT, T0 + 60_000, T0 + 9 * 60_000, raw=True)
+    assert len(partly["buckets"]) == 8 and partly["readings"] is None
+    gone = history.trend(settings, PATIENT, T0, T0 + 4 * 60_000, raw=True)
+    assert len(gone["buckets"]) == 4 and gone["readings"] is None
+    kept = history.trend(settings, PATIENT, T0 + 5 * 60_000, T0 + 10 * 60_000, raw=True)
+    assert kept["readings"] is not None and len(kept["readings"]) == 15
+    empty = history.trend(settings, PATIENT, T0 + HOUR, T0 + 2 * HOUR, raw=True)
+    assert (empty["buckets"], empty["readings"]) == ([], [])
+
+
 # -- readings CSV ------------------------------------------------------------------------------
 
 
