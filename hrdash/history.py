@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sqlite3
 import urllib.error
 import urllib.parse
@@ -85,10 +86,9 @@ def _integer(params: Mapping[str, str], name: str) -> int | None:
     raw = params.get(name)
     if raw is None or raw == "":
         return None
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise BadRange(f"{name} must be an integer (Unix ms), got {raw[:40]!r}") from None
+    if re.fullmatch(r"-?[0-9]{1,20}", raw) is None:
+        raise BadRange(f"{name} must be an integer number of ms, got {raw[:40]!r}")
+    value = int(raw)
     if not 0 <= value < MAX_MS:
         raise BadRange(f"{name} must be a Unix time in ms from 0 to {MAX_MS - 1}, got {value}")
     return value

@@ -338,6 +338,7 @@ def test_trend_csv_is_the_minute_rollup(day: tuple[Settings, list[Row]]) -> None
         ("readings.csv", f"?from={T0}&to={T0}", "must be before"),
         ("readings.csv", f"?from={T0 + 1}&to={T0}", "must be before"),
         ("readings.csv", "?to=1.5", "to must be an integer"),
+        ("readings.csv", "?to=%EF%BC%91", "to must be an integer"),  # a full-width digit
         ("readings.csv", "?from=-5", "from must be a Unix time"),
         ("trend.csv", "?from=x", "from must be an integer"),
         ("trend", "?range=2h", "range must be one of 1h, 8h, 24h"),
