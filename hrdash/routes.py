@@ -85,8 +85,13 @@ def _answer(handler: Callable[[Routes, str], flask.Response]) -> Callable[[str],
         except history.HistoryError as exc:
             return _text(http.HTTPStatus.SERVICE_UNAVAILABLE, str(exc))
 
-    view.__name__ = handler.__name__
-    return view
+    def fresh(patient_id: str) -> flask.Response:
+        response = view(patient_id)
+        response.headers["Cache-Control"] = "no-store"  # the history grows: never a stale copy
+        return response
+
+    fresh.__name__ = handler.__name__
+    return fresh
 
 
 def _readings_csv(found: Routes, patient_id: str) -> flask.Response:

@@ -144,6 +144,7 @@ def test_trend_ranges_match_pandas_on_the_raw_rows(
     answer = client_at(settings, now).get(f"/api/patients/{PATIENT}/trend?range={name}")
     assert answer.status_code == 200, answer.get_data(as_text=True)
     assert answer.mimetype == "application/json"
+    assert answer.headers["Cache-Control"] == "no-store"
     body = strict_json(answer.get_data())
     assert body["patient"] == PATIENT and body["range"] == name
     assert (body["from"], body["to"]) == (now - span, now)
