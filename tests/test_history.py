@@ -21,6 +21,7 @@ import pytest
 
 from hrdash import history, routes, store, trends
 from hrdash.callbacks import session
+from hrdash.ingest.recorder import Recorder
 from hrdash.settings import Settings
 from hrdash.webapp import create_app
 from tests.conftest import StartBridge, Upstream, free_port, strict_json, wait_for
@@ -439,6 +440,40 @@ def test_reads_while_the_writer_holds_a_transaction(tmp_path: Path) -> None:
             conn.execute("DELETE FROM readings")
         finally:
             conn.close()
+
+
+def test_what_the_recorder_wrote_is_what_the_history_reads(tmp_path: Path) -> None:
+    """The real Recorder writes a day of readings (two patients, ints and reals, a gap) into a
+    file; while it still holds the file open, readings.csv gives them back value for value and
+    the trend's buckets, from the minutes it computed, are what pandas makes of them."""
+    rows = day_of_readings(seed=3)
+    path = tmp_path / "recorded.db"
+    recorder = Recorder(
+        str(path),
+        [(PATIENT, "Bed 1"), (OTHER, "Bed 2")],
+        retention=72 * 3600,
+        trend_retention=30 * 86400,
+        clock=lambda: (T0 + 26 * HOUR) / 1000,
+    )
+    recorder.start()
+    try:
+        for i in range(0, len(rows), 500):  # in batches, as the bridge adds them
+            recorder.add(PATIENT, rows[i : i + 500])
+        recorder.add(OTHER, [(T0, 80)])
+        assert recorder.flush()
+        assert recorder.status()["written"] == len(rows) + 1
+        client = client_at(settings_for(path), T0 + 25 * HOUR)
+        query = f"from={T0 - HOUR}&to={T0 + 25 * HOUR}"
+        text = client.get(f"/api/patients/{PATIENT}/readings.csv?{query}").get_data(as_text=True)
+        back = pd.read_csv(io.StringIO(text), dtype={"bpm": str})
+        assert list(back["time_ms"]) == [t for t, _ in rows]
+        assert list(back["bpm"]) == [str(bpm) for _, bpm in rows]
+        for name in ("1h", "8h", "24h"):
+            body = strict_json(client.get(f"/api/patients/{PATIENT}/trend?range={name}").data)
+            assert body["buckets"]
+            assert_buckets_match(body, rows)
+    finally:
+        recorder.close()
 
 
 # -- summaries and the Session card --------------------------------------------------------------
