@@ -171,35 +171,6 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-@contextlib.contextmanager
-def _reading(settings: Settings, patient: str) -> Iterator[tuple[sqlite3.Connection, int] | None]:
-    """A read-only connection to the history inside one read transaction (one snapshot for
-    every query of the call) and the patient's key; ``None`` when nothing is stored for the
-    patient (no file, no tables yet, an unknown id). Raises :class:`HistoryError` (one line)."""
-    path = Path(settings.db)
-    if not path.exists():
-        yield None
-        return
-    try:
-        conn = store.connect(path, readonly=True)
-    except sqlite3.Error as exc:
-        raise HistoryError(f"cannot open the history {settings.db}: {_one_line(exc)}") from None
-    try:
-        conn.execute("BEGIN")
-        try:
-            row = conn.execute("SELECT key FROM patients WHERE id = ?", (patient,)).fetchone()
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                row = None  # the recorder has not created its tables yet
-            else:
-                raise
-        yield None if row is None else (conn, int(row[0]))
-    except sqlite3.Error as exc:
-        raise HistoryError(f"cannot read the history {settings.db}: {_one_line(exc)}") from None
-    finally:
-        conn.close()
-
-
 def bridge_http_url(settings: Settings, path: str) -> str:
     return f"http://{url_host(settings.bridge_host)}:{settings.bridge_port}{path}"
 
@@ -225,60 +196,111 @@ def fetch(settings: Settings, patient: str | None = None) -> list[dict[str, Any]
     return found
 
 
-def _buffered(settings: Settings, patient: str, start: int, end: int) -> list[tuple[int, Any]]:
-    """The bridge's readings of ``patient`` with ``start <= time < end``, in time order."""
-    rows = [(int(r["time"]), r["bpm"]) for r in fetch(settings, patient)]
-    return sorted((r for r in rows if start <= r[0] < end), key=lambda r: r[0])
+Row = tuple[int, Any]  # (t, bpm) of a reading
 
 
-def _raw_rows(
-    settings: Settings, patient: str, start: int, end: int, limit: int | None = None
-) -> list[tuple[int, Any]]:
-    """``(t, bpm)`` of the stored readings in range, in time order (at most ``limit``)."""
-    if _in_memory(settings):
-        rows = _buffered(settings, patient, start, end)
-        return rows if limit is None else rows[:limit]
-    sql = "SELECT t, bpm FROM readings WHERE patient = ? AND t >= ? AND t < ? ORDER BY t, n"
-    with _reading(settings, patient) as found:
-        if found is None:
-            return []
-        conn, key = found
-        if limit is None:
-            return conn.execute(sql, (key, start, end)).fetchall()
-        return conn.execute(sql + " LIMIT ?", (key, start, end, limit)).fetchall()
+class _Stored:
+    """What is stored of one patient, read in one snapshot: nothing (no file, no tables yet,
+    an id the history does not know)."""
+
+    def raw(self, start: int, end: int, limit: int | None = None) -> list[Row]:
+        """``(t, bpm)`` of the readings with ``start <= t < end``, in time order (at most
+        ``limit``)."""
+        return []
+
+    def minutes(self, start: int, end: int) -> list[trends.Bucket]:
+        """The minute rollups with ``start <= t < end`` (minute starts), in time order."""
+        return []
+
+    def span(self) -> tuple[int, int] | None:
+        """``(first, last + 1)`` of the stored readings; ``None`` when there is none."""
+        return None
 
 
-def _minute_rows(settings: Settings, patient: str, start: int, end: int) -> list[trends.Bucket]:
-    """The minute rollups with ``start <= t < end`` (minute starts), in time order."""
-    if _in_memory(settings):
-        return trends.rollup(_buffered(settings, patient, start, end), trends.MINUTE_MS)
-    sql = (
+class _File(_Stored):
+    """A patient's rows in the history file, through one read transaction."""
+
+    RAW = "SELECT t, bpm FROM readings WHERE patient = ? AND t >= ? AND t < ? ORDER BY t, n"
+    MINUTES = (
         "SELECT t, min, sum, max, n FROM minutes WHERE patient = ? AND t >= ? AND t < ? ORDER BY t"
     )
-    with _reading(settings, patient) as found:
-        if found is None:
-            return []
-        conn, key = found
-        rows = conn.execute(sql, (key, start, end)).fetchall()
-    return [trends.Bucket(t, lo, total / n, hi, n) for t, lo, total, hi, n in rows if n > 0]
+    EDGE = "SELECT t FROM readings WHERE patient = ? ORDER BY t {} LIMIT 1"
+
+    def __init__(self, conn: sqlite3.Connection, key: int) -> None:
+        self.conn, self.key = conn, key
+
+    def raw(self, start: int, end: int, limit: int | None = None) -> list[Row]:
+        if limit is None:
+            return self.conn.execute(self.RAW, (self.key, start, end)).fetchall()
+        return self.conn.execute(self.RAW + " LIMIT ?", (self.key, start, end, limit)).fetchall()
+
+    def minutes(self, start: int, end: int) -> list[trends.Bucket]:
+        rows = self.conn.execute(self.MINUTES, (self.key, start, end)).fetchall()
+        return [trends.Bucket(t, lo, total / n, hi, n) for t, lo, total, hi, n in rows if n > 0]
+
+    def span(self) -> tuple[int, int] | None:
+        first = self.conn.execute(self.EDGE.format("ASC"), (self.key,)).fetchone()
+        last = self.conn.execute(self.EDGE.format("DESC"), (self.key,)).fetchone()
+        if first is None or last is None:
+            return None
+        return int(first[0]), int(last[0]) + 1
+
+
+class _Buffer(_Stored):
+    """The readings the bridge keeps in memory for a patient (``HRDASH_DB=:memory:``); its
+    minutes are rolled up from them."""
+
+    def __init__(self, rows: list[Row]) -> None:
+        self.rows = sorted(rows, key=lambda r: r[0])
+
+    def raw(self, start: int, end: int, limit: int | None = None) -> list[Row]:
+        found = [r for r in self.rows if start <= r[0] < end]
+        return found if limit is None else found[:limit]
+
+    def minutes(self, start: int, end: int) -> list[trends.Bucket]:
+        return trends.rollup(self.raw(start, end), trends.MINUTE_MS)
+
+    def span(self) -> tuple[int, int] | None:
+        return (self.rows[0][0], self.rows[-1][0] + 1) if self.rows else None
+
+
+@contextlib.contextmanager
+def _stored(settings: Settings, patient: str) -> Iterator[_Stored]:
+    """What is stored of ``patient``, in one snapshot for every query of the ``with`` block:
+    the history file opened read-only inside one read transaction (closed after), or with
+    ``:memory:`` the bridge's buffer fetched once. Raises :class:`HistoryError` (one line),
+    :class:`UnknownPatient` (only the bridge tells)."""
+    if _in_memory(settings):
+        yield _Buffer([(int(r["time"]), r["bpm"]) for r in fetch(settings, patient)])
+        return
+    path = Path(settings.db)
+    if not path.exists():
+        yield _Stored()
+        return
+    try:
+        conn = store.connect(path, readonly=True)
+    except sqlite3.Error as exc:
+        raise HistoryError(f"cannot open the history {settings.db}: {_one_line(exc)}") from None
+    try:
+        conn.execute("BEGIN")
+        try:
+            row = conn.execute("SELECT key FROM patients WHERE id = ?", (patient,)).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            row = None  # the recorder has not created its tables yet
+        yield _Stored() if row is None else _File(conn, int(row[0]))
+    except sqlite3.Error as exc:
+        raise HistoryError(f"cannot read the history {settings.db}: {_one_line(exc)}") from None
+    finally:
+        conn.close()
 
 
 def stored_span(settings: Settings, patient: str) -> tuple[int, int] | None:
     """``(first, last + 1)``: the half-open range holding every stored reading of the patient
     (with ``:memory:``, those the bridge keeps); ``None`` when there is none."""
-    if _in_memory(settings):
-        rows = _buffered(settings, patient, 0, MAX_MS)
-        return (rows[0][0], rows[-1][0] + 1) if rows else None
-    with _reading(settings, patient) as found:
-        if found is None:
-            return None
-        conn, key = found
-        sql = "SELECT t FROM readings WHERE patient = ? ORDER BY t {} LIMIT 1"
-        first = conn.execute(sql.format("ASC"), (key,)).fetchone()
-        last = conn.execute(sql.format("DESC"), (key,)).fetchone()
-    if first is None or last is None:
-        return None
-    return int(first[0]), int(last[0]) + 1
+    with _stored(settings, patient) as found:
+        return found.span()
 
 
 # -- tables ------------------------------------------------------------------------------------
@@ -309,7 +331,8 @@ def readings(settings: Settings, patient: str, start: int, end: int) -> pd.DataF
     ``time`` (UTC timestamps), ``time_ms`` (Unix ms) and ``bpm`` (as stored). Empty when
     nothing is stored. Raises :class:`BadRange`, :class:`HistoryError`."""
     check_range(start, end)
-    rows = _raw_rows(settings, patient, start, end)
+    with _stored(settings, patient) as found:
+        rows = found.raw(start, end)
     t = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     bpm = _as_stored([r[1] for r in rows])
     return pd.DataFrame({"time": _times(t), "time_ms": t, "bpm": bpm})
@@ -353,13 +376,14 @@ def trend(
     width = trends.bucket_width(end - start) if width is None else width
     check_width(start, end, width)
     lo, hi = _floor(start, width), _ceil(end, width)
-    minutes = _minute_rows(settings, patient, lo, hi)
+    shown: list[dict[str, Any]] | None = None
+    with _stored(settings, patient) as found:
+        minutes = found.minutes(lo, hi)
+        if raw:
+            rows = found.raw(start, end, limit=MAX_READINGS + 1)
+            if len(rows) <= MAX_READINGS and _raw_kept(found, minutes, start, end):
+                shown = [{"t": t, "bpm": bpm} for t, bpm in rows]
     buckets = trends.merge(minutes, width)
-    found: list[dict[str, Any]] | None = None
-    if raw:
-        rows = _raw_rows(settings, patient, start, end, limit=MAX_READINGS + 1)
-        if len(rows) <= MAX_READINGS and _raw_kept(settings, patient, minutes, start, end):
-            found = [{"t": t, "bpm": bpm} for t, bpm in rows]
     return {
         "patient": patient,
         "range": range_name,
@@ -367,20 +391,18 @@ def trend(
         "to": end,
         "width": width,
         "buckets": [b.as_dict() for b in buckets],
-        "readings": found,
+        "readings": shown,
     }
 
 
-def _raw_kept(
-    settings: Settings, patient: str, minutes: Sequence[trends.Bucket], start: int, end: int
-) -> bool:
+def _raw_kept(found: _Stored, minutes: Sequence[trends.Bucket], start: int, end: int) -> bool:
     """Whether the raw readings of ``start`` to ``end`` are all still stored: no minute rollup
     meeting the range lies before the patient's oldest stored reading (the raw readings are
     pruned sooner than the minutes, ``HRDASH_RETENTION`` against ``HRDASH_TREND_RETENTION``)."""
     inside = [m.t for m in minutes if m.t + trends.MINUTE_MS > start and m.t < end]
-    if not inside or _in_memory(settings):
+    if not inside:
         return True
-    kept = stored_span(settings, patient)
+    kept = found.span()
     return kept is not None and inside[0] >= _floor(kept[0], trends.MINUTE_MS)
 
 
@@ -388,7 +410,8 @@ def trend_table(settings: Settings, patient: str, start: int, end: int) -> pd.Da
     """The minute rollups that meet ``start`` to ``end``, in time order: columns ``time`` (the
     minute's start, UTC), ``time_ms``, ``min``, ``mean``, ``max``, ``n``."""
     check_range(start, end)
-    rows = _minute_rows(settings, patient, _floor(start, trends.MINUTE_MS), end)
+    with _stored(settings, patient) as found:
+        rows = found.minutes(_floor(start, trends.MINUTE_MS), end)
     t = np.fromiter((b.t for b in rows), dtype=np.int64, count=len(rows))
     return pd.DataFrame(
         {
