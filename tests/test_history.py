@@ -9,6 +9,7 @@ import base64
 import io
 import random
 import sqlite3
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import werkzeug.serving
 
 from hrdash import history, routes, store, trends
 from hrdash.callbacks import session
@@ -474,6 +476,51 @@ def test_what_the_recorder_wrote_is_what_the_history_reads(tmp_path: Path) -> No
             assert_buckets_match(body, rows)
     finally:
         recorder.close()
+
+
+async def test_readings_sent_by_a_service_come_back_in_the_csv_export(
+    upstream: Upstream, start_bridge: StartBridge, tmp_path: Path
+) -> None:
+    """End to end: a service on 127.0.0.1 sends known readings (integers and reals, two at one
+    millisecond), a real bridge records them into HRDASH_DB, and readings.csv over HTTP from the
+    real Dash server gives back exactly what was sent, value for value, in order."""
+    path = tmp_path / "history.db"
+    now = int(time.time() * 1000)
+    start = now - now % 60_000 - 10 * 60_000  # ten minutes ago: recorded, not too old
+    sent: list[Row] = [(start + i * 500, 60 + i % 50) for i in range(240)]
+    sent[7] = (sent[7][0], 72.5)
+    sent[8] = (sent[7][0], 73)  # the same millisecond as the one before, another bpm
+    bridge = await start_bridge(upstream.url, db=str(path))
+    await upstream.wait_connections(1)
+    for t, bpm in sent:
+        await upstream.send(f'{{"time": {t}, "value": {bpm}}}')
+    await wait_for(lambda: bridge.counters["accepted"] == len(sent), 5)
+    await wait_for(lambda: bridge.history_status()["written"] == len(sent), 10, "recorded")
+    settings = bridge.settings.replace(bridge_port=bridge.port)
+    app = create_app(settings)
+    server = werkzeug.serving.make_server("127.0.0.1", 0, app.server, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = (
+            f"http://127.0.0.1:{server.server_port}/api/patients/patient-1/readings.csv"
+            f"?from={start}&to={start + HOUR}"
+        )
+
+        def get() -> str:
+            with urllib.request.urlopen(url, timeout=10) as answer:
+                return str(answer.read().decode())
+
+        text = await asyncio.to_thread(get)
+    finally:
+        server.shutdown()
+        thread.join(5)
+    lines = text.splitlines()
+    assert lines[0] == "time,time_ms,bpm"
+    got = [line.split(",") for line in lines[1:]]
+    assert [(int(t), bpm) for _, t, bpm in got] == [(t, str(bpm)) for t, bpm in sent]
+    iso = pd.to_datetime([t for t, _, _ in got]).as_unit("ms").asi8
+    assert list(iso) == [t for t, _ in sent]
 
 
 # -- summaries and the Session card --------------------------------------------------------------
