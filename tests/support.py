@@ -303,3 +303,16 @@ def routed_url(base: str, path: str, timeout: float = 5.0) -> dict[str, Any]:
     )
     with urllib.request.urlopen(request, timeout=timeout) as answer:
         return _routed(json.loads(answer.read()))
+
+
+def walk(component: Any) -> list[Any]:
+    """Every Dash component under ``component`` (a layout tree), itself included, in document
+    order."""
+    found = [component]
+    children = getattr(component, "children", None)
+    if isinstance(children, list | tuple):
+        for child in children:
+            found.extend(walk(child))
+    elif children is not None and not isinstance(children, str | int | float):
+        found.extend(walk(children))
+    return found

@@ -17,7 +17,7 @@ from hrdash import callbacks, ids, pages
 from hrdash.layout import Y_RANGE, build_layout
 from hrdash.settings import Settings
 from hrdash.webapp import create_app, page_ws_url
-from tests.support import routed
+from tests.support import routed, walk
 
 # Every element id the package defines (hrdash.ids holds them all, as upper-case constants).
 ALL_IDS = sorted({v for k, v in vars(ids).items() if k.isupper() and isinstance(v, str)})
@@ -33,23 +33,12 @@ MONITOR_IDS = sorted(set(ALL_IDS) - OTHER_PAGES_IDS)
 CONTRACT_IDS = [ids.WS, ids.TABLE, ids.CHART, ids.CURRENT_BPM, ids.CURRENT_TIME, ids.STATUS]
 
 
-def _walk(component: Any) -> list[Any]:
-    found = [component]
-    children = getattr(component, "children", None)
-    if isinstance(children, list | tuple):
-        for child in children:
-            found.extend(_walk(child))
-    elif children is not None and not isinstance(children, str | int | float):
-        found.extend(_walk(children))
-    return found
-
-
 def _settings(**overrides: Any) -> Settings:
     return Settings.load(env={}).replace(**overrides)
 
 
 def _by_id(layout: Any) -> dict[str, Any]:
-    return {c.id: c for c in _walk(layout) if getattr(c, "id", None)}
+    return {c.id: c for c in walk(layout) if getattr(c, "id", None)}
 
 
 def _page(settings: Settings) -> Any:
@@ -62,7 +51,7 @@ def test_every_id_once() -> None:
     Source panel's and the Session card's) appears exactly once in the one patient's monitor,
     and no element id appears twice."""
     assert set(CONTRACT_IDS) <= set(MONITOR_IDS)
-    counts = Counter(c.id for c in _walk(_page(_settings())) if getattr(c, "id", None))
+    counts = Counter(c.id for c in walk(_page(_settings())) if getattr(c, "id", None))
     assert {i: counts[i] for i in MONITOR_IDS if counts[i] != 1} == {}
     assert {i: counts[i] for i in OTHER_PAGES_IDS if counts[i]} == {}
     assert [i for i, n in counts.items() if n > 1] == []
@@ -114,8 +103,8 @@ def test_order_and_window_reach_the_page(order: str, label: str) -> None:
     found = _by_id(layout)
     assert found[ids.CONFIG].data["order"] == order
     assert found[ids.CONFIG].data["window"] == 12
-    texts = [c for c in _walk(layout) if isinstance(c, str)]
-    texts += [c.children for c in _walk(layout) if isinstance(getattr(c, "children", None), str)]
+    texts = [c for c in walk(layout) if isinstance(c, str)]
+    texts += [c.children for c in walk(layout) if isinstance(getattr(c, "children", None), str)]
     assert f"Readings (newest {label})" in texts
     assert "Last 12 readings" in texts
 

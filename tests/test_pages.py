@@ -23,7 +23,7 @@ from hrdash.pages import station
 from hrdash.settings import Settings
 from hrdash.sources import Source
 from hrdash.webapp import create_app
-from tests.support import routed
+from tests.support import routed, walk
 
 TILE_CLASSES = [
     "hr-tile-head",
@@ -39,18 +39,6 @@ TILE_CLASSES = [
 
 def _settings(**env: str) -> Settings:
     return Settings.load(env=env)
-
-
-def _walk(node: Any) -> list[Any]:
-    """Every component under ``node`` (a component tree), ``node`` included."""
-    found = [node]
-    children = getattr(node, "children", None)
-    if isinstance(children, list | tuple):
-        for child in children:
-            found.extend(_walk(child))
-    elif children is not None and not isinstance(children, str | int | float):
-        found.extend(_walk(children))
-    return found
 
 
 def _walk_json(node: Any) -> list[dict[str, Any]]:
@@ -137,10 +125,10 @@ def test_monitor_names_its_own_service() -> None:
     ward = pages.Site.for_settings(
         _settings(HRDASH_SIMULATOR_PATIENTS="3", HRDASH_SIMULATOR_PORT="8766")
     )
-    found = {c.id: c for c in _walk(ward.monitor("bed-02")) if getattr(c, "id", None)}
+    found = {c.id: c for c in walk(ward.monitor("bed-02")) if getattr(c, "id", None)}
     assert found[ids.SOURCE].children == "ws://127.0.0.1:8766/patients/bed-02"
     single = pages.Site.for_settings(_settings())
-    found = {c.id: c for c in _walk(single.home()) if getattr(c, "id", None)}
+    found = {c.id: c for c in walk(single.home()) if getattr(c, "id", None)}
     assert found[ids.SOURCE].children == "Embedded simulator"
 
 
@@ -149,9 +137,9 @@ def test_station_has_one_tile_per_patient(count: int) -> None:
     """Exactly one element per patient carries data-patient: its tile, a link to the patient's
     monitor with the contract's id, attributes and parts, in station order, in the grid."""
     layout, patients = _station(count)
-    with_patient = [c for c in _walk(layout) if _data(c, "data-patient") is not None]
+    with_patient = [c for c in walk(layout) if _data(c, "data-patient") is not None]
     assert [_data(c, "data-patient") for c in with_patient] == [p.id for p in patients]
-    grid = next(c for c in _walk(layout) if getattr(c, "id", None) == ids.STATION)
+    grid = next(c for c in walk(layout) if getattr(c, "id", None) == ids.STATION)
     assert grid.children == with_patient
     for tile, patient in zip(with_patient, patients, strict=True):
         assert isinstance(tile, html.A)
@@ -159,7 +147,7 @@ def test_station_has_one_tile_per_patient(count: int) -> None:
         assert tile.href == f"/patient/{patient.id}"
         assert tile.className == "hr-tile"
         assert (_data(tile, "data-state"), _data(tile, "data-alarm")) == ("connecting", "none")
-        parts = {c.className: c for c in _walk(tile)[1:] if getattr(c, "className", None)}
+        parts = {c.className: c for c in walk(tile)[1:] if getattr(c, "className", None)}
         assert sorted(parts) == sorted(TILE_CLASSES)
         assert parts["hr-tile-name"].children == patient.name
         assert parts["hr-tile-bpm"].children == PLACEHOLDER == "\u2013"
@@ -177,7 +165,7 @@ def test_station_grid_is_shaped_by_python(count: int) -> None:
     """The grid (id hr-station, class hr-station-grid) carries --hr-cols and --hr-rows from
     grid_shape."""
     layout, _ = _station(count)
-    grid = next(c for c in _walk(layout) if getattr(c, "id", None) == ids.STATION)
+    grid = next(c for c in walk(layout) if getattr(c, "id", None) == ids.STATION)
     cols, rows = station.grid_shape(count)
     assert grid.className == "hr-station-grid"
     assert grid.style == {"--hr-cols": str(cols), "--hr-rows": str(rows)}
@@ -189,14 +177,14 @@ def test_station_components_and_config() -> None:
     is a timer in station.js); the config carries the station feed's URL, the origins,
     staleness, the sparkline's span, the clock's 250 ms, the patients and the ids."""
     layout, patients = _station(3, HRDASH_BRIDGE_PORT="9876", HRDASH_STALE_AFTER="3.5")
-    found = {c.id: c for c in _walk(layout) if getattr(c, "id", None)}
+    found = {c.id: c for c in walk(layout) if getattr(c, "id", None)}
     sockets = [c for c in layout.children if isinstance(c, WebSocket)]
     assert [s.id for s in sockets] == [ids.STATION_WS]
     assert getattr(sockets[0], "url", None) is None
-    assert not [c for c in _walk(layout) if isinstance(c, dcc.Interval)]
+    assert not [c for c in walk(layout) if isinstance(c, dcc.Interval)]
     assert found[ids.STATION_STATUS].children == "Connecting…"
     alarms = found[ids.STATION_ALARMS]
-    assert "No active alarms" in [getattr(c, "children", None) for c in _walk(alarms)]
+    assert "No active alarms" in [getattr(c, "children", None) for c in walk(alarms)]
     config = found[ids.STATION_CONFIG].data
     assert set(config) == {
         "ws_url",
@@ -228,7 +216,7 @@ def test_station_ws_url_follows_the_public_url(public: str, expected: str) -> No
     """HRDASH_PUBLIC_WS_URL stays a base: the station asks it for station=1 (the browser
     resolves a path, so no port)."""
     layout, _ = _station(2, HRDASH_PUBLIC_WS_URL=public)
-    config = next(c for c in _walk(layout) if getattr(c, "id", None) == ids.STATION_CONFIG).data
+    config = next(c for c in walk(layout) if getattr(c, "id", None) == ids.STATION_CONFIG).data
     assert (config["ws_url"], config["ws_port"]) == (expected, None)
 
 
@@ -409,5 +397,5 @@ def test_monitor_ws_url_names_the_patient(public: str, expected: tuple[str, int 
     patient=ID, then overlap=1."""
     settings = _settings(HRDASH_SIMULATOR_PATIENTS="3", HRDASH_PUBLIC_WS_URL=public)
     layout = pages.Site.for_settings(settings).monitor("bed-02")
-    config = next(c for c in _walk(layout) if getattr(c, "id", None) == ids.CONFIG).data
+    config = next(c for c in walk(layout) if getattr(c, "id", None) == ids.CONFIG).data
     assert (config["ws_url"], config["ws_port"]) == expected

@@ -11,22 +11,11 @@ from hrdash import history, ids, pages, trends
 from hrdash.callbacks import trend
 from hrdash.settings import Settings
 from hrdash.webapp import create_app
-
-
-def _walk(node: Any) -> list[Any]:
-    """Every component under ``node``, ``node`` included, in document order."""
-    found = [node]
-    children = getattr(node, "children", None)
-    if isinstance(children, list | tuple):
-        for child in children:
-            found.extend(_walk(child))
-    elif children is not None and not isinstance(children, str | int | float):
-        found.extend(_walk(children))
-    return found
+from tests.support import walk
 
 
 def _by_id(layout: Any) -> dict[str, Any]:
-    return {c.id: c for c in _walk(layout) if getattr(c, "id", None)}
+    return {c.id: c for c in walk(layout) if getattr(c, "id", None)}
 
 
 def monitor(prefix: str = "/", **env: str) -> Any:
@@ -40,13 +29,13 @@ def test_the_card_sits_below_the_live_chart() -> None:
     layout = monitor()
     found = _by_id(layout)
     assert isinstance(found[ids.TREND], dcc.Graph)
-    order = [getattr(c, "id", None) for c in _walk(layout)]
+    order = [getattr(c, "id", None) for c in walk(layout)]
     assert order.index(ids.CHART) < order.index(ids.TREND_CARD) < order.index(ids.TREND)
     assert order.index(ids.TREND) < order.index(ids.TABLE)
     card = found[ids.TREND_CARD]
-    in_card = {getattr(c, "id", None) for c in _walk(card)}
+    in_card = {getattr(c, "id", None) for c in walk(card)}
     assert set(ids.TREND_IDS.values()) | {ids.TREND_CONFIG} <= in_card
-    buttons = [c for c in _walk(found[ids.TREND_RANGES]) if isinstance(c, html.Button)]
+    buttons = [c for c in walk(found[ids.TREND_RANGES]) if isinstance(c, html.Button)]
     assert [b.to_plotly_json()["props"]["data-range"] for b in buttons] == list(history.RANGES_MS)
     assert [b.children for b in buttons] == ["1 h", "8 h", "24 h"]
     pressed = [b.to_plotly_json()["props"]["aria-pressed"] for b in buttons]
