@@ -44,7 +44,7 @@ def run_all(settings: Settings) -> None:
     """Run until Ctrl-C / SIGTERM. Raises PortInUseError before starting anything."""
     from werkzeug.serving import make_server
 
-    from hrdash.webapp import create_app
+    from hrdash.webapp import create_app, freeze_startup
 
     check_port_free(settings.host, settings.port, "HRDASH_PORT")
     fatal: list[tuple[str, int]] = []
@@ -59,6 +59,7 @@ def run_all(settings: Settings) -> None:
     if settings.log_level != "debug":
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
     httpd = make_server(settings.host, settings.port, app.server, threaded=True)
+    freeze_startup()
     previous = signal.signal(signal.SIGTERM, _raise_stop)
     try:
         supervisor.start()

@@ -9,6 +9,7 @@ in the browser (``assets/hrdash.js``); the server only serves the page.
 
 from __future__ import annotations
 
+import gc
 from importlib.resources import files
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from hrdash.wsurl import page_ws_url
 
 TITLE = "hrdash"
 
-__all__ = ["ASSETS", "TITLE", "create_app", "page_ws_url"]
+__all__ = ["ASSETS", "TITLE", "create_app", "freeze_startup", "page_ws_url"]
 
 
 def assets_folder() -> Path:
@@ -59,3 +60,14 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
     callbacks.register_all(app, settings)
     routes.register(app)
     return app
+
+
+def freeze_startup() -> None:
+    """For a serving process, once its app is built: move every object made so far (modules,
+    the app, its layouts) out of the garbage collector's sight (``gc.freeze``), so that a full
+    collection walks only what requests allocate. Without it, a request that happened to
+    trigger one (a 24 h trend allocates a few thousand objects) paused about 50 ms walking
+    Dash's, pandas' and Plotly's import-time objects. Called by the serving entry points
+    (``python app.py``, ``gunicorn app:server``), never by tests that build many apps."""
+    gc.collect()
+    gc.freeze()

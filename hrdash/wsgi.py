@@ -3,10 +3,11 @@ Flask server of the Dash app built from the HRDASH_* settings; ``app`` is the Da
 
 from hrdash.cli import fail
 from hrdash.settings import SettingError
-from hrdash.webapp import create_app
+from hrdash.webapp import create_app, freeze_startup
 
 try:
     app = create_app()
 except SettingError as exc:
     fail(str(exc))
 server = app.server
+freeze_startup()
