@@ -15,6 +15,7 @@ from types import FrameType
 
 from hrdash.settings import Settings, url_host
 from hrdash.sources import station_sources
+from hrdash.store import MEMORY
 from hrdash.supervisor import Supervisor, check_port_free
 
 log = logging.getLogger("hrdash")
@@ -33,11 +34,15 @@ def page_url(settings: Settings) -> str:
 
 
 def start_line(settings: Settings) -> str:
-    """What the start-up line says is being watched: the source, or the station's size."""
+    """What the start-up line says is being watched (the source, or the station's size) and
+    where its history goes (the file's absolute path, or "off" for ``:memory:``)."""
     count = len(station_sources(settings))
     if count > 1:
-        return f"station of {count} patients from {settings.display_source}"
-    return f"source: {settings.display_source}"
+        watched = f"station of {count} patients from {settings.display_source}"
+    else:
+        watched = f"source: {settings.display_source}"
+    kept = "off" if settings.db == MEMORY else os.path.abspath(settings.db)
+    return f"{watched}; history: {kept}"
 
 
 def run_all(settings: Settings) -> None:

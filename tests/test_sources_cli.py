@@ -208,6 +208,7 @@ def test_start_line_names_the_station_or_the_source() -> None:
     one source otherwise."""
     from hrdash.runner import start_line
 
-    ward = Settings.load(env={"HRDASH_SIMULATOR_PATIENTS": "3"})
-    assert start_line(ward) == "station of 3 patients from Embedded simulator"
-    assert start_line(Settings.load(env={})) == "source: Embedded simulator"
+    ward = Settings.load(env={"HRDASH_SIMULATOR_PATIENTS": "3", "HRDASH_DB": ":memory:"})
+    assert start_line(ward) == "station of 3 patients from Embedded simulator; history: off"
+    kept = Path("hrdash.db").resolve()
+    assert start_line(Settings.load(env={})) == f"source: Embedded simulator; history: {kept}"
