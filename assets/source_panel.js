@@ -270,6 +270,8 @@
         text(ids.map_transform, m.transform || "none");
         if (ids.history) {
             text(ids.history, historyLine(d.recorder));
+            var recording = d.recorder && d.recorder.state === "error" ? " hr-state--down" : "";
+            put(ids.history, "className", "hr-panel__meta" + recording);
         }
 
         var raw = typeof d.last_frame === "string" ? d.last_frame : null;

@@ -306,3 +306,32 @@ def make_screenshots() -> None:
 
 if __name__ == "__main__":
     make_screenshots()
+
+
+def test_panel_says_when_the_history_is_not_recorded(tmp_path: Any) -> None:
+    """A history file that is not a database: the monitor stays live, the panel's History line
+    says it is not recording and why (marked as a fault), readings wait, and the file's bytes
+    are left as they were."""
+    path = tmp_path / "history.db"
+    garbage = b"not a database " * 4000
+    path.write_bytes(garbage)
+    with hrdash_running(app_command(), {"HRDASH_DB": str(path)}) as running:
+        running.wait_readings(4)
+        with chromium_page() as page:
+            page.goto(running.url)
+            open_panel(page)
+            shown = wait_panel(
+                page,
+                lambda p: (p["history"] or "").startswith("not recording"),
+                10,
+                "the History line to say it is not recording",
+            )
+            assert shown["state"] == "live", shown
+            line = shown["history"]
+            assert f"not recording to {path} — file is not a database (since " in line, line
+            assert "readings waiting" in line, line
+            classes = page.evaluate(
+                "(id) => document.getElementById(id).className", ids.SOURCE_HISTORY
+            )
+            assert "hr-state--down" in classes.split(), classes
+    assert path.read_bytes() == garbage
