@@ -174,8 +174,12 @@ class PatientHub:
         return [item for item in items if item.seq <= self.flushed_seq]
 
     def snapshot(self) -> list[Stored]:
-        """What a new viewer gets without a usable ``since``: the last ``window`` readings."""
-        return self.flushed_only(self.buffer.last(self.window))
+        """What a new viewer gets without a usable ``since``: the last ``window`` readings sent
+        out (the pending ones follow in the next live frame), so a whole window whenever the
+        ring holds one."""
+        pending = self.buffer.last_seq - self.flushed_seq
+        items = self.flushed_only(self.buffer.last(self.window + pending))
+        return items[len(items) - self.window :] if len(items) > self.window else items
 
     def since(self, seq: int) -> list[Stored]:
         """The readings after ``seq``, at most ``SINCE_LIMIT`` (the newest of those already

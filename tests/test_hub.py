@@ -74,6 +74,17 @@ def test_snapshot_is_the_last_window() -> None:
     json.dumps(frame, allow_nan=False)  # what the edge sends is plain JSON
 
 
+def test_snapshot_is_a_whole_window_while_readings_are_pending() -> None:
+    """Readings accepted but not yet sent out are not in a snapshot (the next live frame
+    carries them), and the snapshot is still a whole window of those that were."""
+    hub = hub_with(25, window=10)
+    hub.accept([Reading(T0 + 500 * i, 60 + i) for i in range(25, 28)], now=20.0)  # pending
+    assert hub.pending == 3
+    assert seqs(hub.first_frame(None, None)) == list(range(16, 26))
+    hub.flush()
+    assert seqs(hub.first_frame(None, None)) == list(range(19, 29))
+
+
 def test_since_with_this_run_gives_what_follows() -> None:
     """since=N with this run's id gives every reading after N (more than the window)."""
     hub = hub_with(25, window=10)
