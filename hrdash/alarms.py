@@ -381,6 +381,8 @@ class PatientAlarms:
         while (due := self._due()) is not None and due <= now:
             self._now = max(self._now, due)
             out += self._settle(self._now, None)
+            if self._due() == due:  # never: _settle consumes every timer due (a safety net)
+                break
         self._now = max(self._now, now)
         return out
 

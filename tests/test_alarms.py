@@ -5,7 +5,7 @@ changes, the audio pause, and property tests against a replay of the raw history
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
@@ -319,6 +319,23 @@ def test_medium_is_not_raised_while_the_extreme_one_is_acknowledged() -> None:
     assert ev(e.on_reading(125, T0 + 14)) == [("hr_extreme_high", "ended"), ("hr_high", "raised")]
 
 
+def test_value_is_the_worst_reading_of_the_episode() -> None:
+    """An alarm's value follows the worst reading while its condition holds (also when
+    acknowledged), not a better one, and stays once latched."""
+    e = engine()
+    feed(e, [160] * 6, T0 + 1)
+    assert alarm(e, "hr_extreme_high")["value"] == 160
+    e.on_reading(175, T0 + 4)
+    e.on_reading(165, T0 + 4.5)
+    assert alarm(e, "hr_extreme_high")["value"] == 175
+    e.acknowledge(alarm(e, "hr_extreme_high")["id"], T0 + 5, "o")
+    e.on_reading(180, T0 + 5.5)
+    assert alarm(e, "hr_extreme_high")["value"] == 180
+    low = engine()
+    feed(low, [45, 44, 46, 43, 47] * 3, T0 + 1)
+    assert alarm(low, "hr_low")["value"] == 43
+
+
 def test_ids_are_unique() -> None:
     """Every raise of the same kind has its own id, shown in the ALARM and the entries."""
     e = engine()
@@ -571,12 +588,23 @@ action = st.one_of(
     st.tuples(st.just("ack"), st.integers(0, 3)),
     st.tuples(st.just("tick"), st.just(0)),
 )
-script = st.lists(st.tuples(st.sampled_from(STEPS), action), max_size=80)
+single = st.tuples(st.sampled_from(STEPS), action).map(lambda step: [step])
+# A value hovering on a limit (one above, one below, at 2 Hz) for 2-7 s.
+hover = st.tuples(st.sampled_from([40, 50, 120, 150]), st.integers(4, 14)).map(
+    lambda h: [(0.5, ("reading", h[0] - 1 + 2 * (i % 2))) for i in range(h[1])]
+)
+script = st.lists(st.one_of(single, single, single, hover), max_size=50).map(
+    lambda parts: [step for part in parts for step in part]
+)
 
 
-def run(e: PatientAlarms, steps: list[tuple[float, tuple[str, Any]]]) -> list[Any]:
-    """Play a script: yields (time, action, entries) with the time of each action."""
-    out = []
+def run(
+    e: PatientAlarms,
+    steps: list[tuple[float, tuple[str, Any]]],
+    check: Callable[[PatientAlarms, list[Any], float], None] | None = None,
+) -> list[Any]:
+    """Play a script: a list of (time, action, argument, entries); ``check`` after each step."""
+    out: list[Any] = []
     t = T0
     for dt, (name, arg) in steps:
         t += dt
@@ -593,21 +621,32 @@ def run(e: PatientAlarms, steps: list[tuple[float, tuple[str, Any]]]) -> list[An
         else:
             entries = e.tick(t)
         out.append((t, name, arg, entries))
+        if check is not None:
+            check(e, out, t)
     return out
 
 
-def replay(history: list[Any], kind: str, at: float) -> float | None:
+INNER = {"low": "high", "high": "low", "extreme_low": "low", "extreme_high": "high"}
+
+
+def margin(limits: Limits, kind: str) -> float:
+    """2 bpm, or half the gap to the next limit inwards when less (written out again here)."""
+    name = kind.removeprefix("hr_")
+    return min(2.0, abs(getattr(limits, name) - getattr(limits, INNER[name])) / 2)
+
+
+def replay(history: list[Any], kind: str, at: float, after: bool = False) -> float | None:
     """From the raw history alone: when the delay of ``kind``'s condition started if it holds
-    just before ``at`` (after everything strictly before it), else None. A condition begins with
-    a reading strictly beyond the limit, ends with one back inside by the margin, ends when no
-    reading came for NO_SIGNAL_AFTER, and is judged afresh on the last reading at a change of
-    limits (its delay then counting from the change)."""
+    at ``at`` (just before what happened at ``at``, or just ``after`` it), else None. A
+    condition begins with a reading strictly beyond the limit, ends with one back inside by the
+    margin, ends when no reading came for NO_SIGNAL_AFTER, and is judged afresh on the last
+    reading at a change of limits (its delay then counting from the change)."""
     limits, last_t, last_v = Limits(), T0, None
     on, start = False, 0.0
     name = kind.removeprefix("hr_")
     side = 1 if name.endswith("high") else -1
     for t, action, arg, _ in history:
-        if t >= at:
+        if t > at or (t == at and not after):
             break
         if t >= last_t + NO_SIGNAL_AFTER:
             on = False
@@ -615,7 +654,7 @@ def replay(history: list[Any], kind: str, at: float) -> float | None:
             limit = getattr(limits, name)
             if not on and side * (arg - limit) > 0:
                 on, start = True, t
-            elif on and side * (limit - arg) >= limits.margin(kind):
+            elif on and side * (limit - arg) >= margin(limits, kind):
                 on = False
             last_t, last_v = t, arg
         elif action == "limits" and LIMIT_CHOICES[arg] != limits:
@@ -628,12 +667,12 @@ def replay(history: list[Any], kind: str, at: float) -> float | None:
     return start if on else None
 
 
-def technical_since(history: list[Any], kind: str, at: float) -> float:
-    """Since when no reading came (no_signal) or the service was not connected (source_down),
-    just before ``at``; ``at`` itself when it is connected."""
+def technical_since(history: list[Any], kind: str, at: float, after: bool = False) -> float:
+    """Since when no reading came (no_signal) or the service was not connected (source_down)
+    at ``at`` (before or ``after`` what happened then); ``at`` itself when it is connected."""
     last, connected, down = T0, False, T0
     for t, action, arg, _ in history:
-        if t >= at:
+        if t > at or (t == at and not after):
             break
         if action == "reading":
             last = t
@@ -668,26 +707,59 @@ def test_no_alarm_without_its_condition_held_for_its_delay(steps: list[Any]) -> 
 
 ALLOWED = {  # (state, event) → next state, as the module's docstring table says
     (None, "raised"): "active",
-    ("active", "ended"): "ended",
-    ("active", "latched"): "latched",
+    ("active", "ended"): "ended",  # not for a latching kind
+    ("active", "latched"): "latched",  # only for a latching kind
     ("active", "acknowledged"): "acknowledged",
     ("acknowledged", "ended"): "ended",
     ("latched", "acknowledged"): "latched-acknowledged",
     ("latched-acknowledged", "ended"): "ended",
     ("latched", "raised"): "active",
 }
+SIDE_EXTREME = {"hr_low": "hr_extreme_low", "hr_high": "hr_extreme_high"}
+
+
+def check_state(e: PatientAlarms, history: list[Any], t: float) -> None:
+    """The alarms shown at ``t`` against the conditions replayed from the raw history: one per
+    kind; active or acknowledged only while the condition holds; raised whenever it has held
+    for its delay (unless the extreme alarm of its side holds it); a medium alarm never beside
+    an active or acknowledged extreme one; technical alarms exactly when their time is up."""
+    shown = {a["kind"]: a for a in e.alarms()}
+    assert len(shown) == len(e.alarms())
+    for kind, delay in DELAYS.items():
+        start = replay(history, kind, t, after=True)
+        a = shown.get(kind)
+        up = a is not None and a["state"] in ("active", "acknowledged")
+        assert not up or start is not None, (kind, a)
+        assert a is None or a["state"] != "latched" or kind in LATCHING
+        extreme = SIDE_EXTREME.get(kind)
+        held = extreme is not None and shown.get(extreme, {}).get("state") in (
+            "active",
+            "acknowledged",
+        )
+        assert not (held and up), shown
+        if start is not None and t >= start + delay and not held:
+            assert up, (kind, t - start, a)
+    for kind in sorted(TECHNICAL):
+        since = technical_since(history, kind, t, after=True)
+        assert (kind in shown) == (t - since >= NO_SIGNAL_AFTER), (kind, t - since)
 
 
 @settings(max_examples=300, deadline=None)
 @given(script)
 def test_life_cycle_is_consistent(steps: list[Any]) -> None:
-    """Each alarm's log follows the life cycle; the states shown agree with the log and with
-    the conditions replayed from the history; after a long silence and acknowledging every
-    latched alarm, only no_signal remains and every other alarm has ended."""
+    """After every step the alarms agree with the conditions replayed from the raw history
+    (check_state); each alarm's log follows the life cycle and ends in the state shown; after
+    a long silence and acknowledging every latched alarm, every heart-rate alarm has ended."""
     e = PatientAlarms(P, T0)
-    history = run(e, steps)
-    t = history[-1][0] if history else T0
-    history.append((t + 100, "tick", 0, e.tick(t + 100)))
+    history = run(e, steps, check_state)
+    t = history[-1][0] + 100 if history else T0 + 100
+    history.append((t, "tick", 0, e.tick(t)))
+    check_state(e, history, t)
+    for a in e.alarms():
+        if a["state"] == "latched":
+            history.append((t, "ack", 0, e.acknowledge(a["id"], t, "o")))
+    assert {a["kind"] for a in e.alarms()} <= TECHNICAL
+    assert "no_signal" in {a["kind"] for a in e.alarms()}
     state: dict[str, str | None] = {}
     for _, _, _, entries in history:
         for entry in entries:
@@ -695,21 +767,13 @@ def test_life_cycle_is_consistent(steps: list[Any]) -> None:
                 continue
             key = (state.get(entry["alarm"]), entry["event"])
             assert key in ALLOWED, (entry, state.get(entry["alarm"]))
+            if key == ("active", "ended"):
+                assert entry["kind"] not in LATCHING, entry
+            if key == ("active", "latched"):
+                assert entry["kind"] in LATCHING, entry
             state[entry["alarm"]] = ALLOWED[key]
     shown = {a["id"]: a["state"] for a in e.alarms()}
     assert shown == {i: s for i, s in state.items() if s != "ended"}
-    assert len({a["kind"] for a in e.alarms()}) == len(e.alarms())  # one per kind at most
-    now = t + 100
-    for a in e.alarms():
-        assert a["kind"] in LATCHING or a["state"] != "latched"
-        if a["state"] in ("active", "acknowledged") and a["kind"] not in TECHNICAL:
-            assert replay(history, a["kind"], now + 1e-9) is not None
-    assert {a["kind"] for a in e.alarms() if a["state"] != "latched"} <= TECHNICAL
-    assert "no_signal" in {a["kind"] for a in e.alarms()}
-    for a in e.alarms():
-        if a["state"] == "latched":
-            e.acknowledge(a["id"], now, "o")
-    assert {a["kind"] for a in e.alarms()} <= TECHNICAL
 
 
 @settings(max_examples=200, deadline=None)
