@@ -11,7 +11,8 @@ the log entries it produced (the ``/api/alarms/log`` shape)::
     {"time": <Unix ms>, "patient", "alarm": ID | None, "kind", "priority", "event",
      "value", "limit", "origin"}
 
-and :meth:`~PatientAlarms.alarms` is the patient's whole alarm state, ALARM dicts::
+and :meth:`~PatientAlarms.alarms` is the patient's whole alarm state (the alarms that have not
+ended; :meth:`~PatientAlarms.ended_alarms` keeps the last few that did), ALARM dicts::
 
     {"id", "patient", "kind", "priority", "state", "since", "ended", "value", "limit"}
 
@@ -526,8 +527,9 @@ class AudioPause:
     ) -> list[Entry]:
         """Pause the audio for ``seconds`` (0 < seconds <= AUDIO_PAUSE_MAX) from ``now``, over
         ``alarms`` (every patient's, as they are now); a new pause replaces a running one.
-        Raises ValueError (one line) for other seconds. Returns the ``audio_paused`` entry
-        (``patient`` None: the whole station)."""
+        Raises ValueError (one line) for other seconds. Returns the ``audio_paused`` entry:
+        ``patient`` None (the whole station), ``value`` the seconds, ``limit`` the longest
+        pause allowed."""
         _number("seconds", seconds)
         if not 0 < seconds <= AUDIO_PAUSE_MAX:
             raise ValueError(
