@@ -264,8 +264,9 @@ class PatientAlarms:
 
     Every method takes the time, runs the timers due up to it (:meth:`tick`) and returns the
     log entries produced, oldest first. After any call, the caller should call :meth:`tick` at
-    :meth:`next_deadline` (if not None), and send the patient's alarm state
-    (:meth:`alarms`) if any entry was returned.
+    :meth:`next_deadline` (if not None), and send the patient's alarm state (:meth:`alarms`)
+    when it differs from what it last sent: an entry means it changed, and a worse reading
+    changes an alarm's ``value`` without one.
     """
 
     def __init__(
