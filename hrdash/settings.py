@@ -455,6 +455,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds without a reading after which the page and the station mark the value as stale.",
     ),
     Setting(
+        "no_signal_after",
+        "10",
+        _float_range(0.1, 3600),
+        "Seconds without a reading before the `no_signal` technical alarm (and not connected "
+        "to the service before `source_down`).",
+    ),
+    Setting(
         "ping_interval",
         "10",
         _float_range(0.1, 3600),
@@ -547,6 +554,7 @@ class Settings:
     time_field: str = _default("time_field")
     source_name: str = _default("source_name")
     stale_after: float = _default("stale_after")
+    no_signal_after: float = _default("no_signal_after")
     ping_interval: float = _default("ping_interval")
     ping_timeout: float = _default("ping_timeout")
     upstream_silence: float = _default("upstream_silence")

@@ -37,11 +37,11 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
+from hrdash.alarms import LIMIT_ORDER, Limits
 from hrdash.settings import (
     BY_NAME,
     SettingError,
@@ -56,8 +56,6 @@ from hrdash.simulator import patient_ids
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
 NAME_MAX = 64  # characters of a patient's name (it has to fit on a tile)
-LIMIT_MIN, LIMIT_MAX = 20, 300  # bpm: the range every alarm limit must lie in
-LIMIT_ORDER = ("extreme_low", "low", "high", "extreme_high")  # strictly rising
 SECRET = "***"  # what a secret is printed as (as in redacted URLs)
 UPSTREAM_PATIENT = "patient-1"  # the id of the one patient of HRDASH_UPSTREAM_URL
 
@@ -81,28 +79,6 @@ _DEFAULTS = Settings()  # every setting at the settings table's default
 
 class SourcesError(SettingError):
     """A sources file we cannot use; ``str(err)`` is one line naming file, patient and field."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """A patient's heart-rate alarm limits, in bpm (adult defaults)."""
-
-    low: int = 50
-    high: int = 120
-    extreme_low: int = 40
-    extreme_high: int = 150
-
-    def check(self) -> None:
-        """Raise ValueError unless extreme_low < low < high < extreme_high, all within
-        LIMIT_MIN-LIMIT_MAX."""
-        for name in LIMIT_ORDER:
-            value = getattr(self, name)
-            if not LIMIT_MIN <= value <= LIMIT_MAX:
-                raise ValueError(f"{name}: expected {LIMIT_MIN}-{LIMIT_MAX} bpm, got {value}")
-        values = [getattr(self, name) for name in LIMIT_ORDER]
-        if any(a >= b for a, b in pairwise(values)):
-            got = ", ".join(f"{name} {getattr(self, name)}" for name in LIMIT_ORDER)
-            raise ValueError(f"expected extreme_low < low < high < extreme_high, got {got}")
 
 
 @dataclass(frozen=True)
