@@ -9,6 +9,10 @@ It composes three parts, each in its own module:
 * **edge** — :class:`hrdash.edge.Edge`, the asyncio server: ``/ws?patient=ID``, ``/ws?station=1``,
   ``/api/patients``, ``/readings``, ``/healthz`` and the fan-out (see its docstring for the
   protocol);
+* **alarms** — :class:`hrdash.station_alarms.StationAlarms`: each patient's alarm engine (limits
+  from the sources file, or the defaults; ``HRDASH_NO_SIGNAL_AFTER``), fed every accepted
+  reading and every upstream change (connected = the service live), and a timer task that fires
+  the engines' deadlines, so alarms happen with no page open; the edge sends the changes;
 * **recorder** — :class:`hrdash.ingest.recorder.Recorder`, the history (``HRDASH_DB``; none with
   ``:memory:``): every accepted reading is handed to it (it commits about once a second, in a
   thread of its own, never delaying a reading to the viewers). At start the bridge puts each
@@ -46,6 +50,7 @@ from hrdash.ingest.recorder import Recorder
 from hrdash.readings import Reading, RejectCounter
 from hrdash.settings import SettingError, Settings
 from hrdash.sources import source_settings, station_sources
+from hrdash.station_alarms import StationAlarms
 from hrdash.store import MEMORY
 from hrdash.upstream import UPSTREAM_MAX_SIZE, FrameReader
 
@@ -78,7 +83,14 @@ class Bridge:
         self.clock = clock
         self.hub = Hub(settings.buffer, settings.window, run_id=secrets.token_hex(4))
         self.sources: list[PatientSource] = []
-        for source in station_sources(settings):
+        patients = station_sources(settings)
+        self.alarms = StationAlarms(
+            [(source.id, source.limits) for source in patients],
+            no_signal_after=settings.no_signal_after,
+            clock=clock,
+            on_change=self._on_alarms,
+        )
+        for source in patients:
             patient = self.hub.add(source.id, source.name)
             try:
                 ingest = PatientSource(
@@ -111,12 +123,15 @@ class Bridge:
             clock=clock,
             monotonic=monotonic,
             history=self.history_status,
+            alarms=self.alarms,
         )
         self._tasks: list[asyncio.Task[None]] = []
 
     def _on_readings(self, source: PatientSource, readings: list[Reading]) -> None:
         if self.recorder is not None:
             self.recorder.add(source.id, readings)
+        for reading in readings:
+            self.alarms.reading(source.id, reading.bpm)
         self.edge.readings_accepted(source.id)
 
     def history_status(self) -> dict[str, Any]:
@@ -124,7 +139,11 @@ class Bridge:
         return self.recorder.status() if self.recorder is not None else history_off()
 
     def _on_change(self, source: PatientSource) -> None:
+        self.alarms.upstream(source.id, source.upstream_state.state == "live")
         self.edge.upstream_changed(source.id)
+
+    def _on_alarms(self, patient_id: str | None) -> None:
+        self.edge.alarms_changed(patient_id)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -139,6 +158,7 @@ class Bridge:
             asyncio.create_task(source.run(), name=f"upstream {source.id}")
             for source in self.sources
         ]
+        self._tasks.append(asyncio.create_task(self.alarms.run(), name="alarm timers"))
         return server
 
     async def _preload(self, recorder: Recorder) -> None:

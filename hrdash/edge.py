@@ -42,6 +42,23 @@ It serves what the pure hub (:mod:`hrdash.hub`) holds and what each patient's in
   ``snapshots_skipped`` (repeats held back, the previous frame unsent) and
   ``viewers_awaiting_ack`` (still getting snapshots). Other messages on it are ignored
   (rate-limited).
+* Alarms (with the bridge's alarm engines, :mod:`hrdash.station_alarms`): a patient viewer
+  gets ``{"type": "alarm", "patient": ID, "alarms": [ALARM, ...], "audio_paused_until": MS |
+  null}`` after its first status frame and whenever that patient's alarm state or the station's
+  audio pause changes (the whole state, never a delta); the station frames carry each patient's
+  ``alarms`` and ``audio_paused_until``. On either feed a viewer may send ``{"type": "ack",
+  "alarm": ID}``, ``{"type": "audio_pause", "seconds": S}`` (0 < S <= 120, the whole station)
+  and ``{"type": "limits", "patient": ID, "low", "high", "extreme_low", "extreme_high"}``. These
+  change state, so they are accepted only on a connection whose handshake carried an allowed
+  ``Origin`` (one without the header, a script, may read but not change anything): refused
+  ones are answered ``{"type": "error", "message": "<one line>"}`` and counted
+  (``refused_state_changes``), as are invalid ones (``invalid_state_changes``); accepted ones
+  are logged with that Origin and sent out at once. Counted in ``/healthz`` (``alarms``).
+* ``GET /api/alarms`` — the active, latched and acknowledged ALARMs of all patients, highest
+  priority first, then oldest first.
+* ``GET /api/alarms/log[?patient=ID][&limit=N]`` — the alarm log, newest first (N: 1 to
+  ``LOG_KEPT``, default ``LOG_DEFAULT``); without ``patient`` every patient's entries and the
+  station's (``audio_paused``). Kept in memory (the last ``LOG_KEPT`` per patient).
 * ``GET /healthz`` — 200 with the first patient's status and counters, the origins,
   ``patients``: each patient's id, name, upstream, state and counters, and ``recorder``: the
   history's status (:meth:`hrdash.ingest.recorder.Recorder.status`, or :func:`history_off`).
@@ -80,9 +97,11 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
+from hrdash.alarms import Limits
 from hrdash.hub import Hub, PatientHub, UpstreamState
 from hrdash.origins import RefusedOrigins, canonical_origin, origin_allowed
 from hrdash.settings import PortInUseError, Settings
+from hrdash.station_alarms import LOG_KEPT, StationAlarms
 from hrdash.store import MEMORY
 
 __all__ = ["SNAPSHOT_REPEATS", "Edge", "Feed", "Ingest", "RateWindow", "Station", "history_off"]
@@ -101,6 +120,8 @@ STATION_GATHER = 0.005  # seconds a change waits for the readings arriving with 
 # that tick together, like the simulator's ward, send a burst: it goes out in one frame)
 SNAPSHOT_REPEATS = 10  # station frames a new viewer gets as snapshots at most, until it acks
 # one (a viewer that never does, a plain client or an old page, costs this many snapshots)
+LOG_DEFAULT = 100  # log entries GET /api/alarms/log answers without ?limit=
+STATE_CHANGES = ("ack", "audio_pause", "limits")  # viewer messages that change alarm state
 PATIENT_ID_SHOWN = 64  # characters of an unknown patient id echoed in a 404
 # /healthz and status frames list the edge's, the hub's and the ingest's counters in this order.
 COUNTER_ORDER = (
@@ -335,12 +356,20 @@ class Edge:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         history: Callable[[], dict[str, Any]] = history_off,
+        alarms: StationAlarms | None = None,
     ) -> None:
         self.settings = settings
         self.hub = hub
         self.clock = clock
         self.monotonic = monotonic
         self.history = history
+        self.alarms = alarms
+        self.alarm_counters = {
+            "state_changes": 0,  # accepted ack / audio_pause / limits messages
+            "refused_state_changes": 0,  # from a connection without an allowed Origin
+            "invalid_state_changes": 0,  # answered with an error frame
+        }
+        self._origins: dict[ServerConnection, str | None] = {}  # allowed Origin, or None
         self.feeds: dict[str, Feed] = {i.id: Feed(hub[i.id], i) for i in ingests}
         if list(self.feeds) != list(hub):
             raise ValueError("the ingests must be the hub's patients, in its order")
@@ -415,6 +444,17 @@ class Edge:
         self._broadcast_status(self.feeds[patient_id])
         self.station.changed()
 
+    def alarms_changed(self, patient_id: str | None) -> None:
+        """The patient's alarm state (None: the station's audio pause) changed: its viewers
+        (None: every patient's) get an alarm frame now, the station a frame soon."""
+        if self.alarms is None:
+            return
+        feeds = self.feeds.values() if patient_id is None else [self.feeds[patient_id]]
+        for feed in feeds:
+            if feed.viewers:
+                self._send_all(_json(self.alarms.alarm_frame(feed.id)), feed.viewers)
+        self.station.changed()
+
     # -- fan-out ---------------------------------------------------------------------------
 
     def _flush(self, feed: Feed) -> None:
@@ -468,6 +508,7 @@ class Edge:
         if feed is not None:
             feed.forget(ws)
         self.station.forget(ws)
+        self._origins.pop(ws, None)
 
     def _drop_slow(self, ws: ServerConnection) -> None:
         feed = self._where.get(ws)
@@ -528,13 +569,20 @@ class Edge:
 
     def station_frame(self, *, snapshot: bool = False) -> dict[str, Any]:
         """The station digest now (:meth:`hrdash.hub.Hub.station_frame`)."""
+        alarms = self.alarms
         return self.hub.station_frame(
-            self.upstreams(), self.clock(), self.settings.stale_after, snapshot=snapshot
+            self.upstreams(),
+            self.clock(),
+            self.settings.stale_after,
+            snapshot=snapshot,
+            alarms=alarms.alarms if alarms is not None else None,
+            audio_paused_until=alarms.paused_until() if alarms is not None else None,
         )
 
     def patients(self) -> list[dict[str, Any]]:
         """``GET /api/patients``."""
-        return self.hub.listing(self.upstreams(), self.clock(), self.settings.stale_after)
+        alarms = self.alarms.alarms if self.alarms is not None else None
+        return self.hub.listing(self.upstreams(), self.clock(), self.settings.stale_after, alarms)
 
     async def _station_forever(self) -> None:
         async for _ in self.station.due():
@@ -595,6 +643,10 @@ class Edge:
             "patients": patients,
             "station": station,
             "recorder": self.history(),
+            "alarms": {
+                **self.alarm_counters,
+                "audio_paused_until": self.alarms.paused_until() if self.alarms else None,
+            },
         }
 
     def _feed_of(self, params: dict[str, list[str]]) -> Feed | None:
@@ -615,6 +667,11 @@ class Edge:
             return self._json_response(http.HTTPStatus.OK, self.healthz())
         if path == "/api/patients":
             return self._json_response(http.HTTPStatus.OK, self.patients())
+        if path == "/api/alarms":
+            alarms = self.alarms.all_alarms() if self.alarms is not None else []
+            return self._json_response(http.HTTPStatus.OK, alarms)
+        if path == "/api/alarms/log":
+            return self._alarm_log(ws, params)
         if path == "/readings":
             feed = self._feed_of(params)
             if feed is None:
@@ -622,7 +679,8 @@ class Edge:
             return self._json_response(http.HTTPStatus.OK, feed.hub.all_readings())
         if path != "/ws":
             return ws.respond(
-                http.HTTPStatus.NOT_FOUND, "Not found: use /ws, /api/patients or /healthz\n"
+                http.HTTPStatus.NOT_FOUND,
+                "Not found: use /ws, /api/patients, /api/alarms, /api/alarms/log or /healthz\n",
             )
         headers = request.headers.get_all("Origin")
         origin = ", ".join(headers) if headers else None
@@ -634,6 +692,27 @@ class Edge:
         if not _flag(params, "station") and self._feed_of(params) is None:
             return self._not_found(ws, params)
         return None
+
+    def _alarm_log(self, ws: ServerConnection, params: dict[str, list[str]]) -> Response:
+        """``GET /api/alarms/log?patient=ID&limit=N``; a bad query gets 400 with one line."""
+        unknown = sorted(set(params) - {"patient", "limit"})
+        if unknown or any(len(v) > 1 for v in params.values()):
+            what = f"unknown parameter {unknown[0]!r}" if unknown else "a parameter repeated"
+            return ws.respond(
+                http.HTTPStatus.BAD_REQUEST, f"Bad query: {what}; use ?patient=ID&limit=N\n"
+            )
+        text = params.get("limit", [str(LOG_DEFAULT)])[0]
+        if not (text.isascii() and text.isdigit() and 1 <= int(text) <= LOG_KEPT):
+            shown = text[:PATIENT_ID_SHOWN]
+            return ws.respond(
+                http.HTTPStatus.BAD_REQUEST,
+                f"Bad limit {shown!r}: expected a whole number from 1 to {LOG_KEPT}\n",
+            )
+        patient_id = params.get("patient", [None])[0]
+        if patient_id is not None and patient_id not in self.feeds:
+            return self._not_found(ws, params)
+        log = self.alarms.log(patient_id, int(text)) if self.alarms is not None else []
+        return self._json_response(http.HTTPStatus.OK, log)
 
     def _refuse_origin(self, origin: str) -> None:
         suppressed = self.refused_origins.add(origin, time.monotonic())
@@ -683,6 +762,10 @@ class Edge:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, VIEWER_SNDBUF)
+        headers = ws.request.headers.get_all("Origin") if ws.request else []
+        origin = headers[0] if len(headers) == 1 else None
+        # State changes need an Origin the handshake allowed (a header: a browser page).
+        self._origins[ws] = origin if origin_allowed(origin, self.allowed_origins) else None
         feed: Feed | None = None
         if _flag(params, "station"):
             snapshot = _json(self.station_frame(snapshot=True)).encode()
@@ -695,6 +778,8 @@ class Edge:
                 return
             broadcast([ws], self.first_frame(query))
             broadcast([ws], _json(self.status(feed)))
+            if self.alarms is not None:
+                broadcast([ws], _json(self.alarms.alarm_frame(feed.id)))
             feed.viewers.add(ws)
             if _flag(params, "overlap"):
                 feed.overlap_viewers.add(ws)
@@ -706,6 +791,10 @@ class Edge:
             async for message in ws:
                 if not rate.allow(self.monotonic()):
                     refused["viewer_messages_refused"] += 1
+                elif (request := _request(message)) is not None and request.get(
+                    "type"
+                ) in STATE_CHANGES:
+                    self._on_state_change(ws, request)
                 elif feed is not None:
                     self._on_viewer_message(feed, ws, message)
                 else:
@@ -714,6 +803,43 @@ class Edge:
             pass
         finally:
             self._forget(ws)
+
+    def _on_state_change(self, ws: ServerConnection, request: dict[str, Any]) -> None:
+        """An ``ack``, ``audio_pause`` or ``limits`` message, on either feed: applied when the
+        connection's Origin is allowed and the message valid, else answered with an error."""
+        origin = self._origins.get(ws)
+        kind = request.get("type")
+        if origin is None or self.alarms is None:
+            self.alarm_counters["refused_state_changes"] += 1
+            why = "no alarms here" if self.alarms is None else "needs an allowed Origin"
+            broadcast([ws], _json({"type": "error", "message": f"{kind}: refused: {why}"}))
+            return
+        try:
+            self._apply_state_change(request, origin, self.alarms)
+        except ValueError as exc:
+            self.alarm_counters["invalid_state_changes"] += 1
+            message = f"{kind}: {exc}".splitlines()[0]
+            broadcast([ws], _json({"type": "error", "message": message}))
+            return
+        self.alarm_counters["state_changes"] += 1
+
+    @staticmethod
+    def _apply_state_change(request: dict[str, Any], origin: str, alarms: StationAlarms) -> None:
+        """Apply one state change; ValueError (one line) when it is not valid."""
+        kind = request["type"]
+        if kind == "ack":
+            alarm_id = request.get("alarm")
+            if not isinstance(alarm_id, str):
+                raise ValueError("alarm: expected an alarm id (a string)")
+            if not alarms.acknowledge(alarm_id, origin):
+                raise ValueError(f"alarm: no active or latched alarm {alarm_id[:100]!r}")
+        elif kind == "audio_pause":
+            alarms.pause(request.get("seconds"), origin)
+        else:
+            patient_id = request.get("patient")
+            if not isinstance(patient_id, str) or patient_id not in alarms.engines:
+                raise ValueError(f"patient: no patient {str(patient_id)[:PATIENT_ID_SHOWN]!r}")
+            alarms.set_limits(patient_id, Limits.from_mapping(request), origin)
 
     def _on_station_message(self, ws: ServerConnection, message: str | bytes) -> None:
         """``{"type": "snapshot_ok", "run": RUN}`` naming this run ends the viewer's snapshots;

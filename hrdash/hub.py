@@ -22,8 +22,9 @@ The station digest (:meth:`Hub.station_frame`) is the whole station in one frame
 its own (Dash may hand a page only the last of several)::
 
     {"type": "station", "run": RUN, "now": <Unix ms>, "stale_after": S, "snapshot": true,
+     "audio_paused_until": <Unix ms> | null,
      "patients": [{"id", "name", "upstream", "detail", "state", "age", "last", "recent",
-                   "alarms": []}, ...]}
+                   "alarms": [ALARM, ...]}, ...]}
 
 in the order patients were added. ``upstream`` is what the ingest says of the service
 (:class:`UpstreamState`); ``state`` (:func:`patient_state`) adds the readings' freshness to it;
@@ -36,13 +37,15 @@ sparklines: the readings of the last :data:`SPARK_SECONDS`, thinned to one per
 made 660 KB at 2 Hz and 1.6 MB at 5 Hz (over a client's default 1 MiB message). A viewer gets
 snapshots until it acknowledges one (``{"type": "snapshot_ok", "run": RUN}``, a bounded number
 of times; the edge, :mod:`hrdash.edge`, keeps that count): a snapshot is complete on its own,
-and repeated, so Dash's coalescing cannot lose the sparklines. ``alarms`` is filled by the
-alarm engine (a later stage).
+and repeated, so Dash's coalescing cannot lose the sparklines. ``alarms`` is each patient's
+whole alarm state, from a provider the caller passes (the alarm engines,
+:mod:`hrdash.station_alarms`; none: empty), and ``audio_paused_until`` the end of the station's
+audio pause, as the caller says.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +107,7 @@ def patient_state(
 
 
 _CONNECTING = UpstreamState()
+AlarmsOf = Callable[[str], list[dict[str, Any]]] | None  # patient id → its ALARMs
 
 
 class PatientHub:
@@ -309,7 +313,13 @@ class PatientHub:
         return patient_state(upstream, self.last_reading_at, now, stale_after)
 
     def station_entry(
-        self, upstream: UpstreamState, now: float, stale_after: float, *, snapshot: bool = False
+        self,
+        upstream: UpstreamState,
+        now: float,
+        stale_after: float,
+        *,
+        snapshot: bool = False,
+        alarms: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """This patient in a station frame (see the module's docstring)."""
         if snapshot:
@@ -325,10 +335,16 @@ class PatientHub:
             "age": self.age(now),
             "last": recent[-1].as_dict() if recent else None,
             "recent": [item.as_dict() for item in recent],
-            "alarms": [],
+            "alarms": alarms or [],
         }
 
-    def listing(self, upstream: UpstreamState, now: float, stale_after: float) -> dict[str, Any]:
+    def listing(
+        self,
+        upstream: UpstreamState,
+        now: float,
+        stale_after: float,
+        alarms: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
         """This patient in ``GET /api/patients``."""
         last = self.buffer.last(1)
         return {
@@ -338,7 +354,7 @@ class PatientHub:
             "state": self.state(upstream, now, stale_after),
             "age": self.age(now),
             "last": last[0].as_dict() if last else None,
-            "alarms": [],
+            "alarms": alarms or [],
         }
 
 
@@ -371,10 +387,12 @@ class Hub:
         stale_after: float,
         *,
         snapshot: bool = False,
+        alarms: AlarmsOf = None,
+        audio_paused_until: int | None = None,
     ) -> dict[str, Any]:
         """The station digest at ``now`` (Unix s): every patient with its upstream from
-        ``upstreams`` (one missing there counts as connecting); ``snapshot`` puts each
-        patient's sparkline in ``recent``."""
+        ``upstreams`` (one missing there counts as connecting) and its alarms from ``alarms``
+        (patient id → ALARMs); ``snapshot`` puts each patient's sparkline in ``recent``."""
         frame: dict[str, Any] = {
             "type": "station",
             "run": self.run_id,
@@ -383,20 +401,34 @@ class Hub:
         }
         if snapshot:
             frame["snapshot"] = True
+        frame["audio_paused_until"] = audio_paused_until
         frame["patients"] = [
             patient.station_entry(
-                upstreams.get(pid, _CONNECTING), now, stale_after, snapshot=snapshot
+                upstreams.get(pid, _CONNECTING),
+                now,
+                stale_after,
+                snapshot=snapshot,
+                alarms=alarms(pid) if alarms is not None else None,
             )
             for pid, patient in self.patients.items()
         ]
         return frame
 
     def listing(
-        self, upstreams: Mapping[str, UpstreamState], now: float, stale_after: float
+        self,
+        upstreams: Mapping[str, UpstreamState],
+        now: float,
+        stale_after: float,
+        alarms: AlarmsOf = None,
     ) -> list[dict[str, Any]]:
-        """``GET /api/patients``: every patient, in order."""
+        """``GET /api/patients``: every patient, in order, with its alarms from ``alarms``."""
         return [
-            patient.listing(upstreams.get(pid, _CONNECTING), now, stale_after)
+            patient.listing(
+                upstreams.get(pid, _CONNECTING),
+                now,
+                stale_after,
+                alarms(pid) if alarms is not None else None,
+            )
             for pid, patient in self.patients.items()
         ]
 

@@ -1,0 +1,194 @@
+"""The station's alarms at run time: every patient's :class:`hrdash.alarms.PatientAlarms`, the
+station's :class:`hrdash.alarms.AudioPause`, the alarm log and the timer that fires the
+engines' deadlines with no reading coming in.
+
+The bridge feeds it (:meth:`StationAlarms.reading`, :meth:`StationAlarms.upstream`) and the
+edge hands it the viewers' state changes (:meth:`StationAlarms.acknowledge`,
+:meth:`StationAlarms.set_limits`, :meth:`StationAlarms.pause`). Whenever a patient's alarm state
+(:meth:`PatientAlarms.alarms`) differs from what was last announced, ``on_change(patient_id)``
+is called; a new audio pause calls ``on_change(None)`` (every patient's alarm frames carry it).
+One asyncio task (:meth:`StationAlarms.run`) sleeps until the earliest deadline of all patients
+and is woken when a deadline moves earlier, so alarms happen with no page open.
+
+The log is in memory and bounded: the last :data:`LOG_KEPT` entries of each patient, and as
+many of the station's (``audio_paused``). Keeping it in the history (SQLite) is a later step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from hrdash.alarms import PRIORITIES, AudioPause, Limits, PatientAlarms
+
+__all__ = ["LOG_KEPT", "StationAlarms"]
+
+LOG_KEPT = 1000  # log entries kept per patient (and for the station's audio pauses)
+TIMER_MAX_SLEEP = 60.0  # seconds the timer sleeps at most before looking again
+
+Entry = dict[str, Any]
+_RANK = {p: i for i, p in enumerate(PRIORITIES)}
+
+
+class StationAlarms:
+    """Every patient's alarm engine. ``patients`` maps each id to its limits; ``clock`` gives
+    Unix seconds; ``on_change(patient_id | None)`` is told of each change to announce."""
+
+    def __init__(
+        self,
+        patients: Iterable[tuple[str, Limits]],
+        *,
+        no_signal_after: float,
+        clock: Callable[[], float] = time.time,
+        on_change: Callable[[str | None], None] = lambda patient: None,
+    ) -> None:
+        self.clock = clock
+        self.on_change = on_change
+        now = clock()
+        self.engines: dict[str, PatientAlarms] = {
+            pid: PatientAlarms(pid, now, limits, no_signal_after) for pid, limits in patients
+        }
+        self.audio = AudioPause()
+        self.audio_paused_until: int | None = None  # Unix ms of the last pause's end
+        self._count = itertools.count()
+        self._logs: dict[str | None, deque[tuple[int, Entry]]] = {
+            pid: deque(maxlen=LOG_KEPT) for pid in [*self.engines, None]
+        }
+        self._announced: dict[str, list[dict[str, Any]]] = {
+            pid: engine.alarms() for pid, engine in self.engines.items()
+        }
+        self._wake = asyncio.Event()
+        self._deadline: float | None = None  # what the timer sleeps until
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    def reading(self, patient_id: str, bpm: float) -> None:
+        """A reading of the patient accepted now."""
+        engine = self.engines[patient_id]
+        self._after(patient_id, engine.on_reading(bpm, self.clock()))
+
+    def upstream(self, patient_id: str, connected: bool) -> None:
+        """The patient's service is connected (live) or not, from now."""
+        engine = self.engines[patient_id]
+        self._after(patient_id, engine.on_upstream(connected, self.clock()))
+
+    def acknowledge(self, alarm_id: str, origin: str | None) -> bool:
+        """Acknowledge an alarm (its id names its patient); false when no active or latched
+        alarm has that id (nothing changed)."""
+        patient_id = alarm_id.partition(":")[0]
+        engine = self.engines.get(patient_id)
+        if engine is None:
+            return False
+        entries = engine.acknowledge(alarm_id, self.clock(), origin)
+        self._after(patient_id, entries)
+        return any(e["event"] == "acknowledged" and e["alarm"] == alarm_id for e in entries)
+
+    def set_limits(self, patient_id: str, limits: Limits, origin: str | None) -> None:
+        """New limits for a known patient (checked: ValueError, one line, changes nothing)."""
+        engine = self.engines[patient_id]
+        self._after(patient_id, engine.set_limits(limits, self.clock(), origin))
+
+    def pause(self, seconds: Any, origin: str | None) -> None:
+        """Pause the station's audio (ValueError, one line, for seconds not a number in
+        bounds)."""
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise ValueError(f"seconds: expected a number, got {type(seconds).__name__}")
+        now = self.clock()
+        for pid, engine in self.engines.items():  # the state the pause is judged on: now's
+            self._after(pid, engine.tick(now))
+        entries = self.audio.pause(seconds, now, origin, self.all_alarms())
+        self.audio_paused_until = round((now + seconds) * 1000)
+        self._log(None, entries)
+        self.on_change(None)
+
+    def tick(self) -> None:
+        """Fire every patient's timers due by now."""
+        now = self.clock()
+        for pid, engine in self.engines.items():
+            self._after(pid, engine.tick(now))
+
+    # -- outputs ---------------------------------------------------------------------------
+
+    def alarms(self, patient_id: str) -> list[dict[str, Any]]:
+        """The patient's alarm state (active, latched, acknowledged)."""
+        return self.engines[patient_id].alarms()
+
+    def all_alarms(self) -> list[dict[str, Any]]:
+        """Every patient's alarms, highest priority first, then oldest first."""
+        every = [a for engine in self.engines.values() for a in engine.alarms()]
+        return sorted(every, key=lambda a: (_RANK[a["priority"]], a["since"]))
+
+    def paused_until(self) -> int | None:
+        """Unix ms when the running audio pause ends, None when none runs."""
+        if self.audio.remaining(self.clock()) > 0:
+            return self.audio_paused_until
+        return None
+
+    def alarm_frame(self, patient_id: str) -> dict[str, Any]:
+        """The patient's ``alarm`` frame: its whole alarm state and the station's audio pause."""
+        return {
+            "type": "alarm",
+            "patient": patient_id,
+            "alarms": self.alarms(patient_id),
+            "audio_paused_until": self.paused_until(),
+        }
+
+    def log(self, patient_id: str | None, limit: int) -> list[Entry]:
+        """The newest ``limit`` log entries, newest first: the patient's, or (None) every
+        patient's and the station's."""
+        if patient_id is not None:
+            kept: Iterable[tuple[int, Entry]] = reversed(self._logs[patient_id])
+        else:
+            kept = heapq.merge(
+                *(reversed(log) for log in self._logs.values()), key=lambda item: -item[0]
+            )
+        return [entry for _, entry in itertools.islice(kept, limit)]
+
+    # -- the timer -------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        deadlines = [d for e in self.engines.values() if (d := e.next_deadline()) is not None]
+        return min(deadlines, default=None)
+
+    def wake(self) -> None:
+        """Look at the deadlines again now (a deadline moved earlier, or the clock stepped)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Fire the engines' timers at their deadlines, forever (cancel to stop)."""
+        while True:
+            self._wake.clear()
+            self.tick()
+            deadline = self.next_deadline()
+            self._deadline = deadline
+            wait = TIMER_MAX_SLEEP if deadline is None else deadline - self.clock()
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(wait, TIMER_MAX_SLEEP)):
+                        await self._wake.wait()
+
+    # -- inside ----------------------------------------------------------------------------
+
+    def _log(self, patient_id: str | None, entries: list[Entry]) -> None:
+        log = self._logs[patient_id]
+        for entry in entries:
+            log.append((next(self._count), entry))
+
+    def _after(self, patient_id: str, entries: list[Entry]) -> None:
+        """Log what an engine call produced, announce a changed state, wake the timer when
+        the earliest deadline moved earlier."""
+        self._log(patient_id, entries)
+        state = self.engines[patient_id].alarms()
+        if state != self._announced[patient_id]:
+            self._announced[patient_id] = state
+            self.on_change(patient_id)
+        due = self.engines[patient_id].next_deadline()
+        if due is not None and (self._deadline is None or due < self._deadline):
+            self._deadline = due
+            self._wake.set()
