@@ -40,13 +40,14 @@ It serves what the pure hub (:mod:`hrdash.hub`) holds and what each patient's in
   viewers that get it. Counted in ``/healthz`` (``station``): ``snapshots`` sent,
   ``snapshot_acks``, ``snapshot_unacked`` (viewers that never acknowledged one),
   ``snapshots_skipped`` (repeats held back, the previous frame unsent) and
-  ``viewers_awaiting_ack`` (still getting snapshots). Other messages on it are ignored
-  (rate-limited).
+  ``viewers_awaiting_ack`` (still getting snapshots). Other messages on it but the alarm
+  state changes below are ignored (rate-limited).
 * Alarms (with the bridge's alarm engines, :mod:`hrdash.station_alarms`): a patient viewer
   gets ``{"type": "alarm", "patient": ID, "alarms": [ALARM, ...], "audio_paused_until": MS |
-  null}`` after its first status frame and whenever that patient's alarm state or the station's
-  audio pause changes (the whole state, never a delta); the station frames carry each patient's
-  ``alarms`` and ``audio_paused_until``. On either feed a viewer may send ``{"type": "ack",
+  null}`` on connect (between the first readings frame and the first status frame, which
+  stays the last of them: Dash may hand a page only the last) and whenever that patient's
+  alarm state or the station's audio pause changes (the whole state, never a delta); the
+  station frames carry each patient's ``alarms`` and ``audio_paused_until``. On either feed a viewer may send ``{"type": "ack",
   "alarm": ID}``, ``{"type": "audio_pause", "seconds": S}`` (0 < S <= 120, the whole station)
   and ``{"type": "limits", "patient": ID, "low", "high", "extreme_low", "extreme_high"}``. These
   change state, so they are accepted only on a connection whose handshake carried an allowed
@@ -777,9 +778,9 @@ class Edge:
             if feed is None:  # process_request refused it already
                 return
             broadcast([ws], self.first_frame(query))
-            broadcast([ws], _json(self.status(feed)))
             if self.alarms is not None:
                 broadcast([ws], _json(self.alarms.alarm_frame(feed.id)))
+            broadcast([ws], _json(self.status(feed)))
             feed.viewers.add(ws)
             if _flag(params, "overlap"):
                 feed.overlap_viewers.add(ws)

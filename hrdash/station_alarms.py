@@ -31,6 +31,7 @@ __all__ = ["LOG_KEPT", "StationAlarms"]
 
 LOG_KEPT = 1000  # log entries kept per patient (and for the station's audio pauses)
 TIMER_MAX_SLEEP = 60.0  # seconds the timer sleeps at most before looking again
+TIMER_MIN_SLEEP = 0.001  # seconds the timer sleeps at least (a deadline already due: again)
 
 Entry = dict[str, Any]
 _RANK = {p: i for i, p in enumerate(PRIORITIES)}
@@ -168,10 +169,10 @@ class StationAlarms:
             deadline = self.next_deadline()
             self._deadline = deadline
             wait = TIMER_MAX_SLEEP if deadline is None else deadline - self.clock()
-            if wait > 0:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(min(wait, TIMER_MAX_SLEEP)):
-                        await self._wake.wait()
+            # At least TIMER_MIN_SLEEP: a deadline the tick did not consume cannot spin.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(max(wait, TIMER_MIN_SLEEP), TIMER_MAX_SLEEP)):
+                    await self._wake.wait()
 
     # -- inside ----------------------------------------------------------------------------
 
