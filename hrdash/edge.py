@@ -42,20 +42,19 @@ It serves what the pure hub (:mod:`hrdash.hub`) holds and what each patient's in
   ``snapshots_skipped`` (repeats held back, the previous frame unsent) and
   ``viewers_awaiting_ack`` (still getting snapshots). Other messages on it but the alarm
   state changes below are ignored (rate-limited).
-* Alarms (with the bridge's alarm engines, :mod:`hrdash.station_alarms`): a patient viewer
-  gets ``{"type": "alarm", "patient": ID, "alarms": [ALARM, ...], "audio_paused_until": MS |
-  null}`` on connect (between the first readings frame and the first status frame, which
-  stays the last of them: Dash may hand a page only the last) and whenever that patient's
-  alarm state or the station's audio pause changes (the whole state, never a delta); the
-  station frames carry each patient's ``alarms`` and ``audio_paused_until``. On either feed
-  a viewer may send ``{"type": "ack", "alarm": ID}``, ``{"type": "audio_pause", "seconds": S}``
-  (0 < S <= 120, the whole station) and ``{"type": "limits", "patient": ID, "low", "high",
-  "extreme_low", "extreme_high"}``. These change state, so they are accepted only on a
-  connection whose handshake carried an allowed ``Origin`` (one without the header, a script,
-  may read but not change anything): refused ones are answered ``{"type": "error",
-  "message": "<one line>"}`` and counted (``refused_state_changes``), as are invalid ones
-  (``invalid_state_changes``); accepted ones are logged with that Origin and sent out at once.
-  Counted in ``/healthz`` (``alarms``).
+* Alarms (with the bridge's alarm engines, :mod:`hrdash.station_alarms`): a patient viewer gets
+  ``{"type": "alarm", "patient": ID, "alarms": [ALARM, ...], "audio_paused_until": MS | null}`` on
+  connect (after the first readings and status frames: Dash may hand a page only the last of
+  several, and the status repeats every second, the alarm frame does not) and whenever that
+  patient's alarm state or the station's audio pause changes (the whole state, never a delta); the
+  station frames carry each patient's ``alarms`` and ``audio_paused_until``. On either feed a viewer
+  may send ``{"type": "ack", "alarm": ID}``, ``{"type": "audio_pause", "seconds": S}`` (0 < S <=
+  120, the whole station) and ``{"type": "limits", "patient": ID, "low", "high", "extreme_low",
+  "extreme_high"}``. These change state, so they are accepted only on a connection whose handshake
+  carried an allowed ``Origin`` (one without the header, a script, may read but not change
+  anything): refused ones are answered ``{"type": "error", "message": "<one line>"}`` and counted
+  (``refused_state_changes``), as are invalid ones (``invalid_state_changes``); accepted ones are
+  logged with that Origin and sent out at once. Counted in ``/healthz`` (``alarms``).
 * ``GET /api/alarms`` — the active, latched and acknowledged ALARMs of all patients, highest
   priority first, then oldest first.
 * ``GET /api/alarms/log[?patient=ID][&limit=N]`` — the alarm log, newest first (N: 1 to
@@ -779,9 +778,9 @@ class Edge:
             if feed is None:  # process_request refused it already
                 return
             broadcast([ws], self.first_frame(query))
+            broadcast([ws], _json(self.status(feed)))
             if self.alarms is not None:
                 broadcast([ws], _json(self.alarms.alarm_frame(feed.id)))
-            broadcast([ws], _json(self.status(feed)))
             feed.viewers.add(ws)
             if _flag(params, "overlap"):
                 feed.overlap_viewers.add(ws)
