@@ -792,9 +792,9 @@ class Edge:
             async for message in ws:
                 if not rate.allow(self.monotonic()):
                     refused["viewer_messages_refused"] += 1
-                elif (request := _request(message)) is not None and request.get(
-                    "type"
-                ) in STATE_CHANGES:
+                    continue
+                request = _request(message)
+                if request is not None and request.get("type") in STATE_CHANGES:
                     self._on_state_change(ws, request)
                 elif feed is not None:
                     self._on_viewer_message(feed, ws, message)

@@ -267,6 +267,7 @@ def station(*patients: dict[str, Any], run: str = "r1", snapshot: bool = False) 
         "run": run,
         "now": T0 + 10_000,
         "stale_after": STALE_AFTER,
+        "audio_paused_until": None,
         "patients": list(patients),
     }
     if snapshot:
