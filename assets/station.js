@@ -259,6 +259,97 @@
         return best < PRIORITIES.length ? PRIORITIES[best] : "none";
     }
 
+    var LISTED = {active: true, latched: true, acknowledged: true}; // states in the alarms list
+    var MARKERS = {high: "***", medium: "**", low: "*"};
+    var KIND_TEXT = {
+        hr_low: "HR low",
+        hr_high: "HR high",
+        hr_extreme_low: "HR extremely low",
+        hr_extreme_high: "HR extremely high",
+        no_signal: "No signal",
+        source_down: "Source down",
+    };
+
+    /**
+     * The station's alarms list from a frame: every active, latched or acknowledged alarm of
+     * the patients on the page, highest priority first, oldest first within one; each as
+     * {id, patient, name, priority, state, since, text} with text "*** Bed 1 · HR high 141
+     * (> 120)" (upstream strings stay text).
+     */
+    function alarmList(frame, onPage) {
+        var out = [];
+        ((frame && frame.patients) || []).forEach(function (p) {
+            if (!p || (onPage && !onPage[p.id]) || !Array.isArray(p.alarms)) {
+                return;
+            }
+            p.alarms.forEach(function (a) {
+                var rank = a ? PRIORITIES.indexOf(a.priority) : -1;
+                if (rank === -1 || LISTED[a.state] !== true) {
+                    return;
+                }
+                var what = KIND_TEXT[a.kind] || String(a.kind);
+                if (typeof a.value === "number" && typeof a.limit === "number") {
+                    var sign = a.kind === "hr_low" || a.kind === "hr_extreme_low" ? "<" : ">";
+                    what += " " + Math.round(a.value) + " (" + sign + " " + a.limit + ")";
+                }
+                if (a.state !== "active") {
+                    what += " · " + a.state;
+                }
+                out.push({
+                    id: String(a.id),
+                    patient: String(p.id),
+                    name: String(p.name || p.id),
+                    priority: a.priority,
+                    state: a.state,
+                    since: typeof a.since === "number" ? a.since : 0,
+                    rank: rank,
+                    text: MARKERS[a.priority] + " " + String(p.name || p.id) + " · " + what,
+                });
+            });
+        });
+        out.sort(function (x, y) {
+            return x.rank - y.rank || x.since - y.since || (x.id < y.id ? -1 : x.id > y.id ? 1 : 0);
+        });
+        return out;
+    }
+
+    /** Write the alarms list (hr-station-alarms) when what it shows has changed. */
+    function renderAlarms(config, frame, onPage) {
+        var list = document.getElementById(config.ids.alarms);
+        if (!list) {
+            return;
+        }
+        var items = alarmList(frame, onPage);
+        var key = items.map(function (a) {
+            return a.id + "|" + a.state + "|" + a.text;
+        }).join("\n");
+        if (S.alarmsKey === key) {
+            return;
+        }
+        S.alarmsKey = key;
+        var tiles = tilesById();
+        var nodes = items.map(function (a) {
+            var li = document.createElement("li");
+            li.className = "hr-station-alarm hr-station-alarm--" + a.priority;
+            li.setAttribute("data-alarm-id", a.id);
+            li.setAttribute("data-priority", a.priority);
+            li.setAttribute("data-state", a.state);
+            var link = document.createElement("a");
+            var tile = tiles[a.patient];
+            link.setAttribute("href", tile ? tile.getAttribute("href") || "#" : "#");
+            link.textContent = a.text;
+            li.appendChild(link);
+            return li;
+        });
+        if (!nodes.length) {
+            var empty = document.createElement("li");
+            empty.className = "hr-station-alarms__empty";
+            empty.textContent = config.no_alarms || "No active alarms";
+            nodes.push(empty);
+        }
+        list.replaceChildren.apply(list, nodes);
+    }
+
     /** The big number: the latest bpm, rounded to a whole beat, or an en dash. */
     function bpmText(last) {
         return last && finite(last.bpm) ? String(Math.round(last.bpm)) : DASH;
@@ -838,6 +929,7 @@
         S.frame = frame;
         S.frameAt = t;
         render(config, t);
+        renderAlarms(config, frame, onPage);
         if (S.framesSinceOpen === 1) {
             setBadge(config, t);
         }
@@ -908,6 +1000,7 @@
         tileView: tileView,
         ageText: ageText,
         highestAlarm: highestAlarm,
+        alarmList: alarmList,
         bpmText: bpmText,
         stateLabel: stateLabel,
         mergeSpark: mergeSpark,

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from hrdash import hub
+from hrdash import hub, ids
 from hrdash.pages import station as station_page
 from hrdash.readings import Reading
 from hrdash.settings import Settings
@@ -1110,3 +1110,43 @@ def test_the_page_clock_is_one_timer_started_by_station_connect(page: Any) -> No
     assert 4 <= ticks <= 10, ticks  # one timer: about 8 ticks, not 24
     page.evaluate("() => { document.getElementById('hr-station').remove(); }")
     page.wait_for_function("() => window.hrdashStation.state.ticker === null", timeout=2000)
+
+
+def test_alarms_list_is_highest_priority_first_then_oldest(page: Any) -> None:
+    """hr-station-alarms lists the active, latched and acknowledged alarms of every patient,
+    highest priority first and oldest first within one, each linking to its patient; ended
+    alarms are not listed; without any it says so."""
+
+    def at(priority: str, state: str, since: int, kind: str = "hr_high") -> dict[str, Any]:
+        return {**alarm(priority, state, kind), "id": f"{priority}-{since}", "since": since}
+
+    frame = station(
+        patient("bed-01", alarms=[at("medium", "active", 5), at("low", "active", 1, "no_signal")]),
+        patient("bed-02", alarms=[at("high", "latched", 9, "hr_extreme_low")]),
+        patient("bed-03", alarms=[at("medium", "acknowledged", 2), at("high", "ended", 1)]),
+    )
+    listed = helper(page, "alarmList", frame, None)
+    assert [a["id"] for a in listed] == ["high-9", "medium-2", "medium-5", "low-1"]
+    send(page, frame)
+    rows = page.evaluate(
+        "(id) => [...document.querySelectorAll(`#${id} li`)].map((li) => [li.dataset.priority,"
+        " li.dataset.state, li.textContent, li.querySelector('a')?.getAttribute('href')])",
+        ids.STATION_ALARMS,
+    )
+    assert [r[:2] for r in rows] == [
+        ["high", "latched"],
+        ["medium", "acknowledged"],
+        ["medium", "active"],
+        ["low", "active"],
+    ]
+    assert rows[0][2].startswith("*** ") and "HR extremely low" in rows[0][2]
+    assert rows[3][2].startswith("* ") and "No signal" in rows[3][2]
+    assert rows[0][3] == page.evaluate(
+        "() => document.querySelector('[data-patient=bed-02]').getAttribute('href')"
+    )
+    send(page, station(patient("bed-01", alarms=[]), patient("bed-02"), patient("bed-03")))
+    empty = page.evaluate(
+        "(id) => [...document.querySelectorAll(`#${id} li`)].map((li) => li.textContent)",
+        ids.STATION_ALARMS,
+    )
+    assert empty == ["No active alarms"]

@@ -92,6 +92,7 @@ def config(settings: Settings, patients: Sequence[Source]) -> dict[str, Any]:
         "tick_ms": TICK_MS,  # the page's clock (a timer in station.js, not a Dash Interval)
         "patients": [{"id": p.id, "name": p.name} for p in patients],
         "ids": ids.STATION_IDS,
+        "no_alarms": NO_ALARMS,  # the alarms list's text when it is empty
     }
 
 
