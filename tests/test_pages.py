@@ -195,7 +195,9 @@ def test_station_components_and_config() -> None:
         "tick_ms",
         "patients",
         "ids",
+        "no_alarms",
     }
+    assert config["no_alarms"] == "No active alarms"  # what the list says once emptied again
     assert (config["ws_url"], config["ws_port"]) == ("/ws?station=1", 9876)
     assert config["stale_after"] == 3.5
     assert config["spark_seconds"] == 120
