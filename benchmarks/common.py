@@ -58,6 +58,15 @@ def raise_nofile() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def cpu_seconds(proc: psutil.Process) -> float:
+    """User + system CPU seconds of ``proc`` so far (0 once it is gone)."""
+    try:
+        t = proc.cpu_times()
+        return float(t.user + t.system)
+    except psutil.Error:
+        return 0.0
+
+
 class CpuSampler:
     """CPU% of a set of processes between :meth:`start` and :meth:`stop` (own threads only,
     children excluded; 100 % = one core), plus RSS samples taken with :meth:`sample`."""
@@ -70,11 +79,7 @@ class CpuSampler:
 
     @staticmethod
     def _cpu(proc: psutil.Process) -> float:
-        try:
-            t = proc.cpu_times()
-            return float(t.user + t.system)
-        except psutil.Error:
-            return 0.0
+        return cpu_seconds(proc)
 
     def start(self) -> None:
         self._t0 = time.monotonic()

@@ -38,7 +38,7 @@ from typing import Any
 
 import psutil
 
-from benchmarks.common import CpuSampler, summary
+from benchmarks.common import CpuSampler, cpu_seconds, summary
 from tests.support import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -176,14 +176,6 @@ def _renderers(profile: str) -> list[psutil.Process]:
     return out
 
 
-def _cpu_seconds(proc: psutil.Process) -> float:
-    try:
-        t = proc.cpu_times()
-        return float(t.user + t.system)
-    except psutil.Error:
-        return 0.0
-
-
 def _metrics(cdp: Any) -> dict[str, float]:
     return {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
 
@@ -302,7 +294,7 @@ def station_page(
     frames: list[list[Any]] = []
     longtasks: list[list[float]] = []
     samples: list[dict[str, Any]] = []
-    cpu0 = {p.pid: _cpu_seconds(p) for p in renderers}
+    cpu0 = {p.pid: cpu_seconds(p) for p in renderers}
     prev_cpu, prev_t = dict(cpu0), time.monotonic()
     for sampler in (chromium, bridge, server):
         sampler.start()
@@ -322,7 +314,7 @@ def station_page(
         longtasks += got["longtasks"]
         metrics = _metrics(cdp)
         now = time.monotonic()
-        cpu = {p.pid: _cpu_seconds(p) for p in renderers}
+        cpu = {p.pid: cpu_seconds(p) for p in renderers}
         dt = now - prev_t
         samples.append(
             {
@@ -345,7 +337,7 @@ def station_page(
     t_end = time.time() * 1000
     wall = time.monotonic() - m0
     requests = dash_requests[0]
-    cpu1 = {p.pid: _cpu_seconds(p) for p in renderers}
+    cpu1 = {p.pid: cpu_seconds(p) for p in renderers}
     result: dict[str, Any] = {
         "chromium": chromium.stop(),
         "bridge": bridge.stop(),
