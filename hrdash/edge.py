@@ -63,7 +63,8 @@ It serves what the pure hub (:mod:`hrdash.hub`) holds and what each patient's in
 * ``GET /healthz`` — 200 with the first patient's status and counters, the origins,
   ``patients``: each patient's id, name, upstream, state and counters, and ``recorder``: the
   history's status (:meth:`hrdash.ingest.recorder.Recorder.status`, or :func:`history_off`).
-* ``GET /api/patients`` — every patient's id, name, upstream, state, age, last reading, alarms.
+* ``GET /api/patients`` — every patient's id, name, upstream, state, age, last reading, alarms
+  and ``limits`` (``{"extreme_low", "low", "high", "extreme_high"}``, in effect).
 * ``GET /readings?patient=ID`` — everything the patient's ring holds (default: the first).
 
 A WebSocket handshake whose ``Origin`` header is not in ``HRDASH_ALLOWED_ORIGINS`` (see
@@ -582,8 +583,17 @@ class Edge:
 
     def patients(self) -> list[dict[str, Any]]:
         """``GET /api/patients``."""
-        alarms = self.alarms.alarms if self.alarms is not None else None
-        return self.hub.listing(self.upstreams(), self.clock(), self.settings.stale_after, alarms)
+        alarms = self.alarms
+        listing = self.hub.listing(
+            self.upstreams(),
+            self.clock(),
+            self.settings.stale_after,
+            alarms.alarms if alarms is not None else None,
+        )
+        if alarms is not None:
+            for entry in listing:
+                entry["limits"] = alarms.limits(entry["id"])
+        return listing
 
     async def _station_forever(self) -> None:
         async for _ in self.station.due():

@@ -32,7 +32,9 @@ import numpy as np
 import pandas as pd
 
 from hrdash import store, trends
-from hrdash.settings import Settings, url_host
+from hrdash.alarms import Limits
+from hrdash.settings import SettingError, Settings, url_host
+from hrdash.sources import station_sources
 
 __all__ = [
     "DEFAULT_SPAN_MS",
@@ -41,8 +43,10 @@ __all__ = [
     "BadRange",
     "HistoryError",
     "UnknownPatient",
+    "alarm_log",
     "minute_trend",
     "parse_range",
+    "patient_limits",
     "readings",
     "readings_csv",
     "stored_span",
@@ -54,6 +58,9 @@ __all__ = [
 ]
 
 FETCH_TIMEOUT = 3.0  # seconds to wait for the bridge's buffer (HRDASH_DB=:memory:)
+LIMITS_TIMEOUT = 1.0  # seconds to wait for the bridge's limits before reading them elsewhere
+LOG_LIMIT = 100  # alarm log entries alarm_log gives without a limit
+LOG_MAX = store.LOG_KEEP_MIN  # alarm log entries one call gives at most (the bridge's LOG_KEPT)
 LOW_BPM = 50  # bradycardia threshold used in the summary (common adult alarm default)
 HIGH_BPM = 120  # tachycardia threshold used in the summary
 GAP_MS = 10_000  # summary: a reading counts until the next one, at most this long (a gap is
@@ -175,21 +182,27 @@ def bridge_http_url(settings: Settings, path: str) -> str:
     return f"http://{url_host(settings.bridge_host)}:{settings.bridge_port}{path}"
 
 
-def fetch(settings: Settings, patient: str | None = None) -> list[dict[str, Any]]:
-    """The readings the bridge holds for ``patient`` (``None``: its first patient), oldest
-    first, as ``{"seq", "time", "bpm"}``. Raises :class:`UnknownPatient` when the bridge does
-    not know the patient, :class:`HistoryError` when it cannot be asked."""
-    query = "" if patient is None else "?" + urllib.parse.urlencode({"patient": patient})
-    url = bridge_http_url(settings, "/readings" + query)
+def _get_json(settings: Settings, path: str, timeout: float, patient: str | None) -> Any:
+    """The bridge's JSON answer to ``GET path``. Raises :class:`UnknownPatient` for its 404,
+    :class:`HistoryError` when it cannot be asked."""
+    url = bridge_http_url(settings, path)
     try:
-        with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT) as response:
-            body = json.loads(response.read())
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return json.loads(response.read())
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             raise UnknownPatient(f"no patient {patient!r}") from None
         raise HistoryError(f"the bridge at {url} answered {exc.code}") from None
     except (OSError, ValueError) as exc:
         raise HistoryError(f"cannot reach the bridge at {url}: {_one_line(exc)}") from None
+
+
+def fetch(settings: Settings, patient: str | None = None) -> list[dict[str, Any]]:
+    """The readings the bridge holds for ``patient`` (``None``: its first patient), oldest
+    first, as ``{"seq", "time", "bpm"}``. Raises :class:`UnknownPatient` when the bridge does
+    not know the patient, :class:`HistoryError` when it cannot be asked."""
+    query = "" if patient is None else "?" + urllib.parse.urlencode({"patient": patient})
+    body = _get_json(settings, "/readings" + query, FETCH_TIMEOUT, patient)
     found = body.get("readings") if isinstance(body, dict) else None
     if not isinstance(found, list):
         raise HistoryError("the bridge answered without readings")
@@ -473,3 +486,111 @@ def minute_trend(df: pd.DataFrame) -> pd.DataFrame:
     grouped = df.set_index("time")["bpm"].astype("float64").resample("1min")
     out = grouped.agg(["min", "mean", "max", "count"]).reset_index(names="minute")
     return out[out["count"] > 0].reset_index(drop=True)
+
+
+# -- alarms ------------------------------------------------------------------------------------
+
+_LOG_SQL = (
+    "SELECT a.time, p.id, a.alarm, a.kind, a.priority, a.event, a.value, a.lim, a.origin"
+    " FROM alarm_log a JOIN patients p ON p.key = a.patient"
+    " WHERE p.id = ? AND a.time >= ? AND a.time < ? ORDER BY a.time DESC, a.id DESC LIMIT ?"
+)
+
+
+def alarm_log(
+    settings: Settings,
+    patient_id: str,
+    start: int | None = None,
+    end: int | None = None,
+    limit: int = LOG_LIMIT,
+) -> list[dict[str, Any]]:
+    """The patient's alarm log entries with ``start <= time < end`` (either open when None),
+    newest first, at most ``limit`` (1 to :data:`LOG_MAX`): the ``GET /api/alarms/log`` shape,
+    ``{"time", "patient", "alarm", "kind", "priority", "event", "value", "limit", "origin"}``
+    (a ``limits_changed`` entry's ``value`` and ``limit`` are the old and new limits, dicts).
+
+    From the history file (``alarm_log``, every entry still kept: ``HRDASH_TREND_RETENTION``,
+    at least the newest 1,000); with ``:memory:`` from the bridge (``GET /api/alarms/log``: the
+    newest ``LOG_KEPT`` it holds, filtered to the range here). Empty when nothing is stored.
+    Raises :class:`BadRange` (a bad limit or range), :class:`HistoryError`,
+    :class:`UnknownPatient` (only the bridge tells)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LOG_MAX:
+        raise BadRange(f"limit must be a whole number from 1 to {LOG_MAX}, got {limit!r}")
+    lo = 0 if start is None else start
+    hi = MAX_MS if end is None else end
+    check_range(lo, hi)
+    if _in_memory(settings):
+        query = urllib.parse.urlencode({"patient": patient_id, "limit": LOG_MAX})
+        body = _get_json(settings, "/api/alarms/log?" + query, FETCH_TIMEOUT, patient_id)
+        if not isinstance(body, list):
+            raise HistoryError("the bridge answered without a log")
+        found = [e for e in body if isinstance(e, dict) and lo <= e.get("time", -1) < hi]
+        return found[:limit]
+    path = Path(settings.db)
+    if not path.exists():
+        return []
+    try:
+        conn = store.connect(path, readonly=True)
+    except sqlite3.Error as exc:
+        raise HistoryError(f"cannot open the history {settings.db}: {_one_line(exc)}") from None
+    try:
+        rows = conn.execute(_LOG_SQL, (patient_id, lo, hi, limit)).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []  # no tables yet, or a version 1 file the recorder has not migrated yet
+        raise HistoryError(f"cannot read the history {settings.db}: {_one_line(exc)}") from None
+    except sqlite3.Error as exc:
+        raise HistoryError(f"cannot read the history {settings.db}: {_one_line(exc)}") from None
+    finally:
+        conn.close()
+    return [store.log_entry(row) for row in rows]
+
+
+def _file_limits(settings: Settings, patient_id: str) -> Limits:
+    """The patient's limits in the sources file (the defaults when it names none, or cannot
+    be read, or does not know the patient)."""
+    try:
+        sources = station_sources(settings)
+    except SettingError:
+        return Limits()
+    return next((s.limits for s in sources if s.id == patient_id), Limits())
+
+
+def _stored_limits(settings: Settings, patient_id: str) -> store.StoredLimits | None:
+    if _in_memory(settings) or not Path(settings.db).exists():
+        return None
+    try:
+        conn = store.connect(Path(settings.db), readonly=True)
+    except sqlite3.Error:
+        return None
+    try:
+        return store.read_limits(conn).get(patient_id)
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+
+
+def patient_limits(settings: Settings, patient_id: str) -> Limits:
+    """The patient's alarm limits in effect: the bridge's (its ``GET /api/patients`` entry's
+    ``limits``). When the bridge cannot be asked (or is an older one without limits), what it
+    would start with: the stored ``limits`` row if the sources file still says what it said
+    when they were set, else the sources file's limits, else the defaults
+    (:func:`hrdash.store.limits_at_start`). Raises :class:`UnknownPatient` when the bridge
+    answers without the patient."""
+    try:
+        body = _get_json(settings, "/api/patients", LIMITS_TIMEOUT, patient_id)
+    except HistoryError:
+        body = None
+    if isinstance(body, list):
+        entry = next((e for e in body if isinstance(e, dict) and e.get("id") == patient_id), None)
+        if entry is None:
+            raise UnknownPatient(f"no patient {patient_id!r}")
+        found = entry.get("limits")
+        if isinstance(found, dict):
+            try:
+                return Limits.from_mapping(found)
+            except ValueError:
+                pass
+    file = _file_limits(settings, patient_id)
+    return store.limits_at_start(_stored_limits(settings, patient_id), file)[0]

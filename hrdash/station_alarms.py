@@ -120,6 +120,10 @@ class StationAlarms:
         """The patient's alarm state (active, latched, acknowledged)."""
         return self.engines[patient_id].alarms()
 
+    def limits(self, patient_id: str) -> dict[str, float]:
+        """The patient's limits in effect, ``{"extreme_low", "low", "high", "extreme_high"}``."""
+        return self.engines[patient_id].limits.as_dict()
+
     def all_alarms(self) -> list[dict[str, Any]]:
         """Every patient's alarms, highest priority first, then oldest first."""
         every = [a for engine in self.engines.values() for a in engine.alarms()]

@@ -225,7 +225,7 @@ async def test_api_patients_and_readings(station: Station) -> None:
     assert [p["id"] for p in listing] == list(IDS)
     for entry in listing:
         sent = readings_of(station.frames[entry["id"]])
-        assert set(entry) == {"id", "name", "upstream", "state", "age", "last", "alarms"}
+        assert set(entry) == {"id", "name", "upstream", "state", "age", "last", "alarms", "limits"}
         assert (entry["upstream"], entry["state"]) == ("live", "live")
         assert (entry["last"]["seq"], entry["last"]["time"], entry["last"]["bpm"]) == (
             COUNT,
