@@ -20,15 +20,18 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from hrdash import store
+from hrdash import history, store
+from hrdash.alarms import Limits
 from hrdash.ingest import Recorder
 from hrdash.ingest import recorder as recorder_module
+from hrdash.settings import Settings
 from tests.support import scaled
 
 HOUR = 3600.0
 DAY = 24 * HOUR
 T0 = 1_794_999_960_000  # Unix ms, a minute boundary (2026-11-18 11:06 UTC)
 PATIENTS = [("bed-01", "Bed 1"), ("bed-02", "Bed 2"), ("bed-03", "Bed 3")]
+PATIENT_IDS = [p for p, _ in PATIENTS]
 STATUS_KEYS = [
     "db",
     "state",
@@ -44,6 +47,7 @@ STATUS_KEYS = [
     "last_commit",
     "pruned",
     "retries",
+    "alarms",
 ]
 
 
@@ -756,3 +760,118 @@ def test_after_a_sigkill_the_committed_readings_are_there(
     assert rec.flush(timeout=scaled(10))
     assert rec.status()["duplicates"] == 5 and rec.status()["written"] == 1
     assert [(t, b) for _, t, _, b in rows(path)] == [*committed, (now_ms + 500 * 1000, 70)]
+
+
+# -- the alarm log and the limits -----------------------------------------------------------------
+
+
+def log_entry(patient: str | None, t: int, event: str = "raised", **fields: Any) -> dict[str, Any]:
+    kind = None if patient is None else "hr_high"
+    return {
+        "time": t,
+        "patient": patient,
+        "alarm": None if kind is None else f"{patient}:{kind}:{t}",
+        "kind": kind,
+        "priority": None if kind is None else "medium",
+        "event": event,
+        "value": 131 if kind else 60,
+        "limit": 120,
+        "origin": None,
+        **fields,
+    }
+
+
+def test_log_and_limits_are_written_and_loaded(
+    make: Callable[..., Recorder], tmp_path: Path
+) -> None:
+    """add_log and set_limits go into the batches: the entries in order (the station's with
+    patient NULL, limits as JSON), the newest limits row per patient; load_log gives each
+    patient's newest entries in the order they happened, load_limits the rows."""
+    rec = make()
+    page = Limits(low=45, high=110)
+    changed = log_entry("bed-02", T0 + 5, "limits_changed", alarm=None, kind=None, priority=None)
+    changed |= {"value": Limits().as_dict(), "limit": page.as_dict(), "origin": "http://a"}
+    entries = [
+        log_entry("bed-01", T0),
+        log_entry(None, T0 + 1, "audio_paused", value=120, origin="http://a"),
+        log_entry("bed-01", T0 + 2, "ended"),
+        changed,
+    ]
+    rec.add_log(entries[:2])
+    rec.set_limits("bed-02", Limits(low=44), Limits(), T0 + 4, "http://a")
+    rec.add_log(entries[2:])
+    rec.set_limits("bed-02", page, Limits(), T0 + 5, "http://a")  # replaces the one waiting
+    rec.set_limits("late-1", page, Limits(low=51), T0 + 6, "http://b")
+    assert rec.status()["alarms"]["pending"] == 6
+    assert rec.flush(timeout=scaled(10))
+    status = rec.status()["alarms"]
+    assert status == {"pending": 0, "written": 4, "limits_written": 2, "dropped": 0, "pruned": 0}
+    assert rec.load_log(10) == entries
+    assert rec.load_log(1) == [entries[1], entries[2], entries[3]]  # the newest of each
+    stored = rec.load_limits()
+    assert stored == {
+        "bed-02": store.StoredLimits(page, Limits(), T0 + 5, "http://a"),
+        "late-1": store.StoredLimits(page, Limits(low=51), T0 + 6, "http://b"),
+    }
+    settings = Settings.load(env={}).replace(db=str(tmp_path / "hrdash.db"))
+    assert history.alarm_log(settings, "bed-01") == [entries[2], entries[0]]
+    assert history.alarm_log(settings, "bed-02") == [changed]
+
+
+def test_the_log_is_pruned_keeping_the_newest_1000_per_patient(
+    make: Callable[..., Recorder], clock: FakeClock
+) -> None:
+    """Log entries older than trend_retention are pruned, except each patient's (and the
+    station's) newest LOG_KEEP_MIN; newer ones are all kept."""
+    rec = make(retention=HOUR, trend_retention=DAY, prune_interval=60.0)
+    now = round(clock() * 1000)
+    old = now - 2 * DAY * 1000
+    rec.add_log([log_entry("bed-01", old + i) for i in range(1100)])
+    rec.add_log([log_entry("bed-02", old + i) for i in range(20)])
+    rec.add_log([log_entry(None, old + i, "audio_paused") for i in range(1005)])
+    recent = [log_entry("bed-03", now - 1000 + i) for i in range(1010)]
+    rec.add_log(recent)
+    assert rec.flush(timeout=scaled(10))  # the first cycle prunes (none was done yet)
+    assert rec.status()["alarms"]["pruned"] == 100 + 5
+    kept = rec.load_log(5000)
+    times = {p: sorted(e["time"] for e in kept if e["patient"] == p) for p in PATIENT_IDS}
+    assert times["bed-01"] == [old + i for i in range(100, 1100)]
+    assert len(times["bed-02"]) == 20
+    assert len(times["bed-03"]) == 1010  # newer than the trend retention: all
+    assert sum(e["patient"] is None for e in kept) == 1000
+    clock.advance(60)
+    rec.add_log([log_entry("bed-01", now + 60_000)])
+    assert rec.flush(timeout=scaled(10))
+    assert rec.status()["alarms"]["pruned"] == 106  # still the newest 1000 of bed-01
+
+
+def test_log_and_limits_wait_while_locked_and_none_is_lost(
+    make: Callable[..., Recorder], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While another connection holds the lock the entries and limits wait (counted pending);
+    beyond MAX_LOG_PENDING the oldest are dropped and counted; released, the rest is written."""
+    monkeypatch.setattr(recorder_module, "MAX_LOG_PENDING", 10)
+    path = tmp_path / "hrdash.db"
+    rec = make(busy_timeout=0.1, commit_interval=0.1)
+    rec.add_log([log_entry("bed-01", T0)])
+    assert rec.flush(timeout=scaled(10))
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        rec.add_log([log_entry("bed-01", T0 + i) for i in range(1, 4)])
+        rec.set_limits("bed-01", Limits(low=45), Limits(), T0 + 20, "http://a")
+        wait_status(rec, cause="locked")  # that batch failed: put back
+        rec.add_log([log_entry("bed-01", T0 + i) for i in range(4, 7)])
+        status = wait_status(rec, retries=2)
+        assert status["alarms"]["pending"] == 7 and status["alarms"]["dropped"] == 0
+        rec.add_log([log_entry("bed-01", T0 + i) for i in range(7, 15)])
+        status = rec.status()["alarms"]
+        assert status["pending"] == 11 and status["dropped"] == 4
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    wait_status(rec, state="ok")
+    assert rec.flush(timeout=scaled(10))
+    assert [e["time"] - T0 for e in rec.load_log(100)] == [0, *range(5, 15)]
+    assert rec.load_limits()["bed-01"].limits == Limits(low=45)
+    assert rec.status()["alarms"]["written"] == 11

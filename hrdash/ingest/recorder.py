@@ -1,4 +1,5 @@
-"""The history's writer: every accepted reading of every patient into SQLite, off the event loop.
+"""The history's writer: every accepted reading of every patient, the alarm log and the alarm
+limits into SQLite, off the event loop.
 
 The bridge calls :meth:`Recorder.add` on its event loop for the readings it accepted: an
 append under a lock, no disk. A writer thread with its own connection (:func:`hrdash.store.
@@ -23,10 +24,20 @@ Rules of the write (the schema is in :mod:`hrdash.store`):
   never recomputed from part of its readings), and minute rows once the minute is older than
   ``trend_retention``.
 
+The alarm log and the limits (:meth:`Recorder.add_log`, :meth:`Recorder.set_limits`, also called
+on the event loop, no disk) go into the same batches: log entries into ``alarm_log`` in the
+order they were added, a patient's limits in effect into its ``limits`` row (only the newest
+waiting change of a patient is written: a row is state, not history; the log has every change).
+Log entries are pruned with the minute rows, once older than ``trend_retention``, but the newest
+:data:`hrdash.store.LOG_KEEP_MIN` of each patient (and of the station's) are always kept. At
+start the bridge reads them back (:meth:`Recorder.load_limits`, :meth:`Recorder.load_log`).
+Counted in :meth:`Recorder.status` under ``alarms``.
+
 Unhappy disks (:data:`CAUSES`): a failed open or batch puts the recorder in state ``"error"`` with
 a cause, a one-line detail and since when; the cause is logged once (logger
 ``"hrdash.recorder"``) and its end once ("history recording again"). The readings of the failed
-batch stay pending, bounded by ``max_pending`` (the oldest are dropped and counted ``dropped``),
+batch stay pending, bounded by ``max_pending`` (the oldest are dropped and counted ``dropped``;
+log entries likewise, bounded by :data:`MAX_LOG_PENDING`, counted ``alarms.dropped``),
 and the writer retries with backoff (:data:`RETRY_DELAYS`, at most 30 s apart). A file that is
 not a database or not ours (``corrupt``, ``foreign``) is never written to, renamed or deleted:
 before the writer's connection switches a file to WAL, a plain one reads its header and tables
@@ -50,10 +61,12 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from hrdash import store
+from hrdash.alarms import LIMIT_ORDER, Limits
 from hrdash.trends import MINUTE_MS
 
 __all__ = [
     "CAUSES",
+    "MAX_LOG_PENDING",
     "MAX_PENDING",
     "RETRY_DELAYS",
     "Recorder",
@@ -63,6 +76,7 @@ __all__ = [
 log = logging.getLogger("hrdash.recorder")
 
 MAX_PENDING = 100_000  # readings waiting for the disk at most (~13 min of 64 patients at 2 Hz)
+MAX_LOG_PENDING = 10_000  # alarm log entries waiting for the disk at most
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # seconds between attempts; the last repeats
 PRUNE_CHUNK = 20_000  # rows deleted per pruning transaction (about)
 PRUNE_CHUNKS = 10  # pruning transactions per writer cycle at most
@@ -114,8 +128,11 @@ _ERRNO_CAUSES = {
 }
 
 Reading = tuple[int, int | float]  # (time ms, bpm)
+Entry = dict[str, Any]  # an alarm log entry (hrdash.alarms)
+LimitsRow = tuple[Limits, Limits, int, str | None]  # in effect, the file's, time ms, origin
 _COUNTS_BEFORE = ("written", "duplicates", "too_old", "dropped", "commits")  # status() order
 _COUNTS_AFTER = ("pruned", "retries")
+_LOG_COUNTS = ("written", "limits_written", "dropped", "pruned")  # status()["alarms"]
 
 
 def classify(exc: BaseException) -> tuple[str, str]:
@@ -164,6 +181,19 @@ _ROLLUP_SQL = (
     " count(*) FROM readings WHERE patient = ? AND t >= ? AND t < ? GROUP BY m"
 )
 assert MINUTE_MS == 60_000  # the SQL above spells the minute out
+
+_LOG_SQL = f"INSERT INTO alarm_log ({store.LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_LIMITS_SQL = (
+    f"INSERT OR REPLACE INTO limits (patient, {', '.join(LIMIT_ORDER)}, file, time, origin)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# The patient's log rows older than a time, except its newest LOG_KEEP_MIN (the row values
+# compare (time, id) with the oldest row kept: none deleted while it has fewer).
+_PRUNE_LOG_SQL = (
+    "DELETE FROM alarm_log WHERE patient IS ?1 AND time < ?2 AND (time, id) < ("
+    " SELECT time, id FROM alarm_log WHERE patient IS ?1 ORDER BY time DESC, id DESC"
+    " LIMIT 1 OFFSET ?3)"
+)
 
 
 class Recorder:
@@ -234,6 +264,11 @@ class Recorder:
         self._dropped_logged = False
         self._counts = dict.fromkeys((*_COUNTS_BEFORE, *_COUNTS_AFTER), 0)
         self._last_commit: int | None = None
+        self._log: deque[Entry] = deque(maxlen=MAX_LOG_PENDING)
+        self._limits: dict[str, LimitsRow] = {}  # patient id → its newest change waiting
+        self._log_inflight = 0  # log entries and limits rows taken by the writer
+        self._log_counts = dict.fromkeys(_LOG_COUNTS, 0)
+        self._log_dropped_logged = False
 
         # Writer thread only.
         self._conn: sqlite3.Connection | None = None
@@ -271,6 +306,36 @@ class Recorder:
             if count > room:
                 self._discard(count - room, "more readings wait for the disk than max_pending")
 
+    def add_log(self, entries: Sequence[Entry]) -> None:
+        """Queue alarm log entries (the ``/api/alarms/log`` shape; ``patient`` None for the
+        station's) for the next commit, in this order. Never touches the disk. Beyond
+        :data:`MAX_LOG_PENDING` waiting, the oldest are dropped (counted, logged once)."""
+        count = len(entries)
+        if not count:
+            return
+        with self._cond:
+            self._added += count
+            if self._stop:
+                self._discard_log(count, "the recorder is closed")
+                return
+            room = MAX_LOG_PENDING - len(self._log)
+            self._log.extend(dict(e) for e in entries)
+            if count > room:
+                self._discard_log(count - room, "more log entries wait than MAX_LOG_PENDING")
+
+    def set_limits(
+        self, patient_id: str, limits: Limits, file_limits: Limits, time_ms: int, origin: str | None
+    ) -> None:
+        """Queue the patient's limits in effect from ``time_ms``, set by ``origin``, and the
+        sources file's limits now (``file_limits``: the next start compares them with the file
+        then). Never touches the disk; a change still waiting is replaced by this one."""
+        with self._cond:
+            self._added += 1
+            if self._stop:
+                self._discard_log(1, "the recorder is closed")
+                return
+            self._limits[patient_id] = (limits, file_limits, int(time_ms), origin)
+
     def flush(self, timeout: float = 10.0) -> bool:
         """Commit everything added so far: True once it is (or counted as duplicate, too old,
         dropped), False if that did not happen within ``timeout`` seconds (an unhappy disk:
@@ -303,6 +368,9 @@ class Recorder:
             if thread is None:  # never started: nothing will write what waits
                 if first and self._pending:
                     log.warning("history: %d readings not recorded", len(self._pending))
+                if first and (self._log or self._limits):
+                    waiting = len(self._log) + len(self._limits)
+                    log.warning("history: %d alarm log entries or limits not recorded", waiting)
                 self._state = "closed"
                 return
         thread.join(timeout)
@@ -315,8 +383,10 @@ class Recorder:
         ``closed``), ``cause`` (one of :data:`CAUSES` in ``error``, else ``""``), ``detail`` (one
         line), ``since`` (Unix ms the cause began, else None), ``pending`` (readings waiting),
         counts since start: ``written``, ``duplicates``, ``too_old``, ``dropped``, ``commits``,
-        ``pruned`` (raw and minute rows), ``retries`` (attempts made in state error), and
-        ``last_commit`` (Unix ms, None before the first)."""
+        ``pruned`` (raw and minute rows), ``retries`` (attempts made in state error),
+        ``last_commit`` (Unix ms, None before the first), and ``alarms``: ``pending`` (log
+        entries and limits changes waiting), ``written`` (log entries), ``limits_written``,
+        ``dropped`` (log entries and limits changes never written), ``pruned`` (log entries)."""
         with self._cond:
             return {
                 "db": self.path,
@@ -328,6 +398,10 @@ class Recorder:
                 **{name: self._counts[name] for name in _COUNTS_BEFORE},
                 "last_commit": self._last_commit,
                 **{name: self._counts[name] for name in _COUNTS_AFTER},
+                "alarms": {
+                    "pending": len(self._log) + len(self._limits) + self._log_inflight,
+                    **self._log_counts,
+                },
             }
 
     def load_recent(self, patient_id: str, limit: int) -> list[Reading]:
@@ -337,24 +411,10 @@ class Recorder:
         why). Reads through its own read-only connection."""
         if limit <= 0:
             return []
-        deadline = time.monotonic() + LOAD_WAIT
-        with self._cond:
-            while self._state == "starting" and self._thread is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return []
-                self._cond.wait(remaining)
-            if self._state == "error" and self._cause in (*_UNTOUCHABLE, UNAVAILABLE):
-                return []
-        if not os.path.exists(self.path):
-            return []
         since = round(self.clock() * 1000) - self.retention_ms
-        try:
-            conn = store.connect(self.path, readonly=True, timeout=self.busy_timeout)
-        except sqlite3.Error as exc:
-            log.warning("history: cannot read recent readings: %s", classify(exc)[1])
-            return []
-        try:
+        with self._reader("recent readings") as conn:
+            if conn is None:
+                return []
             key = store.patient_keys(conn, [patient_id]).get(patient_id)
             if key is None:
                 return []
@@ -363,12 +423,71 @@ class Recorder:
                 " ORDER BY t DESC, n DESC LIMIT ?",
                 (key, since, limit),
             ).fetchall()
-        except sqlite3.Error as exc:
-            log.warning("history: cannot read recent readings: %s", classify(exc)[1])
+            return [(int(t), bpm) for t, bpm in reversed(rows)]
+        return []  # a read error (logged)
+
+    def load_limits(self) -> dict[str, store.StoredLimits]:
+        """patient id → its stored limits row (:func:`hrdash.store.read_limits`). Blocking,
+        like :meth:`load_recent`; ``{}`` when there are none or the history is unavailable."""
+        with self._reader("stored limits") as conn:
+            return {} if conn is None else store.read_limits(conn)
+        return {}
+
+    def load_log(self, kept: int) -> list[Entry]:
+        """The newest ``kept`` alarm log entries of each patient the history knows and of the
+        station (``patient`` None), all together in the order they happened (oldest first).
+        Blocking, like :meth:`load_recent`; ``[]`` when there are none or the history is
+        unavailable."""
+        if kept <= 0:
             return []
+        with self._reader("the alarm log") as conn:
+            if conn is None:
+                return []
+            keys: list[int | None] = [None, *store.patient_keys(conn).values()]
+            rows: list[tuple[Any, ...]] = []
+            for key in keys:
+                rows += conn.execute(
+                    "SELECT a.id, a.time, p.id, a.alarm, a.kind, a.priority, a.event, a.value,"
+                    " a.lim, a.origin FROM alarm_log a LEFT JOIN patients p ON p.key = a.patient"
+                    " WHERE a.patient IS ? ORDER BY a.time DESC, a.id DESC LIMIT ?",
+                    (key, kept),
+                ).fetchall()
+            rows.sort(key=lambda row: (row[1], row[0]))
+            return [store.log_entry(row[1:]) for row in rows]
+        return []
+
+    @contextlib.contextmanager
+    def _reader(self, what: str) -> Iterator[sqlite3.Connection | None]:
+        """A read-only connection once the writer has first opened the file (waited for at most
+        :data:`LOAD_WAIT`), closed after; None when there is nothing to read (no file, the
+        history unavailable). A read error is logged (one line) and ends the ``with`` block
+        early."""
+        deadline = time.monotonic() + LOAD_WAIT
+        with self._cond:
+            while self._state == "starting" and self._thread is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            timed_out = self._state == "starting" and self._thread is not None
+            unavailable = timed_out or (
+                self._state == "error" and self._cause in (*_UNTOUCHABLE, UNAVAILABLE)
+            )
+        if unavailable or not os.path.exists(self.path):
+            yield None
+            return
+        try:
+            conn = store.connect(self.path, readonly=True, timeout=self.busy_timeout)
+        except sqlite3.Error as exc:
+            log.warning("history: cannot read %s: %s", what, classify(exc)[1])
+            yield None
+            return
+        try:
+            yield conn
+        except sqlite3.Error as exc:
+            log.warning("history: cannot read %s: %s", what, classify(exc)[1])
         finally:
             conn.close()
-        return [(int(t), bpm) for t, bpm in reversed(rows)]
 
     # -- bookkeeping (callers hold self._cond) ---------------------------------------------------
 
@@ -377,6 +496,12 @@ class Recorder:
         if not self._dropped_logged:
             self._dropped_logged = True
             log.warning("history: dropping the oldest pending readings (%s)", why)
+
+    def _discard_log(self, count: int, why: str) -> None:
+        self._log_counts["dropped"] += count
+        if not self._log_dropped_logged:
+            self._log_dropped_logged = True
+            log.warning("history: dropping the oldest pending alarm log entries (%s)", why)
 
     def _now_ms(self) -> int:
         return round(self.clock() * 1000)
@@ -411,7 +536,7 @@ class Recorder:
                 ok = self._cycle(prune=not stopping)
                 if stopping:
                     with self._cond:
-                        more = bool(self._pending)
+                        more = bool(self._pending or self._log or self._limits)
                     if ok and more:
                         continue  # added while closing: take those too
                     break
@@ -425,10 +550,17 @@ class Recorder:
             self._conn = None
         with self._cond:
             lost = len(self._pending) + self._inflight
+            lost_log = len(self._log) + len(self._limits) + self._log_inflight
             self._state = "closed"
             self._cond.notify_all()
         if lost:
             log.warning("history: %d readings not recorded at close (%s)", lost, self._cause)
+        if lost_log:
+            log.warning(
+                "history: %d alarm log entries or limits not recorded at close (%s)",
+                lost_log,
+                self._cause,
+            )
 
     def _cycle(self, *, prune: bool) -> bool:
         """One attempt: open if needed, commit what is pending, prune if due. False on error."""
@@ -449,17 +581,25 @@ class Recorder:
             upto = self._added
             self._pending = deque(maxlen=self.max_pending)
             self._inflight = len(batch)
+            entries, self._log = self._log, deque(maxlen=MAX_LOG_PENDING)
+            limits, self._limits = self._limits, {}
+            self._log_inflight = len(entries) + len(limits)
+        work = bool(batch or entries or limits)
         try:
-            counts = self._write(batch) if batch else {}
+            counts = self._write(batch, entries, limits) if work else {}
         except Exception as exc:
-            self._put_back(batch)
+            self._put_back(batch, entries, limits)
             self._fail(exc)
             return False
         with self._cond:
             self._inflight = 0
-            if batch:
+            self._log_inflight = 0
+            if work:
                 for name, value in counts.items():
-                    self._counts[name] += value
+                    if name.startswith("log_"):
+                        self._log_counts[name.removeprefix("log_")] += value
+                    else:
+                        self._counts[name] += value
                 self._counts["commits"] += 1
                 self._last_commit = self._now_ms()
         self._recovered()
@@ -478,7 +618,12 @@ class Recorder:
             self._cond.notify_all()
         return ok
 
-    def _put_back(self, batch: deque[tuple[str, int, int | float]]) -> None:
+    def _put_back(
+        self,
+        batch: deque[tuple[str, int, int | float]],
+        entries: deque[Entry],
+        limits: dict[str, LimitsRow],
+    ) -> None:
         with self._cond:
             merged = deque(batch, maxlen=self.max_pending)
             merged.extend(self._pending)
@@ -487,6 +632,14 @@ class Recorder:
             self._inflight = 0
             if lost:
                 self._discard(lost, "more readings wait for the disk than max_pending")
+            log_merged = deque(entries, maxlen=MAX_LOG_PENDING)
+            log_merged.extend(self._log)
+            lost = len(entries) + len(self._log) - len(log_merged)
+            self._log = log_merged
+            self._limits = {**limits, **self._limits}  # a newer change replaces the failed one
+            self._log_inflight = 0
+            if lost:
+                self._discard_log(lost, "more log entries wait than MAX_LOG_PENDING")
 
     def _may_open(self) -> bool:
         """False while the file that was found corrupt or foreign is still the same file."""
@@ -547,8 +700,14 @@ class Recorder:
                 raise
             # ours but older or incomplete: store.connect + ensure_schema will bring it up
 
-    def _write(self, batch: deque[tuple[str, int, int | float]]) -> dict[str, int]:
-        """One transaction: the batch's new raw rows and the minutes they touched."""
+    def _write(
+        self,
+        batch: deque[tuple[str, int, int | float]],
+        entries: deque[Entry] | None = None,
+        limits: dict[str, LimitsRow] | None = None,
+    ) -> dict[str, int]:
+        """One transaction: the batch's new raw rows and the minutes they touched, the log
+        entries and the limits rows."""
         conn = self._conn
         assert conn is not None
         oldest = self._now_ms() - self.retention_ms
@@ -590,13 +749,42 @@ class Recorder:
                 )
                 conn.executemany(_ROLLUP_SQL, [(key, a, b) for a, b in _runs(minutes)])
                 written += len(rows)
+
+            def key_of(patient_id: str) -> int:
+                key = self._keys.get(patient_id, new_keys.get(patient_id))
+                if key is None:
+                    key = new_keys[patient_id] = store.patient_key(conn, patient_id, "")
+                return key
+
+            log_rows = [
+                store.log_row(e, None if e.get("patient") is None else key_of(e["patient"]))
+                for e in entries or ()
+            ]
+            conn.executemany(_LOG_SQL, log_rows)
+            limits_rows = [
+                (
+                    key_of(pid),
+                    *(getattr(now, n) for n in LIMIT_ORDER),
+                    store.limits_json(file),
+                    time_ms,
+                    origin,
+                )
+                for pid, (now, file, time_ms, origin) in (limits or {}).items()
+            ]
+            conn.executemany(_LIMITS_SQL, limits_rows)
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise
         self._keys.update(new_keys)
-        return {"written": written, "duplicates": duplicates, "too_old": too_old}
+        return {
+            "written": written,
+            "duplicates": duplicates,
+            "too_old": too_old,
+            "log_written": len(log_rows),
+            "log_limits_written": len(limits_rows),
+        }
 
     @staticmethod
     def _stored(
@@ -641,6 +829,7 @@ class Recorder:
         keys = [k for (k,) in conn.execute("SELECT key FROM patients").fetchall()]
         budget = PRUNE_CHUNKS
         pruned = 0
+        self._prune_log(conn, [None, *keys], now_ms - self.trend_retention_ms)
         try:
             for table, before in cutoffs:
                 for key in keys:
@@ -656,6 +845,14 @@ class Recorder:
         finally:
             with self._cond:
                 self._counts["pruned"] += pruned
+
+    def _prune_log(self, conn: sqlite3.Connection, keys: list[int | None], before: int) -> None:
+        """Delete each patient's (and the station's) log entries older than ``before``, but
+        its newest :data:`hrdash.store.LOG_KEEP_MIN`: one short transaction per patient."""
+        for key in keys:
+            cursor = conn.execute(_PRUNE_LOG_SQL, (key, before, store.LOG_KEEP_MIN - 1))
+            with self._cond:
+                self._log_counts["pruned"] += max(cursor.rowcount, 0)
 
     @staticmethod
     def _delete_chunk(
