@@ -12,7 +12,12 @@ It composes three parts, each in its own module:
 * **alarms** — :class:`hrdash.station_alarms.StationAlarms`: each patient's alarm engine (limits
   from the sources file, or the defaults; ``HRDASH_NO_SIGNAL_AFTER``), fed every accepted
   reading and every upstream change (connected = the service live), and a timer task that fires
-  the engines' deadlines, so alarms happen with no page open; the edge sends the changes;
+  the engines' deadlines, so alarms happen with no page open; the edge sends the changes. With
+  a history, every log entry and limits change goes to the recorder too, and at start the
+  stored log (the newest ``LOG_KEPT`` per patient) and limits are read back (within
+  ``HISTORY_LOAD_TIMEOUT``): a patient starts with its stored limits (set on a page) while the
+  sources file still says what it said when they were set; once the file was edited since, the
+  file's limits win, logged as a ``limits_changed`` entry with origin ``"sources file"``;
 * **recorder** — :class:`hrdash.ingest.recorder.Recorder`, the history (``HRDASH_DB``; none with
   ``:memory:``): every accepted reading is handed to it (it commits about once a second, in a
   thread of its own, never delaying a reading to the viewers). At start the bridge puts each
@@ -42,6 +47,7 @@ from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection
 
+from hrdash.alarms import Limits
 from hrdash.buffer import RingBuffer
 from hrdash.edge import Edge, history_off
 from hrdash.hub import OVERLAP, Hub, PatientHub
@@ -50,8 +56,8 @@ from hrdash.ingest.recorder import Recorder
 from hrdash.readings import Reading, RejectCounter
 from hrdash.settings import SettingError, Settings
 from hrdash.sources import source_settings, station_sources
-from hrdash.station_alarms import StationAlarms
-from hrdash.store import MEMORY
+from hrdash.station_alarms import LOG_KEPT, StationAlarms
+from hrdash.store import MEMORY, SOURCES_FILE, StoredLimits, limits_at_start
 from hrdash.upstream import UPSTREAM_MAX_SIZE, FrameReader
 
 __all__ = ["OVERLAP", "UPSTREAM_MAX_SIZE", "Bridge", "reconnect_delays", "run_bridge"]
@@ -84,11 +90,14 @@ class Bridge:
         self.hub = Hub(settings.buffer, settings.window, run_id=secrets.token_hex(4))
         self.sources: list[PatientSource] = []
         patients = station_sources(settings)
+        self.file_limits = {source.id: source.limits for source in patients}
         self.alarms = StationAlarms(
             [(source.id, source.limits) for source in patients],
             no_signal_after=settings.no_signal_after,
             clock=clock,
             on_change=self._on_alarms,
+            on_log=self._on_alarm_log,
+            on_limits=self._on_limits,
         )
         for source in patients:
             patient = self.hub.add(source.id, source.name)
@@ -145,13 +154,24 @@ class Bridge:
     def _on_alarms(self, patient_id: str | None) -> None:
         self.edge.alarms_changed(patient_id)
 
+    def _on_alarm_log(self, entries: list[dict[str, Any]]) -> None:
+        if self.recorder is not None:
+            self.recorder.add_log(entries)
+
+    def _on_limits(self, patient_id: str, limits: Limits, time_ms: int, origin: str | None) -> None:
+        if self.recorder is not None:
+            file = self.file_limits[patient_id]
+            self.recorder.set_limits(patient_id, limits, file, time_ms, origin)
+
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> Server:
-        """Start the history, put each patient's newest stored readings in its ring, listen
-        for viewers, then start reading every patient's service."""
+        """Start the history, put back the stored alarm log and limits and each patient's
+        newest stored readings in its ring, listen for viewers, then start reading every
+        patient's service."""
         if self.recorder is not None:
             self.recorder.start()
+            await self._preload_alarms(self.recorder)
             await self._preload(self.recorder)
         server = await self.edge.start()
         self._tasks = [
@@ -182,6 +202,45 @@ class Bridge:
             log.warning("history: the newest readings not read (%s); serving without them", exc)
         if loaded:
             log.info("history: %d readings from %s shown from the start", loaded, self.settings.db)
+
+    async def _preload_alarms(self, recorder: Recorder) -> None:
+        """The stored alarm log back in memory and each patient's limits by the rule of
+        :func:`hrdash.store.limits_at_start`, for at most ``HISTORY_LOAD_TIMEOUT`` (past it,
+        or on a read error, the sources file's limits and an empty log)."""
+
+        def load() -> tuple[dict[str, StoredLimits], list[dict[str, Any]]]:
+            return recorder.load_limits(), recorder.load_log(LOG_KEPT)
+
+        try:
+            async with asyncio.timeout(HISTORY_LOAD_TIMEOUT):
+                stored, entries = await asyncio.to_thread(load)
+        except TimeoutError:
+            log.warning(
+                "history: the alarm log and limits not read within %g s; starting with the"
+                " sources file's limits (%s)",
+                HISTORY_LOAD_TIMEOUT,
+                recorder.status().get("detail") or "no cause given",
+            )
+            return
+        except Exception as exc:  # the alarms must run, with or without their past
+            log.warning("history: the alarm log and limits not read (%s)", exc)
+            return
+        kept = self.alarms.preload_log(entries)
+        for patient_id, file in self.file_limits.items():
+            row = stored.get(patient_id)
+            limits, edited = limits_at_start(row, file)
+            if edited and row is not None:
+                self.alarms.restore_limits(patient_id, row.limits)
+                self.alarms.set_limits(patient_id, file, SOURCES_FILE)  # logged
+            elif limits != file:
+                self.alarms.restore_limits(patient_id, limits)
+        if kept or stored:
+            log.info(
+                "history: %d alarm log entries and %d patients' limits from %s",
+                kept,
+                len(stored),
+                self.settings.db,
+            )
 
     async def close(self) -> None:
         """Stop reading; then, while the edge closes the viewers' connections, the recorder

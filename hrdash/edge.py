@@ -43,23 +43,28 @@ It serves what the pure hub (:mod:`hrdash.hub`) holds and what each patient's in
   ``viewers_awaiting_ack`` (still getting snapshots). Other messages on it but the alarm
   state changes below are ignored (rate-limited).
 * Alarms (with the bridge's alarm engines, :mod:`hrdash.station_alarms`): a patient viewer gets
-  ``{"type": "alarm", "patient": ID, "alarms": [ALARM, ...], "audio_paused_until": MS | null}`` on
-  connect (after the first readings and status frames: Dash may hand a page only the last of
-  several, and the status repeats every second, the alarm frame does not) and whenever that
-  patient's alarm state or the station's audio pause changes (the whole state, never a delta); the
-  station frames carry each patient's ``alarms`` and ``audio_paused_until``. On either feed a viewer
-  may send ``{"type": "ack", "alarm": ID}``, ``{"type": "audio_pause", "seconds": S}`` (0 < S <=
-  120, the whole station) and ``{"type": "limits", "patient": ID, "low", "high", "extreme_low",
-  "extreme_high"}``. These change state, so they are accepted only on a connection whose handshake
-  carried an allowed ``Origin`` (one without the header, a script, may read but not change
-  anything): refused ones are answered ``{"type": "error", "message": "<one line>"}`` and counted
+  ``{"type": "alarm", "patient": ID, "alarms": [ALARM, ...], "limits": {"extreme_low", "low",
+  "high", "extreme_high"}, "sounding": "high" | "medium" | "low" | null, "audio_paused_until":
+  MS | null}`` (``sounding``: the priority that sounds over that patient's alarms, the station's
+  pause respected) on connect (after the first readings and status frames: Dash may hand a page
+  only the last of several, and the status repeats every second, the alarm frame does not) and
+  whenever that patient's alarms or limits or the station's audio pause change, the pause's end
+  included (the whole state, never a delta); the station frames carry each patient's ``alarms``,
+  ``audio_paused_until`` and a top-level ``sounding`` over every patient's alarms. On either
+  feed a viewer may send ``{"type": "ack", "alarm": ID}``, ``{"type": "audio_pause", "seconds":
+  S}`` (0 < S <= 120, the whole station) and ``{"type": "limits", "patient": ID, "low", "high",
+  "extreme_low", "extreme_high"}``. These change state, so they are accepted only on a
+  connection whose handshake carried an allowed ``Origin`` (one without the header, a script,
+  may read but not change anything): refused ones are answered ``{"type": "error", "request":
+  "ack" | "audio_pause" | "limits", "message": "<one line>"}`` and counted
   (``refused_state_changes``), as are invalid ones (``invalid_state_changes``); accepted ones are
   logged with that Origin and sent out at once. Counted in ``/healthz`` (``alarms``).
 * ``GET /api/alarms`` — the active, latched and acknowledged ALARMs of all patients, highest
   priority first, then oldest first.
 * ``GET /api/alarms/log[?patient=ID][&limit=N]`` — the alarm log, newest first (N: 1 to
   ``LOG_KEPT``, default ``LOG_DEFAULT``); without ``patient`` every patient's entries and the
-  station's (``audio_paused``). Kept in memory (the last ``LOG_KEPT`` per patient).
+  station's (``audio_paused``). Kept in memory (the last ``LOG_KEPT`` per patient), and with a
+  history in its ``alarm_log`` too (read back at start, so the log survives a restart).
 * ``GET /healthz`` — 200 with the first patient's status and counters, the origins,
   ``patients``: each patient's id, name, upstream, state and counters, and ``recorder``: the
   history's status (:meth:`hrdash.ingest.recorder.Recorder.status`, or :func:`history_off`).
@@ -572,7 +577,7 @@ class Edge:
     def station_frame(self, *, snapshot: bool = False) -> dict[str, Any]:
         """The station digest now (:meth:`hrdash.hub.Hub.station_frame`)."""
         alarms = self.alarms
-        return self.hub.station_frame(
+        frame = self.hub.station_frame(
             self.upstreams(),
             self.clock(),
             self.settings.stale_after,
@@ -580,6 +585,8 @@ class Edge:
             alarms=alarms.alarms if alarms is not None else None,
             audio_paused_until=alarms.paused_until() if alarms is not None else None,
         )
+        frame["sounding"] = alarms.sounding() if alarms is not None else None
+        return frame
 
     def patients(self) -> list[dict[str, Any]]:
         """``GET /api/patients``."""
@@ -823,14 +830,15 @@ class Edge:
         if origin is None or self.alarms is None:
             self.alarm_counters["refused_state_changes"] += 1
             why = "no alarms here" if self.alarms is None else "needs an allowed Origin"
-            broadcast([ws], _json({"type": "error", "message": f"{kind}: refused: {why}"}))
+            refused = {"type": "error", "request": kind, "message": f"{kind}: refused: {why}"}
+            broadcast([ws], _json(refused))
             return
         try:
             self._apply_state_change(request, origin, self.alarms)
         except ValueError as exc:
             self.alarm_counters["invalid_state_changes"] += 1
             message = f"{kind}: {exc}".splitlines()[0]
-            broadcast([ws], _json({"type": "error", "message": message}))
+            broadcast([ws], _json({"type": "error", "request": kind, "message": message}))
             return
         self.alarm_counters["state_changes"] += 1
 

@@ -5,13 +5,19 @@ engines' deadlines with no reading coming in.
 The bridge feeds it (:meth:`StationAlarms.reading`, :meth:`StationAlarms.upstream`) and the
 edge hands it the viewers' state changes (:meth:`StationAlarms.acknowledge`,
 :meth:`StationAlarms.set_limits`, :meth:`StationAlarms.pause`). Whenever a patient's alarm state
-(:meth:`PatientAlarms.alarms`) differs from what was last announced, ``on_change(patient_id)``
-is called; a new audio pause calls ``on_change(None)`` (every patient's alarm frames carry it).
-One asyncio task (:meth:`StationAlarms.run`) sleeps until the earliest deadline of all patients
-and is woken when a deadline moves earlier, so alarms happen with no page open.
+(:meth:`PatientAlarms.alarms`) differs from what was last announced, or its limits change,
+``on_change(patient_id)`` is called; a new audio pause, and its end, call ``on_change(None)``
+(every patient's alarm frames carry the pause and what sounds). One asyncio task
+(:meth:`StationAlarms.run`) sleeps until the earliest deadline of all patients (and the running
+pause's end) and is woken when a deadline moves earlier, so alarms happen, and a pause ends,
+with no page open and no message coming.
 
-The log is in memory and bounded: the last :data:`LOG_KEPT` entries of each patient, and as
-many of the station's (``audio_paused``). Keeping it in the history (SQLite) is a later step.
+The log is kept in memory, bounded: the last :data:`LOG_KEPT` entries of each patient, and as
+many of the station's (``audio_paused``); every new entry is also handed to ``on_log`` (the
+bridge's recorder writes it to the history, ``alarm_log``), and every limits change to
+``on_limits`` (the history's ``limits`` row). At start the bridge puts the history's newest
+entries back (:meth:`StationAlarms.preload_log`) and the stored limits
+(:meth:`StationAlarms.restore_limits`), so the log and page-set limits survive a restart.
 """
 
 from __future__ import annotations
@@ -48,9 +54,13 @@ class StationAlarms:
         no_signal_after: float,
         clock: Callable[[], float] = time.time,
         on_change: Callable[[str | None], None] = lambda patient: None,
+        on_log: Callable[[list[Entry]], None] = lambda entries: None,
+        on_limits: Callable[[str, Limits, int, str | None], None] = lambda *change: None,
     ) -> None:
         self.clock = clock
         self.on_change = on_change
+        self.on_log = on_log
+        self.on_limits = on_limits
         now = clock()
         self.engines: dict[str, PatientAlarms] = {
             pid: PatientAlarms(pid, now, limits, no_signal_after) for pid, limits in patients
@@ -66,6 +76,7 @@ class StationAlarms:
         }
         self._wake = asyncio.Event()
         self._deadline: float | None = None  # what the timer sleeps until
+        self._pause_end: float | None = None  # Unix s of the running pause's end, to announce
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -91,9 +102,37 @@ class StationAlarms:
         return any(e["event"] == "acknowledged" and e["alarm"] == alarm_id for e in entries)
 
     def set_limits(self, patient_id: str, limits: Limits, origin: str | None) -> None:
-        """New limits for a known patient (checked: ValueError, one line, changes nothing)."""
+        """New limits for a known patient (checked: ValueError, one line, changes nothing):
+        logged, handed to ``on_limits`` and announced (the alarm frames carry the limits), even
+        when the alarms stay as they were. The same limits again change nothing."""
         engine = self.engines[patient_id]
-        self._after(patient_id, engine.set_limits(limits, self.clock(), origin))
+        entries = engine.set_limits(limits, self.clock(), origin)
+        changed = [e for e in entries if e["event"] == "limits_changed"]
+        self._after(patient_id, entries, announce=bool(changed))
+        for entry in changed:
+            self.on_limits(patient_id, engine.limits, entry["time"], origin)
+
+    def restore_limits(self, patient_id: str, limits: Limits) -> None:
+        """Start the patient with ``limits`` (stored ones, at the bridge's start, before any
+        reading): not logged, not handed to ``on_limits``. Its engine starts afresh (nothing
+        has happened to it yet); ValueError (one line) for limits that are not valid."""
+        old = self.engines[patient_id]
+        self.engines[patient_id] = PatientAlarms(
+            patient_id, self.clock(), limits, old.no_signal_after
+        )
+        self._after(patient_id, [])
+
+    def preload_log(self, entries: Iterable[Entry]) -> int:
+        """Put stored log entries (oldest first) in the in-memory log before what happens
+        from now, not handing them to ``on_log`` again; those of a patient the station does
+        not have are left out. Returns how many were kept."""
+        count = 0
+        for entry in entries:
+            log = self._logs.get(entry.get("patient"))
+            if log is not None:
+                log.append((next(self._count), entry))
+                count += 1
+        return count
 
     def pause(self, seconds: Any, origin: str | None) -> None:
         """Pause the station's audio (ValueError, one line, for seconds not a number in
@@ -105,14 +144,20 @@ class StationAlarms:
             self._after(pid, engine.tick(now))
         entries = self.audio.pause(seconds, now, origin, self.all_alarms())
         self.audio_paused_until = round((now + seconds) * 1000)
+        self._pause_end = now + seconds
         self._log(None, entries)
         self.on_change(None)
+        self._wake.set()  # the timer announces the pause's end
 
     def tick(self) -> None:
-        """Fire every patient's timers due by now."""
+        """Fire every patient's timers due by now; announce a pause that has ended
+        (``on_change(None)``: every patient's ``sounding`` and ``audio_paused_until`` changed)."""
         now = self.clock()
         for pid, engine in self.engines.items():
             self._after(pid, engine.tick(now))
+        if self._pause_end is not None and self.audio.remaining(now) <= 0:
+            self._pause_end = None
+            self.on_change(None)
 
     # -- outputs ---------------------------------------------------------------------------
 
@@ -135,12 +180,22 @@ class StationAlarms:
             return self.audio_paused_until
         return None
 
+    def sounding(self, patient_id: str | None = None) -> str | None:
+        """The priority that sounds now (:meth:`hrdash.alarms.AudioPause.should_sound`, the
+        station's pause respected) over the patient's alarms, or (None) every patient's; None
+        when nothing sounds."""
+        alarms = self.all_alarms() if patient_id is None else self.alarms(patient_id)
+        return self.audio.should_sound(alarms, self.clock())
+
     def alarm_frame(self, patient_id: str) -> dict[str, Any]:
-        """The patient's ``alarm`` frame: its whole alarm state and the station's audio pause."""
+        """The patient's ``alarm`` frame: its whole alarm state, its limits in effect, what of
+        it sounds and the station's audio pause."""
         return {
             "type": "alarm",
             "patient": patient_id,
             "alarms": self.alarms(patient_id),
+            "limits": self.limits(patient_id),
+            "sounding": self.sounding(patient_id),
             "audio_paused_until": self.paused_until(),
         }
 
@@ -158,7 +213,10 @@ class StationAlarms:
     # -- the timer -------------------------------------------------------------------------
 
     def next_deadline(self) -> float | None:
+        """Unix s of the earliest engine deadline or the running pause's end; None: none."""
         deadlines = [d for e in self.engines.values() if (d := e.next_deadline()) is not None]
+        if self._pause_end is not None:
+            deadlines.append(self._pause_end)
         return min(deadlines, default=None)
 
     def wake(self) -> None:
@@ -184,13 +242,15 @@ class StationAlarms:
         log = self._logs[patient_id]
         for entry in entries:
             log.append((next(self._count), entry))
+        if entries:
+            self.on_log(entries)
 
-    def _after(self, patient_id: str, entries: list[Entry]) -> None:
-        """Log what an engine call produced, announce a changed state, wake the timer when
-        the earliest deadline moved earlier."""
+    def _after(self, patient_id: str, entries: list[Entry], *, announce: bool = False) -> None:
+        """Log what an engine call produced, announce a changed state (or anyway, with
+        ``announce``), wake the timer when the earliest deadline moved earlier."""
         self._log(patient_id, entries)
         state = self.engines[patient_id].alarms()
-        if state != self._announced[patient_id]:
+        if announce or state != self._announced[patient_id]:
             self._announced[patient_id] = state
             self.on_change(patient_id)
         due = self.engines[patient_id].next_deadline()

@@ -109,6 +109,8 @@ async def test_alarm_story(upstream: Upstream) -> None:
                 "type": "alarm",
                 "patient": PATIENT,
                 "alarms": [],
+                "limits": {"extreme_low": 40, "low": 50, "high": 120, "extreme_high": 150},
+                "sounding": None,
                 "audio_paused_until": None,
             }
             await send_bpm(upstream, bridge, 70)
@@ -118,7 +120,9 @@ async def test_alarm_story(upstream: Upstream) -> None:
             high = await next_alarm(patient)
             assert kinds(high) == [("hr_high", "active")]
             assert high["alarms"][0]["value"] == 131 and high["alarms"][0]["limit"] == 120
-            await station_alarms(station, [("hr_high", "active")])
+            assert high["sounding"] == "medium"
+            frame = await station_alarms(station, [("hr_high", "active")])
+            assert frame["sounding"] == "medium"
 
             await send_bpm(upstream, bridge, 160)
             clock.offset += HIGH_DELAY + 0.1
@@ -129,10 +133,12 @@ async def test_alarm_story(upstream: Upstream) -> None:
             extreme = frames[-1]
             assert kinds(extreme) == [("hr_extreme_high", "active")]
             assert extreme["alarms"][0]["value"] == 161
+            assert extreme["sounding"] == "high"
 
             await send_bpm(upstream, bridge, 70)
             latched = await next_alarm(patient)
             assert kinds(latched) == [("hr_extreme_high", "latched")]
+            assert latched["sounding"] == "high"  # latched: sounds until acknowledged
 
             clock.offset += NO_SIGNAL_AFTER + 0.1
             bridge.alarms.wake()  # the clock stepped: the timer looks again
@@ -165,7 +171,9 @@ async def test_alarm_story(upstream: Upstream) -> None:
             await patient.send(json.dumps({"type": "ack", "alarm": extreme_id}))
             acked = await next_alarm(patient)
             assert kinds(acked) == [("no_signal", "active")]
-            await station_alarms(station, [("no_signal", "active")])
+            assert acked["sounding"] == "low"
+            frame = await station_alarms(station, [("no_signal", "active")])
+            assert frame["sounding"] == "low"
             _, log = await get(bridge, f"/api/alarms/log?patient={PATIENT}&limit=2")
             assert [(e["alarm"], e["event"], e["origin"]) for e in reversed(log)] == [
                 (extreme_id, "acknowledged", ORIGIN),
@@ -194,10 +202,10 @@ async def test_state_changes_need_an_allowed_origin(upstream: Upstream) -> None:
                 errors = []
                 for _ in range(2):
                     frame = (await read_until(ws, lambda f: f["type"] == "error"))[-1]
-                    errors.append(frame["message"])
+                    errors.append((frame["request"], frame["message"]))
                 assert errors == [
-                    "ack: refused: needs an allowed Origin",
-                    "limits: refused: needs an allowed Origin",
+                    ("ack", "ack: refused: needs an allowed Origin"),
+                    ("limits", "limits: refused: needs an allowed Origin"),
                 ]
         health = await healthz(bridge.port)
         assert health["alarms"]["refused_state_changes"] == 4
@@ -227,14 +235,15 @@ async def test_limits_and_audio_pause(upstream: Upstream) -> None:
                 await station.send(json.dumps({"type": "limits", "patient": PATIENT, **fields}))
             await station.send(json.dumps({"type": "limits", "patient": "nobody", **bad[1]}))
             messages = [
-                f["message"]
+                f["request"] + " | " + f["message"]
                 for f in await read_until(
                     station,
                     lambda f: f["type"] == "error" and "nobody" in f["message"],
                 )
                 if f["type"] == "error"
             ]
-            assert messages == [
+            assert [m.split(" | ")[0] for m in messages] == ["limits"] * 5
+            assert [m.split(" | ")[1] for m in messages] == [
                 "limits: extreme_high: missing (all four are required: extreme_low, low, high, "
                 "extreme_high)",
                 "limits: low: expected more than extreme_low (50), got 45",
@@ -246,6 +255,7 @@ async def test_limits_and_audio_pause(upstream: Upstream) -> None:
                 await patient.send(json.dumps({"type": "audio_pause", "seconds": seconds}))
                 error = (await read_until(patient, lambda f: f["type"] == "error"))[-1]
                 assert error["message"].startswith("audio_pause: seconds: expected")
+                assert error["request"] == "audio_pause"
             health = await healthz(bridge.port)
             assert health["alarms"]["invalid_state_changes"] == 9
             assert bridge.alarms.engines[PATIENT].limits.high == 120
@@ -253,7 +263,10 @@ async def test_limits_and_audio_pause(upstream: Upstream) -> None:
             # 100 bpm is above a high of 90: the delay counts from the change.
             good = {"low": 45, "high": 90, "extreme_low": 35, "extreme_high": 160}
             await patient.send(json.dumps({"type": "limits", "patient": PATIENT, **good}))
-            await wait_for(lambda: bridge.alarms.engines[PATIENT].limits.high == 90)
+            changed = await next_alarm(patient)  # at once, though no alarm changed
+            assert changed["limits"] == good and changed["alarms"] == []
+            _, listing = await get(bridge, "/api/patients")
+            assert listing[0]["limits"] == good
             clock.offset += MEDIUM_DELAY + 0.1
             bridge.alarms.wake()
             high = await next_alarm(patient)
@@ -265,10 +278,11 @@ async def test_limits_and_audio_pause(upstream: Upstream) -> None:
             paused = await next_alarm(patient)
             until = paused["audio_paused_until"]
             assert until == pytest.approx((before + AUDIO_PAUSE_MAX) * 1000, abs=timeout(5) * 1000)
+            assert paused["sounding"] is None  # the medium alarm is paused
             frame = (await read_until(station, lambda f: f.get("audio_paused_until") is not None))[
                 -1
             ]
-            assert frame["audio_paused_until"] == until
+            assert frame["audio_paused_until"] == until and frame["sounding"] is None
 
             _, log = await get(bridge, "/api/alarms/log?limit=3")
             assert [(e["event"], e["origin"]) for e in log] == [
@@ -283,6 +297,19 @@ async def test_limits_and_audio_pause(upstream: Upstream) -> None:
             health = await healthz(bridge.port)
             assert health["alarms"]["state_changes"] == 2
             assert health["alarms"]["audio_paused_until"] == until
+
+            # The pause ends with no message: the timer sends every patient's frame again.
+            # (Readings keep coming, every 9.5 s of the test's clock, so the signal is not lost.)
+            await send_bpm(upstream, bridge, 100)
+            for _ in range(13):
+                clock.offset += 9.5
+                await send_bpm(upstream, bridge, 100)
+            bridge.alarms.wake()  # the clock stepped: the timer looks again
+            ended = await next_alarm(patient)
+            assert ended["audio_paused_until"] is None and ended["sounding"] == "medium"
+            assert kinds(ended) == kinds(high)
+            frame = (await read_until(station, lambda f: f.get("sounding") == "medium"))[-1]
+            assert frame["audio_paused_until"] is None
 
 
 async def test_alarm_log_queries(upstream: Upstream) -> None:
