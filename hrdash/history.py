@@ -13,6 +13,11 @@ Times are Unix milliseconds; a range is half-open, ``start <= t < end``. Trends 
 ``minutes`` table (:mod:`hrdash.trends`): a bucket of width ``W`` is the merge of the minute rows
 inside it; buckets are aligned on the epoch and whole, so a range that starts or ends inside a
 bucket gets that whole bucket (the same reading always falls in the same bucket, whoever asks).
+
+Alarms: :func:`alarm_log` reads the ``alarm_log`` table (with ``:memory:``, the bridge's ``GET
+/api/alarms/log``); :func:`patient_limits` asks the bridge for a patient's limits in effect and,
+when it cannot, works out what the bridge would start with (the stored ``limits`` row or the
+sources file's limits: :func:`hrdash.store.limits_at_start`).
 """
 
 from __future__ import annotations
