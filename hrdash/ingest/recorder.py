@@ -829,7 +829,6 @@ class Recorder:
         keys = [k for (k,) in conn.execute("SELECT key FROM patients").fetchall()]
         budget = PRUNE_CHUNKS
         pruned = 0
-        self._prune_log(conn, [None, *keys], now_ms - self.trend_retention_ms)
         try:
             for table, before in cutoffs:
                 for key in keys:
@@ -841,6 +840,7 @@ class Recorder:
                             break
                     else:
                         return  # out of budget: the next cycle goes on
+            self._prune_log(conn, [None, *keys], now_ms - self.trend_retention_ms)
             self._last_prune = now
         finally:
             with self._cond:
