@@ -14,10 +14,11 @@ It composes three parts, each in its own module:
   reading and every upstream change (connected = the service live), and a timer task that fires
   the engines' deadlines, so alarms happen with no page open; the edge sends the changes. With
   a history, every log entry and limits change goes to the recorder too, and at start the
-  stored log (the newest ``LOG_KEPT`` per patient) and limits are read back (within
-  ``HISTORY_LOAD_TIMEOUT``): a patient starts with its stored limits (set on a page) while the
-  sources file still says what it said when they were set; once the file was edited since, the
-  file's limits win, logged as a ``limits_changed`` entry with origin ``"sources file"``;
+  stored log (the newest ``LOG_KEPT`` per patient) and limits are read back (first, within the
+  same ``HISTORY_LOAD_TIMEOUT`` as the readings below): a patient starts with its stored limits
+  (set on a page) while the sources file still says what it said when they were set; once the
+  file was edited since, the file's limits win, logged as a ``limits_changed`` entry with
+  origin ``"sources file"``;
 * **recorder** — :class:`hrdash.ingest.recorder.Recorder`, the history (``HRDASH_DB``; none with
   ``:memory:``): every accepted reading is handed to it (it commits about once a second, in a
   thread of its own, never delaying a reading to the viewers). At start the bridge puts each
@@ -64,8 +65,8 @@ __all__ = ["OVERLAP", "UPSTREAM_MAX_SIZE", "Bridge", "reconnect_delays", "run_br
 
 log = logging.getLogger("hrdash.bridge")
 
-HISTORY_LOAD_TIMEOUT = 5.0  # seconds the start waits for the history's newest readings (all
-# patients); past it the bridge serves without those not yet read
+HISTORY_LOAD_TIMEOUT = 5.0  # seconds the start waits for the history's alarm log, limits and
+# newest readings (all patients); past it the bridge serves without those not yet read
 HISTORY_CLOSE_TIMEOUT = 3.0  # seconds the close waits for the last commit: within the
 # supervisor's STOP_GRACE (4 s between SIGTERM and SIGKILL)
 
@@ -171,8 +172,10 @@ class Bridge:
         patient's service."""
         if self.recorder is not None:
             self.recorder.start()
-            await self._preload_alarms(self.recorder)
-            await self._preload(self.recorder)
+            # One bound for both: the alarms' past first (small), then the readings.
+            deadline = asyncio.get_running_loop().time() + HISTORY_LOAD_TIMEOUT
+            await self._preload_alarms(self.recorder, deadline)
+            await self._preload(self.recorder, deadline)
         server = await self.edge.start()
         self._tasks = [
             asyncio.create_task(source.run(), name=f"upstream {source.id}")
@@ -181,12 +184,12 @@ class Bridge:
         self._tasks.append(asyncio.create_task(self.alarms.run(), name="alarm timers"))
         return server
 
-    async def _preload(self, recorder: Recorder) -> None:
-        """Each patient's ring gets the history's newest readings, for at most
-        ``HISTORY_LOAD_TIMEOUT`` in all (the patients not read by then start empty)."""
+    async def _preload(self, recorder: Recorder, deadline: float) -> None:
+        """Each patient's ring gets the history's newest readings, until ``deadline`` (the
+        event loop's time; the patients not read by then start empty)."""
         loaded = 0
         try:
-            async with asyncio.timeout(HISTORY_LOAD_TIMEOUT):
+            async with asyncio.timeout_at(deadline):
                 for patient_id, patient in self.hub.patients.items():
                     stored = await asyncio.to_thread(
                         recorder.load_recent, patient_id, self.settings.buffer
@@ -203,16 +206,16 @@ class Bridge:
         if loaded:
             log.info("history: %d readings from %s shown from the start", loaded, self.settings.db)
 
-    async def _preload_alarms(self, recorder: Recorder) -> None:
+    async def _preload_alarms(self, recorder: Recorder, deadline: float) -> None:
         """The stored alarm log back in memory and each patient's limits by the rule of
-        :func:`hrdash.store.limits_at_start`, for at most ``HISTORY_LOAD_TIMEOUT`` (past it,
-        or on a read error, the sources file's limits and an empty log)."""
+        :func:`hrdash.store.limits_at_start`, until ``deadline`` (the event loop's time; past
+        it, or on a read error, the sources file's limits and an empty log)."""
 
         def load() -> tuple[dict[str, StoredLimits], list[dict[str, Any]]]:
             return recorder.load_limits(), recorder.load_log(LOG_KEPT)
 
         try:
-            async with asyncio.timeout(HISTORY_LOAD_TIMEOUT):
+            async with asyncio.timeout_at(deadline):
                 stored, entries = await asyncio.to_thread(load)
         except TimeoutError:
             log.warning(
