@@ -45,8 +45,20 @@
  * row; the tiles themselves never depend on it.
  *
  * The tiles (built by the page, the only elements with data-patient):
- *   <a class="hr-tile" data-patient=ID data-state=… data-alarm=… data-time=…>
- *     .hr-tile-name .hr-tile-state · .hr-tile-bpm .hr-tile-unit · .hr-tile-age · canvas.hr-tile-spark
+ *   <div class="hr-tile-slot">
+ *     <a class="hr-tile" data-patient=ID data-state=… data-alarm=… data-time=…>
+ *       .hr-tile-name .hr-tile-state · .hr-tile-bpm .hr-tile-unit · .hr-tile-age · canvas.hr-tile-spark
+ *     <button class="hr-ack" data-alarm-id=ID hidden>   (beside the link, never inside it)
+ * A tile's ack button is shown, with the id of the tile's highest active or latched alarm
+ * (oldest first within a priority), while there is one; the alarms list has one on each active
+ * or latched alarm. A click sends {"type":"ack","alarm":ID,"nonce":k} on the station's socket
+ * (the nonce, as on snapshot acks, makes each message a new value of the socket's `send`; the
+ * bridge ignores it) and never navigates; the same alarm is not sent again within
+ * ACK_REPEAT_MS. An error frame answering an ack ({"type":"error","request":"ack",...}; older
+ * bridges: a message starting "ack:") is shown in hr-station-message for MESSAGE_MS; one
+ * answering an audio pause goes to the sound control (assets/alarm_sound.js).
+ * Every station frame is handed to window.hrdashAudio.update (its `sounding`, missing = null,
+ * `audio_paused_until` and `now`), and station_connect registers the socket as its sender.
  * data-time is the shown reading's `time` (Unix ms; empty without one), written with the bpm: it
  * names the reading the number belongs to (benchmarks/station.py times tiles by it).
  * Upstream strings (names, causes) are only ever written as text (textContent, title).
@@ -64,7 +76,9 @@
     var LABELS = {live: "Live", stale: "Stale", connecting: "Connecting…", down: "Down"};
     var UPSTREAMS = {connecting: true, live: true, down: true};
     var PRIORITIES = ["high", "medium", "low"]; // highest first
-    var ALARM_ON = {active: true, latched: true}; // alarm states that colour a tile
+    var ALARM_ON = {active: true, latched: true}; // alarm states that colour a tile (and ack)
+    var ACK_REPEAT_MS = 2000; // a second click on the same alarm's ack within this: not sent
+    var MESSAGE_MS = 6000; // a refused acknowledgement stays shown this long
 
     // Per-tab mutable state. Times are performance.now() milliseconds.
     var S = {
@@ -99,6 +113,10 @@
         raf: null, // the pending requestAnimationFrame that draws sparklines
         draws: 0, // sparklines drawn
         colors: {}, // tile state → the sparkline's colour (CSS), read once per state
+        sends: 0, // messages sent on the socket (each one's nonce, with the snapshot acks)
+        ackSent: {}, // alarm id → when its ack was sent (performance.now)
+        message: null, // the timer hiding hr-station-message
+        errors: 0, // error frames received
     };
 
     // A previous copy of this file on the page (evaluated again) hands over: one timer per page.
@@ -107,6 +125,9 @@
         if (previous.ticker !== null && previous.ticker !== undefined) {
             clearInterval(previous.ticker);
             previous.ticker = null;
+        }
+        if (typeof window.hrdashStation.dispose === "function") {
+            window.hrdashStation.dispose();
         }
     }
 
@@ -270,6 +291,53 @@
         source_down: "Source down",
     };
 
+    /** One alarm as text: "*** Bed 1 · HR high 141 (> 120)", " · latched" when not active. */
+    function alarmText(p, a) {
+        var what = KIND_TEXT[a.kind] || String(a.kind);
+        if (typeof a.value === "number" && typeof a.limit === "number") {
+            var sign = a.kind === "hr_low" || a.kind === "hr_extreme_low" ? "<" : ">";
+            what += " " + Math.round(a.value) + " (" + sign + " " + a.limit + ")";
+        }
+        if (a.state !== "active") {
+            what += " · " + a.state;
+        }
+        return MARKERS[a.priority] + " " + String(p.name || p.id) + " · " + what;
+    }
+
+    /**
+     * The alarm a tile's ack button acknowledges: the patient's highest-priority active or
+     * latched alarm, the oldest within that priority; {id, label} or null.
+     */
+    function tileAck(patient) {
+        var best = null;
+        ((patient && patient.alarms) || []).forEach(function (a) {
+            var rank = a && ALARM_ON[a.state] === true ? PRIORITIES.indexOf(a.priority) : -1;
+            if (rank === -1 || a.id === undefined || a.id === null) {
+                return;
+            }
+            var since = finite(a.since) ? a.since : 0;
+            if (!best || rank < best.rank || (rank === best.rank && since < best.since)) {
+                best = {rank: rank, since: since, alarm: a};
+            }
+        });
+        if (!best) {
+            return null;
+        }
+        return {id: String(best.alarm.id), label: "Acknowledge " + alarmText(patient, best.alarm)};
+    }
+
+    /** An ack button for alarm `id` (text only; its label names the alarm). */
+    function ackButton(config, id, label) {
+        var b = document.createElement("button");
+        b.type = "button";
+        b.className = config.ack_class;
+        b.setAttribute("data-alarm-id", id);
+        b.setAttribute("aria-label", label);
+        b.title = label;
+        b.textContent = config.ack_text || "Ack";
+        return b;
+    }
+
     /**
      * The station's alarms list from a frame: every active, latched or acknowledged alarm of
      * the patients on the page, highest priority first, oldest first within one; each as
@@ -287,14 +355,6 @@
                 if (rank === -1 || LISTED[a.state] !== true) {
                     return;
                 }
-                var what = KIND_TEXT[a.kind] || String(a.kind);
-                if (typeof a.value === "number" && typeof a.limit === "number") {
-                    var sign = a.kind === "hr_low" || a.kind === "hr_extreme_low" ? "<" : ">";
-                    what += " " + Math.round(a.value) + " (" + sign + " " + a.limit + ")";
-                }
-                if (a.state !== "active") {
-                    what += " · " + a.state;
-                }
                 out.push({
                     id: String(a.id),
                     patient: String(p.id),
@@ -303,7 +363,8 @@
                     state: a.state,
                     since: typeof a.since === "number" ? a.since : 0,
                     rank: rank,
-                    text: MARKERS[a.priority] + " " + String(p.name || p.id) + " · " + what,
+                    ack: ALARM_ON[a.state] === true,
+                    text: alarmText(p, a),
                 });
             });
         });
@@ -339,6 +400,9 @@
             link.setAttribute("href", tile ? tile.getAttribute("href") || "#" : "#");
             link.textContent = a.text;
             li.appendChild(link);
+            if (a.ack && config.ack_class) {
+                li.appendChild(ackButton(config, a.id, "Acknowledge " + a.text));
+            }
             return li;
         });
         if (!nodes.length) {
@@ -377,6 +441,7 @@
             age: st.state === "live" ? "" : ageText(st.age),
             ageSeconds: st.age,
             alarm: highestAlarm(patient.alarms),
+            ack: tileAck(patient),
         };
     }
 
@@ -533,8 +598,11 @@
         return out;
     }
 
-    function partsOf(el) {
+    function partsOf(el, config) {
+        var slot = el.parentElement;
         var parts = {
+            ack: slot && config.ack_class ? slot.querySelector(":scope > ." + config.ack_class)
+                : null,
             name: el.querySelector(".hr-tile-name"),
             state: el.querySelector(".hr-tile-state"),
             bpm: el.querySelector(".hr-tile-bpm"),
@@ -585,6 +653,24 @@
         if (!old || old.age !== view.age) {
             setText(parts.age, view.age);
         }
+        if (parts.ack && (!old || ackKey(old.ack) !== ackKey(view.ack))) {
+            var b = parts.ack;
+            if (view.ack) {
+                b.setAttribute("data-alarm-id", view.ack.id);
+                b.setAttribute("aria-label", view.ack.label);
+                b.title = view.ack.label;
+                b.hidden = false;
+            } else {
+                b.hidden = true;
+                b.removeAttribute("data-alarm-id");
+                b.removeAttribute("aria-label");
+                b.removeAttribute("title");
+            }
+        }
+    }
+
+    function ackKey(ack) {
+        return ack ? ack.id + "|" + ack.label : "";
     }
 
     function drawSpark(canvas, line, color, w, h, dpr) {
@@ -655,11 +741,12 @@
             if (old && old.state === view.state && old.alarm === view.alarm &&
                 old.name === view.name && old.label === view.label && old.title === view.title &&
                 old.bpm === view.bpm && old.time === view.time && old.age === view.age &&
-                old.shift === view.shift && old.spark === view.spark) {
+                old.shift === view.shift && old.spark === view.spark &&
+                ackKey(old.ack) === ackKey(view.ack)) {
                 return;
             }
             if (!entry) {
-                entry = {view: null, parts: partsOf(el)};
+                entry = {view: null, parts: partsOf(el, config)};
                 shown.set(el, entry);
             }
             writeTile(el, entry.parts, view, old);
@@ -812,10 +899,99 @@
         // Not on a closed socket: the component would open a new one to send it.
         if (S.readyState !== WebSocket.CLOSED && config.ids && config.ids.ws) {
             S.acks += 1;
+            S.sends += 1;
             window.dash_clientside.set_props(config.ids.ws, {
-                send: JSON.stringify({type: "snapshot_ok", run: frame.run, nonce: S.acks}),
+                send: JSON.stringify({type: "snapshot_ok", run: frame.run, nonce: S.sends}),
             });
         }
+    }
+
+    /** Send `message` (an object) on the open socket, with a fresh nonce; false if not open. */
+    function sendMessage(config, message) {
+        if (S.readyState !== WebSocket.OPEN || !config || !config.ids || !config.ids.ws) {
+            return false;
+        }
+        S.sends += 1;
+        var out = {};
+        for (var k in message) {
+            if (Object.prototype.hasOwnProperty.call(message, k)) {
+                out[k] = message[k];
+            }
+        }
+        out.nonce = S.sends;
+        window.dash_clientside.set_props(config.ids.ws, {send: JSON.stringify(out)});
+        return true;
+    }
+
+    /** Show `text` in hr-station-message for MESSAGE_MS (text only). */
+    function showMessage(config, text) {
+        var box = config && config.ids ? document.getElementById(config.ids.message) : null;
+        if (!box) {
+            return;
+        }
+        box.textContent = String(text);
+        box.hidden = false;
+        if (S.message !== null) {
+            clearTimeout(S.message);
+        }
+        S.message = setTimeout(function () {
+            S.message = null;
+            box.hidden = true;
+            box.textContent = "";
+        }, MESSAGE_MS);
+    }
+
+    /** An error frame: which request it answers (its `request`, else its message's prefix). */
+    function errorRequest(frame) {
+        if (typeof frame.request === "string") {
+            return frame.request;
+        }
+        var m = typeof frame.message === "string" ? /^([a-z_]+):/.exec(frame.message) : null;
+        return m ? m[1] : "";
+    }
+
+    function onError(config, frame) {
+        S.errors += 1;
+        var text = typeof frame.message === "string" ? frame.message : "refused";
+        var request = errorRequest(frame);
+        if (request === "ack") {
+            showMessage(config, "Acknowledge refused: " + text);
+        } else if (request === "audio_pause" && window.hrdashAudio) {
+            window.hrdashAudio.error("Audio pause refused: " + text);
+        }
+    }
+
+    /** A click on an ack button (the tiles' or the list's): the ack, never a navigation. */
+    function onAckClick(event) {
+        var config = S.config;
+        var target = event.target;
+        if (!config || !config.ack_class || !target || typeof target.closest !== "function") {
+            return;
+        }
+        var button = target.closest("button." + config.ack_class);
+        var id = button ? button.getAttribute("data-alarm-id") : null;
+        if (!button || !id) {
+            return;
+        }
+        event.preventDefault();
+        event.stopPropagation();
+        var t = now();
+        if (S.ackSent[id] !== undefined && t - S.ackSent[id] < ACK_REPEAT_MS) {
+            return;
+        }
+        if (sendMessage(config, {type: "ack", alarm: id})) {
+            S.ackSent[id] = t;
+        } else {
+            showMessage(config, "Not connected: the acknowledgement was not sent");
+        }
+    }
+
+    document.addEventListener("click", onAckClick);
+
+    /** The sound control (assets/alarm_sound.js), if it is on the page. */
+    function audio() {
+        var a = window.hrdashAudio;
+        return a && typeof a.update === "function" ? a : null;
     }
 
     /** A live frame came on this socket before any snapshot (an old bridge, or every snapshot
@@ -880,6 +1056,12 @@
         }
         clearTimers();
         startTicker(config);
+        var sound = audio();
+        if (sound) {
+            sound.setSender(function (message) {
+                return sendMessage(S.config, message);
+            });
+        }
         S.wsBase = null;
         S.snapshotSeen = false;
         S.snapshotMisses = 0;
@@ -903,8 +1085,12 @@
             S.reasons[parsed.error] = (S.reasons[parsed.error] || 0) + 1;
             return nu();
         }
+        S.config = config;
         if (parsed.ignored) {
             S.ignored += 1;
+            if (parsed.ignored === "error") {
+                onError(config, JSON.parse(message.data));
+            }
             return nu();
         }
         var frame = parsed.frame;
@@ -930,6 +1116,14 @@
         S.frameAt = t;
         render(config, t);
         renderAlarms(config, frame, onPage);
+        var sound = audio();
+        if (sound) {
+            sound.update({
+                sounding: frame.sounding === undefined ? null : frame.sounding,
+                audio_paused_until: frame.audio_paused_until,
+                now: frame.now,
+            });
+        }
         if (S.framesSinceOpen === 1) {
             setBadge(config, t);
         }
@@ -1001,6 +1195,10 @@
         ageText: ageText,
         highestAlarm: highestAlarm,
         alarmList: alarmList,
+        tileAck: tileAck,
+        dispose: function () {
+            document.removeEventListener("click", onAckClick);
+        },
         bpmText: bpmText,
         stateLabel: stateLabel,
         mergeSpark: mergeSpark,

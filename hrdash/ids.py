@@ -89,7 +89,9 @@ STATION_WS = "hr-station-ws"  # dash_extensions.WebSocket on /ws?station=1
 STATION_CONFIG = "hr-station-config"  # dcc.Store
 STATION_STATUS = "hr-station-status"  # connection badge
 STATION_ALARMS = "hr-station-alarms"  # active alarms, highest priority first
+STATION_MESSAGE = "hr-station-message"  # a refused acknowledgement, shown briefly
 TILE_PREFIX = "hr-tile-"  # a tile's id is TILE_PREFIX + patient id
+ACK_CLASS = "hr-ack"  # class of an ack button (with data-alarm-id), on tiles and alarm lists
 
 
 def tile(patient_id: str) -> str:
@@ -103,6 +105,7 @@ STATION_IDS = {
     "ws": STATION_WS,
     "status": STATION_STATUS,
     "alarms": STATION_ALARMS,
+    "message": STATION_MESSAGE,
     "tile_prefix": TILE_PREFIX,
 }
 
@@ -130,3 +133,11 @@ TREND_IDS = {
     "readings_csv": TREND_READINGS_CSV,
     "trend_csv": TREND_TREND_CSV,
 }
+
+# The sound control (hrdash.layout.audio_control, on the station and the monitor), driven by
+# assets/alarm_sound.js, which finds AUDIO and reads the others from its data-config.
+AUDIO = "hr-audio"  # the control (data-sound="off|on|unsupported", data-sounding)
+AUDIO_ENABLE = "hr-audio-enable"  # "Alarm sound is off — click to enable" / "Sound on"
+AUDIO_PAUSE = "hr-audio-pause"  # "Pause audio 2 min"
+AUDIO_COUNTDOWN = "hr-audio-countdown"  # "Audio paused 1:43", hidden when no pause runs
+AUDIO_MESSAGE = "hr-audio-message"  # a refused pause, shown briefly

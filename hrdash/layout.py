@@ -7,6 +7,7 @@ functions in ``assets/hrdash.js``; the ids come from :mod:`hrdash.ids`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ from dash import dcc, html
 from dash_extensions import WebSocket
 
 from hrdash import ids
+from hrdash.alarms import AUDIO_PAUSE_MAX
 from hrdash.origins import canonical_origin
 from hrdash.settings import Settings
 
@@ -233,6 +235,72 @@ def source_panel(settings: Settings) -> html.Details:
                 children=[connection, frames, mapping, history, last_frame, last_rejection],
             ),
         ],
+    )
+
+
+AUDIO_TEXT = {  # the sound control's states (assets/alarm_sound.js writes them)
+    "off": "Alarm sound is off \u2014 click to enable",
+    "on": "Sound on",
+    "unsupported": "Alarm sound is not available in this browser",
+    "paused": "Audio paused",  # + " 1:43"
+    "not_sent": "Not connected: the audio pause was not sent",
+}
+
+
+def audio_control() -> html.Div:
+    """The sound control ``hr-audio`` (the same on every page; ``assets/alarm_sound.js`` drives
+    it): the prompt that enables the sound (browsers allow audio only after a click), which
+    then says the sound is on; the button that pauses the audio for the longest pause
+    (:data:`hrdash.alarms.AUDIO_PAUSE_MAX`), sent on the page's socket by the sender its client
+    registers; the pause's countdown (hidden when none runs); a line for a refused pause.
+    The ids, texts and the pause length reach the script in ``data-config``."""
+    seconds = int(AUDIO_PAUSE_MAX)
+    minutes = f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
+    config = {
+        "ids": {
+            "enable": ids.AUDIO_ENABLE,
+            "pause": ids.AUDIO_PAUSE,
+            "countdown": ids.AUDIO_COUNTDOWN,
+            "message": ids.AUDIO_MESSAGE,
+        },
+        "text": AUDIO_TEXT,
+        "pause_seconds": seconds,
+    }
+    return html.Div(
+        id=ids.AUDIO,
+        className="hr-audio",
+        children=[
+            html.Button(
+                AUDIO_TEXT["off"],
+                id=ids.AUDIO_ENABLE,
+                className="hr-audio__enable",
+                type="button",
+                disable_n_clicks=True,
+            ),
+            html.Div(
+                className="hr-audio__row",
+                children=[
+                    html.Button(
+                        f"Pause audio {minutes}",
+                        id=ids.AUDIO_PAUSE,
+                        className="hr-audio__pause",
+                        type="button",
+                        disable_n_clicks=True,
+                    ),
+                    html.Span(
+                        "",
+                        id=ids.AUDIO_COUNTDOWN,
+                        className="hr-audio__countdown",
+                        role="timer",
+                        hidden=True,
+                    ),
+                ],
+            ),
+            html.Div(
+                "", id=ids.AUDIO_MESSAGE, className="hr-audio__message", role="alert", hidden=True
+            ),
+        ],
+        **_attrs({"data-sound": "off", "data-sounding": "none", "data-config": json.dumps(config)}),
     )
 
 

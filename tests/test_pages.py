@@ -135,12 +135,19 @@ def test_monitor_names_its_own_service() -> None:
 @pytest.mark.parametrize("count", [3, 16, 64])
 def test_station_has_one_tile_per_patient(count: int) -> None:
     """Exactly one element per patient carries data-patient: its tile, a link to the patient's
-    monitor with the contract's id, attributes and parts, in station order, in the grid."""
+    monitor with the contract's id, attributes and parts, in station order, in the grid, each
+    in a slot beside its ack button (hidden, never inside the link)."""
     layout, patients = _station(count)
     with_patient = [c for c in walk(layout) if _data(c, "data-patient") is not None]
     assert [_data(c, "data-patient") for c in with_patient] == [p.id for p in patients]
     grid = next(c for c in walk(layout) if getattr(c, "id", None) == ids.STATION)
-    assert grid.children == with_patient
+    assert [slot.children[0] for slot in grid.children] == with_patient
+    for slot in grid.children:
+        assert slot.className == "hr-tile-slot" and len(slot.children) == 2
+        button = slot.children[1]
+        assert isinstance(button, html.Button) and button.className == ids.ACK_CLASS
+        assert button.hidden is True
+        assert not [c for c in walk(slot.children[0]) if isinstance(c, html.Button)]
     for tile, patient in zip(with_patient, patients, strict=True):
         assert isinstance(tile, html.A)
         assert tile.id == ids.tile(patient.id) == f"hr-tile-{patient.id}"
@@ -196,15 +203,19 @@ def test_station_components_and_config() -> None:
         "patients",
         "ids",
         "no_alarms",
+        "ack_class",
+        "ack_text",
     }
     assert config["no_alarms"] == "No active alarms"  # what the list says once emptied again
+    assert (config["ack_class"], config["ack_text"]) == (ids.ACK_CLASS, station.ACK_TEXT)
+    assert {ids.AUDIO, ids.AUDIO_COUNTDOWN, ids.STATION_MESSAGE} <= set(found)
     assert (config["ws_url"], config["ws_port"]) == ("/ws?station=1", 9876)
     assert config["stale_after"] == 3.5
     assert config["spark_seconds"] == 120
     assert config["tick_ms"] == 250
     assert config["patients"] == [{"id": p.id, "name": p.name} for p in patients]
     assert config["ids"] == ids.STATION_IDS
-    assert {config["ids"][k] for k in ("grid", "ws", "status", "alarms")} <= set(found)
+    assert {config["ids"][k] for k in ("grid", "ws", "status", "alarms", "message")} <= set(found)
 
 
 @pytest.mark.parametrize(

@@ -530,9 +530,10 @@ def test_alarm_attribute_is_the_highest_active_priority(page: Any) -> None:
     send(page, station(patient("bed-01", alarms=[alarm("medium")]), patient("bed-02")))
     tiles = shown(page)
     assert (tiles["bed-01"]["alarm"], tiles["bed-02"]["alarm"]) == ("medium", "none")
-    rings = page.evaluate(
-        "() => ['bed-01', 'bed-02'].map((p) => getComputedStyle("
-        "document.querySelector(`[data-patient=${p}]`)).boxShadow)"
+    rings = page.evaluate(  # the flash's "on" phase (its first half)
+        "() => ['bed-01', 'bed-02'].map((p) => { const t = document.querySelector("
+        "`[data-patient=${p}]`); t.getAnimations().forEach((a) => { a.pause(); a.currentTime = 0; });"
+        " return getComputedStyle(t).boxShadow; })"
     )
     assert "rgb(234, 179, 8)" in rings[0] and "inset" in rings[0]
     assert "rgb(234, 179, 8)" not in rings[1]

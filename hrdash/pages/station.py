@@ -8,6 +8,10 @@ the callbacks registered here are clientside and have no outputs but the socket'
 Tiles are plain links (``<a href="/patient/<id>">``, not ``dcc.Link``): ``dcc.Link`` cannot carry
 the tile's ``data-*`` attributes, and a full page load gives the monitor a fresh page (its
 socket, timers and per-tab state in ``assets/hrdash.js`` start clean, for the right patient).
+A tile's ack button cannot sit inside the link (a button inside ``<a>`` is invalid HTML, and its
+click would navigate): each tile is in a slot (``hr-tile-slot``), with the button beside it,
+placed over the tile's corner by the CSS and shown by ``station.js`` while the tile's highest
+alarm is active or latched.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from hrdash import ids
 from hrdash.hub import (
     SPARK_SECONDS,  # the sparkline: the bridge's first station frame holds this much
 )
-from hrdash.layout import PLACEHOLDER, TICK_MS, _attrs, page_header
+from hrdash.layout import PLACEHOLDER, TICK_MS, _attrs, audio_control, page_header
 from hrdash.origins import canonical_origin
 from hrdash.settings import Settings
 from hrdash.wsurl import station_ws_url
@@ -36,6 +40,7 @@ if TYPE_CHECKING:
 NAMESPACE = "hrdash"  # window.dash_clientside.hrdash (assets/station.js)
 TITLE = "Station"
 NO_ALARMS = "No active alarms"
+ACK_TEXT = "Ack"  # an ack button's text (its label names the alarm it acknowledges)
 INITIAL_STATE = "connecting"  # data-state of a tile before the first station frame
 INITIAL_STATE_TEXT = "Connecting…"
 
@@ -78,6 +83,20 @@ def tile(patient_id: str, name: str, href: str) -> html.A:
     )
 
 
+def slot(patient_id: str, name: str, href: str) -> html.Div:
+    """The tile and its ack button (hidden until the tile's highest alarm is active or latched;
+    ``station.js`` gives it the alarm's id), side by side in one grid cell."""
+    return html.Div(
+        className="hr-tile-slot",
+        children=[
+            tile(patient_id, name, href),
+            html.Button(
+                ACK_TEXT, className=ids.ACK_CLASS, type="button", hidden=True, disable_n_clicks=True
+            ),
+        ],
+    )
+
+
 def config(settings: Settings, patients: Sequence[Source]) -> dict[str, Any]:
     """What ``assets/station.js`` needs: the station feed's URL (resolved in the browser, as the
     monitor's), the origins the bridge accepts, staleness, the sparkline's span, the period of
@@ -93,6 +112,8 @@ def config(settings: Settings, patients: Sequence[Source]) -> dict[str, Any]:
         "patients": [{"id": p.id, "name": p.name} for p in patients],
         "ids": ids.STATION_IDS,
         "no_alarms": NO_ALARMS,  # the alarms list's text when it is empty
+        "ack_class": ids.ACK_CLASS,
+        "ack_text": ACK_TEXT,
     }
 
 
@@ -114,12 +135,20 @@ def layout(
         id=ids.STATION,
         className="hr-station-grid",
         style={"--hr-cols": str(cols), "--hr-rows": str(rows)},
-        children=[tile(p.id, p.name, monitor_href(p.id)) for p in patients],
+        children=[slot(p.id, p.name, monitor_href(p.id)) for p in patients],
     )
     alarms = html.Aside(
         className="hr-card hr-station-side",
         children=[
             html.H2("Alarms", className="hr-card__label"),
+            audio_control(),
+            html.Div(
+                "",
+                id=ids.STATION_MESSAGE,
+                className="hr-station-message",
+                role="alert",
+                hidden=True,
+            ),
             html.Ul(
                 id=ids.STATION_ALARMS,
                 className="hr-station-alarms",
