@@ -69,8 +69,8 @@
     // Medium: 3 pulses 125-250 ms, spacing 125-250 ms, every 2.5-30 s. Low: 1 pulse.
     var PATTERNS = {
         high: {hz: 660, repeat_ms: 5000, pulses: pulses([3, 2, 3, 2], 150, 100, [350, 600, 350])},
-        medium: {hz: 550, repeat_ms: 8000, pulses: pulses([3], 200, 150, [])},
-        low: {hz: 480, repeat_ms: 20000, pulses: pulses([1], 250, 0, [])},
+        medium: {hz: 587, repeat_ms: 8000, pulses: pulses([3], 200, 150, [])},
+        low: {hz: 523, repeat_ms: 20000, pulses: pulses([1], 250, 0, [])},
     };
 
     var A = {

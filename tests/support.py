@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,9 +196,12 @@ def gunicorn_command(workers: int = 2) -> list[str]:
 
 
 @contextlib.contextmanager
-def chromium_page(width: int = 1280, height: int = 900, **options: Any) -> Iterator[Any]:
-    """A fresh headless Chromium (persistent context on a new profile) and one page; ``options``
-    go to Playwright's context (e.g. ``ignore_https_errors=True`` for a test certificate)."""
+def chromium_page(
+    width: int = 1280, height: int = 900, args: Sequence[str] = (), **options: Any
+) -> Iterator[Any]:
+    """A fresh headless Chromium (persistent context on a new profile) and one page; ``args``
+    are added to Chromium's command line (e.g. ``--autoplay-policy=...``); ``options`` go to
+    Playwright's context (e.g. ``ignore_https_errors=True`` for a test certificate)."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
@@ -211,7 +214,7 @@ def chromium_page(width: int = 1280, height: int = 900, **options: Any) -> Itera
             profile,
             executable_path=CHROMIUM,
             headless=True,
-            args=CHROMIUM_ARGS,
+            args=[*CHROMIUM_ARGS, *args],
             viewport={"width": width, "height": height},
             **options,
         )

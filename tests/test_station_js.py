@@ -532,7 +532,8 @@ def test_alarm_attribute_is_the_highest_active_priority(page: Any) -> None:
     assert (tiles["bed-01"]["alarm"], tiles["bed-02"]["alarm"]) == ("medium", "none")
     rings = page.evaluate(  # the flash's "on" phase (its first half)
         "() => ['bed-01', 'bed-02'].map((p) => { const t = document.querySelector("
-        "`[data-patient=${p}]`); t.getAnimations().forEach((a) => { a.pause(); a.currentTime = 0; });"
+        "`[data-patient=${p}]`);"
+        " t.getAnimations().forEach((a) => { a.pause(); a.currentTime = 0; });"
         " return getComputedStyle(t).boxShadow; })"
     )
     assert "rgb(234, 179, 8)" in rings[0] and "inset" in rings[0]
@@ -1151,3 +1152,147 @@ def test_alarms_list_is_highest_priority_first_then_oldest(page: Any) -> None:
         ids.STATION_ALARMS,
     )
     assert empty == ["No active alarms"]
+
+
+def ack_buttons(page: Any) -> dict[str, Any]:
+    """Every ack button: where it is (the tile of a patient, or the alarms list), shown or not,
+    its alarm id, and whether it sits inside a link."""
+    return dict(
+        page.evaluate(
+            """(cls) => {
+                 const out = {tiles: {}, list: []};
+                 for (const b of document.querySelectorAll('button.' + cls)) {
+                   const tile = b.parentElement.querySelector(':scope > [data-patient]');
+                   const v = {id: b.getAttribute('data-alarm-id'), shown: !b.hidden &&
+                              b.getClientRects().length > 0, inLink: b.closest('a') !== null,
+                              label: b.getAttribute('aria-label') || ''};
+                   if (tile) out.tiles[tile.dataset.patient] = v; else out.list.push(v);
+                 }
+                 return out; }""",
+            ids.ACK_CLASS,
+        )
+    )
+
+
+def test_ack_buttons_on_tiles_and_list_items(page: Any) -> None:
+    """A tile whose highest alarm is active or latched shows an ack button beside the link
+    (never inside it) for that alarm, the oldest within the priority; a tile with none hides
+    it; in the alarms list every active or latched item has one, acknowledged ones none."""
+
+    def at(priority: str, state: str, since: int, kind: str = "hr_high") -> dict[str, Any]:
+        return {**alarm(priority, state, kind), "id": f"{priority}-{since}", "since": since}
+
+    frame = station(
+        patient(
+            "bed-01",
+            alarms=[
+                at("medium", "active", 1),
+                at("high", "latched", 9, "hr_extreme_high"),
+                at("high", "active", 7, "hr_extreme_low"),
+            ],
+        ),
+        patient("bed-02", alarms=[at("high", "acknowledged", 3), at("low", "active", 4)]),
+        patient("bed-03", alarms=[at("medium", "acknowledged", 2)]),
+    )
+    assert helper(page, "tileAck", frame["patients"][0])["id"] == "high-7"
+    assert helper(page, "tileAck", frame["patients"][2]) is None
+    send(page, frame)
+    got = ack_buttons(page)
+    assert {pid: (b["id"], b["shown"], b["inLink"]) for pid, b in got["tiles"].items()} == {
+        "bed-01": ("high-7", True, False),
+        "bed-02": ("low-4", True, False),
+        "bed-03": (None, False, False),
+    }
+    assert got["tiles"]["bed-01"]["label"].startswith("Acknowledge *** Bed 1 · HR extremely low")
+    assert [(b["id"], b["shown"], b["inLink"]) for b in got["list"]] == [
+        ("high-7", True, False),
+        ("high-9", True, False),
+        ("medium-1", True, False),
+        ("low-4", True, False),
+    ]
+    send(page, station(patient("bed-01"), patient("bed-02"), patient("bed-03")))
+    got = ack_buttons(page)
+    assert [b["shown"] for b in got["tiles"].values()] == [False] * 3 and got["list"] == []
+
+
+def test_an_ack_click_sends_the_ack_and_never_navigates(page: Any) -> None:
+    """A click on a tile's ack button sends {"type": "ack", "alarm": ID} on the station's
+    socket (with a nonce, as snapshot acks) and the page stays where it is; a second click on
+    the same alarm at once is not sent again; the list's buttons do the same; on a closed
+    socket nothing is sent and the page says so."""
+    config = station_config()
+    set_clock(page, 1_000)
+    sock(page, OPEN, config)
+    high = {**alarm("high", "latched", "hr_extreme_high"), "id": "x-1"}
+    medium = {**alarm("medium"), "id": "x-2", "patient": "bed-02"}
+    send(page, station(patient("bed-01", alarms=[high]), patient("bed-02", alarms=[medium])))
+    url = page.url
+    page.click(f"#{ids.tile('bed-01')} ~ .{ids.ACK_CLASS}")
+    page.click(f"#{ids.tile('bed-01')} ~ .{ids.ACK_CLASS}")
+    page.click(f"#{ids.STATION_ALARMS} .{ids.ACK_CLASS}[data-alarm-id='x-2']")
+    sent = [a for a in acks(page) if a["type"] == "ack"]
+    assert [(a["alarm"], set(a)) for a in sent] == [
+        ("x-1", {"type", "alarm", "nonce"}),
+        ("x-2", {"type", "alarm", "nonce"}),
+    ]
+    assert sent[0]["nonce"] != sent[1]["nonce"]
+    assert page.url == url
+    assert page.evaluate("document.querySelector('[data-patient=bed-01]') !== null")
+    message = f"#{ids.STATION_MESSAGE}"
+    assert page.is_hidden(message)
+    sock(page, CLOSED, config)
+    set_clock(page, 10_000)  # past the repeat guard
+    page.click(f"#{ids.STATION_ALARMS} .{ids.ACK_CLASS}[data-alarm-id='x-1']")
+    assert len([a for a in acks(page) if a["type"] == "ack"]) == 2
+    assert "not sent" in page.text_content(message) and page.is_visible(message)
+
+
+def test_a_refused_ack_is_shown_briefly(page: Any) -> None:
+    """An error frame answering an ack (its "request", or an older bridge's "ack:" message) is
+    shown in hr-station-message, as text; other error frames are not; it hides itself."""
+    message = f"#{ids.STATION_MESSAGE}"
+    send(page, {"type": "error", "request": "limits", "message": "limits: bad"})
+    assert page.is_hidden(message)
+    send(page, {"type": "error", "message": "ack: refused: needs an allowed <b>Origin</b>"})
+    assert page.is_visible(message)
+    assert page.text_content(message).endswith("ack: refused: needs an allowed <b>Origin</b>")
+    send(page, {"type": "error", "request": "ack", "message": "alarm: no active alarm 'x'"})
+    assert page.text_content(message).endswith("alarm: no active alarm 'x'")
+    page.wait_for_function(
+        "(id) => document.getElementById(id).hidden", arg=ids.STATION_MESSAGE, timeout=10_000
+    )
+
+
+def test_frames_drive_the_sound_and_the_socket_is_its_sender(page: Any) -> None:
+    """Each station frame hands the sound its `sounding` (missing: null), the pause's end and
+    the frame's clock; station_connect registers the socket as the sound's sender, which sends
+    on an open socket only; an error frame answering a pause goes to the sound control."""
+    page.evaluate(
+        """() => { window.audioCalls = []; window.hrdashAudio = {
+             update: (f) => window.audioCalls.push(['update', f]),
+             setSender: (fn) => { window.audioSender = fn; },
+             error: (t) => window.audioCalls.push(['error', t]) }; }"""
+    )
+    try:
+        config = station_config()
+        page.evaluate("(c) => window.dash_clientside.hrdash.station_connect(c)", config)
+        frame = station(patient("bed-01", alarms=[alarm("high")]))
+        send(page, frame, config)
+        send(page, {**frame, "sounding": "high", "audio_paused_until": T0 + 60_000}, config)
+        send(page, {"type": "error", "request": "audio_pause", "message": "seconds: bad"}, config)
+        calls = page.evaluate("window.audioCalls")
+        assert calls == [
+            ["update", {"sounding": None, "audio_paused_until": None, "now": frame["now"]}],
+            [
+                "update",
+                {"sounding": "high", "audio_paused_until": T0 + 60_000, "now": frame["now"]},
+            ],
+            ["error", "Audio pause refused: seconds: bad"],
+        ]
+        pause = {"type": "audio_pause", "seconds": 120}
+        assert page.evaluate("(m) => window.audioSender(m)", pause) is False  # not open yet
+        sock(page, OPEN, config)
+        assert page.evaluate("(m) => window.audioSender(m)", pause) is True
+        assert [a for a in acks(page) if a["type"] == "audio_pause"][0]["seconds"] == 120
+    finally:
+        page.evaluate("() => { delete window.hrdashAudio; }")
