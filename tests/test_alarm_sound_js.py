@@ -8,13 +8,14 @@ AudioContext runs without a click, so the schedule can be checked); the other wi
 policy of a desktop browser: headless Chromium lets every AudioContext run whatever
 ``--autoplay-policy`` says, so that page holds each new context suspended, as a desktop browser
 does, and lets ``resume()`` through only during a real user activation (Playwright's clicks
-are trusted input): the prompt shows until a click. Web Audio is not mocked: ``AudioContext`` is wrapped
-so that every oscillator the script makes records its type, frequency and the times of its
+are trusted input): the prompt shows until a click. Web Audio is not mocked: ``AudioContext``
+is wrapped so that every oscillator the script makes records its type, frequency and the times of its
 ``start``/``stop`` calls, then does what it would have done.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -184,17 +185,13 @@ def test_patterns_follow_iec_60601_1_8(page: Any) -> None:
     nothing else has a pattern."""
     high = pattern(page, "high")
     assert (high["priority"], high["repeat_ms"], len(high["pulses"])) == ("high", 5000, 10)
-    gaps = [b["at"] - (a["at"] + a["ms"]) for a, b in zip(high["pulses"], high["pulses"][1:])]
+    gaps = [b["at"] - (a["at"] + a["ms"]) for a, b in itertools.pairwise(high["pulses"])]
     ms = high["pulses"][0]["ms"]
     assert all(75 <= p["ms"] <= 200 for p in high["pulses"])
     spacing = gaps[0]
     assert 50 <= spacing <= 125
-    assert gaps == [spacing, spacing, 2 * spacing + ms, spacing, gaps[4]] + [
-        spacing,
-        spacing,
-        2 * spacing + ms,
-        spacing,
-    ]
+    half = [spacing, spacing, 2 * spacing + ms, spacing]  # x x x _ x x
+    assert gaps == [*half, gaps[4], *half]
     assert 350 <= gaps[4] <= 1300
     end = high["pulses"][-1]["at"] + high["pulses"][-1]["ms"]
     assert end < high["repeat_ms"]  # one burst is over before the next starts
@@ -203,7 +200,7 @@ def test_patterns_follow_iec_60601_1_8(page: Any) -> None:
     assert (medium["repeat_ms"], len(medium["pulses"])) == (8000, 3)
     assert all(125 <= p["ms"] <= 250 for p in medium["pulses"])
     m = medium["pulses"]
-    assert all(125 <= b["at"] - (a["at"] + a["ms"]) <= 250 for a, b in zip(m, m[1:]))
+    assert all(125 <= b["at"] - (a["at"] + a["ms"]) <= 250 for a, b in itertools.pairwise(m))
     low = pattern(page, "low")
     assert (low["repeat_ms"], len(low["pulses"])) == (20000, 1)
     tones = [high["hz"], medium["hz"], low["hz"]]

@@ -1293,6 +1293,6 @@ def test_frames_drive_the_sound_and_the_socket_is_its_sender(page: Any) -> None:
         assert page.evaluate("(m) => window.audioSender(m)", pause) is False  # not open yet
         sock(page, OPEN, config)
         assert page.evaluate("(m) => window.audioSender(m)", pause) is True
-        assert [a for a in acks(page) if a["type"] == "audio_pause"][0]["seconds"] == 120
+        assert next(a for a in acks(page) if a["type"] == "audio_pause")["seconds"] == 120
     finally:
         page.evaluate("() => { delete window.hrdashAudio; }")
