@@ -9,8 +9,8 @@ policy of a desktop browser: headless Chromium lets every AudioContext run whate
 ``--autoplay-policy`` says, so that page holds each new context suspended, as a desktop browser
 does, and lets ``resume()`` through only during a real user activation (Playwright's clicks
 are trusted input): the prompt shows until a click. Web Audio is not mocked: ``AudioContext``
-is wrapped so that every oscillator the script makes records its type, frequency and the times of its
-``start``/``stop`` calls, then does what it would have done.
+is wrapped so that every oscillator the script makes records its type, frequency and the times
+of its ``start``/``stop`` calls, then does what it would have done.
 """
 
 from __future__ import annotations
