@@ -193,9 +193,7 @@ def test_ack_buttons_acknowledge_without_leaving_the_station(station: Station) -
         10,
         "bed-05's alarm acknowledged",
     )
-    after = poll(
-        page, tiles, lambda s: s["bed-05"]["alarm"] == "none", 10, "bed-05's ring gone"
-    )
+    after = poll(page, tiles, lambda s: s["bed-05"]["alarm"] == "none", 10, "bed-05's ring gone")
     assert after["bed-05"]["ack"] is None
     alarm_id = next(
         a["id"]
@@ -216,7 +214,7 @@ def test_ack_buttons_acknowledge_without_leaving_the_station(station: Station) -
 
 
 def test_pause_button_pauses_the_audio_with_a_countdown(station: Station) -> None:
-    """"Pause audio 2 min" pauses the station's audio in the bridge (/healthz alarms
+    """ "Pause audio 2 min" pauses the station's audio in the bridge (/healthz alarms
     audio_paused_until, about 120 s ahead) and the control counts down "Audio paused 1:59"."""
     page = station.page
     health = f"http://127.0.0.1:{station.running.bridge_port}/healthz"
