@@ -970,8 +970,8 @@
         }
         var button = target.closest("button." + config.ack_class);
         var id = button ? button.getAttribute("data-alarm-id") : null;
-        if (!button || !id) {
-            return;
+        if (!button || !id || !onStation(config, button)) {
+            return; // not one of the station's (the monitor's panel has its own)
         }
         event.preventDefault();
         event.stopPropagation();
@@ -984,6 +984,14 @@
         } else {
             showMessage(config, "Not connected: the acknowledgement was not sent");
         }
+    }
+
+    /** Is `el` in the station's grid or alarms list? */
+    function onStation(config, el) {
+        return [config.ids.grid, config.ids.alarms].some(function (id) {
+            var box = id ? document.getElementById(id) : null;
+            return box !== null && box.contains(el);
+        });
     }
 
     document.addEventListener("click", onAckClick);
