@@ -77,9 +77,11 @@ class Station:
 
 
 @contextlib.contextmanager
-def alarming_station(tmp: Path, width: int = 1600, height: int = 900) -> Iterator[Station]:
+def alarming_station(
+    tmp: Path, width: int = 1600, height: int = 900, init_script: str = ""
+) -> Iterator[Station]:
     """The six services, `python app.py` reading them, and the station open in Chromium with
-    every tile alarming as WANT says."""
+    every tile alarming as WANT says (``init_script``: run in the page before its own)."""
     services = {
         pid: PatientService(SHAPES["reference"], values, limit)
         for pid, (_, values, limit) in WARD.items()
@@ -96,6 +98,8 @@ def alarming_station(tmp: Path, width: int = 1600, height: int = 900) -> Iterato
         )
         env = {"HRDASH_SOURCES": str(sources), "HRDASH_NO_SIGNAL_AFTER": str(NO_SIGNAL_AFTER)}
         with hrdash_running(app_command(), env) as running, chromium_page(width, height) as page:
+            if init_script:
+                page.add_init_script(init_script)
             page.goto(running.url)
             poll(
                 page,
