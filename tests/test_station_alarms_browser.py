@@ -9,8 +9,9 @@ not), and the station page in headless Chromium.
 
 Checked: high tiles flash at 2 Hz and medium ones at 0.6 Hz, low stays steady, nothing flashes
 under prefers-reduced-motion; an ack button (a tile's, the list's) acknowledges the alarm
-(/api/alarms says so) and the page stays on the station; the pause button pauses the audio
-(/healthz) and shows its countdown.
+(/api/alarms says so) and the page stays on the station; the station sounds its highest
+priority, and the pause button pauses the audio (/healthz), silences it and shows its
+countdown.
 """
 
 from __future__ import annotations
@@ -218,11 +219,15 @@ def test_ack_buttons_acknowledge_without_leaving_the_station(station: Station) -
 
 
 def test_pause_button_pauses_the_audio_with_a_countdown(station: Station) -> None:
-    """ "Pause audio 2 min" pauses the station's audio in the bridge (/healthz alarms
-    audio_paused_until, about 120 s ahead) and the control counts down "Audio paused 1:59"."""
+    """The station sounds its highest priority (bed-01's high alarm; headless Chromium lets the
+    AudioContext run without a click); the "Pause audio 2 min" button pauses the station's audio
+    in the bridge (/healthz alarms audio_paused_until, about 120 s ahead), the sound stops at
+    once and the control counts down "Audio paused 1:59"."""
     page = station.page
     health = f"http://127.0.0.1:{station.running.bridge_port}/healthz"
     assert get_json(health)["alarms"]["audio_paused_until"] is None
+    wait_js(page, "() => window.hrdashAudio.stats().playing === 'high'", 10)
+    assert page.evaluate("window.hrdashAudio.stats().pulses") >= 10
     page.click(f"#{ids.AUDIO_PAUSE}")
     poll(
         page,
@@ -237,3 +242,5 @@ def test_pause_button_pauses_the_audio_with_a_countdown(station: Station) -> Non
     assert match, text
     assert 100 <= int(match[1]) * 60 + int(match[2]) <= 120
     assert page.is_visible(f"#{ids.AUDIO_COUNTDOWN}")
+    wait_js(page, "() => window.hrdashAudio.stats().playing === null", 10)
+    assert page.evaluate("window.hrdashAudio.stats().scheduled") == 0
