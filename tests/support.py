@@ -319,3 +319,112 @@ def walk(component: Any) -> list[Any]:
     elif children is not None and not isinstance(children, str | int | float):
         found.extend(walk(children))
     return found
+
+
+class ScriptedService:
+    """Heart-rate services whose values a test (or a benchmark) drives: one websockets server on
+    127.0.0.1 in a thread with its own asyncio loop; ``/<patient>`` sends ``{"time": <Unix ms>,
+    "value": bpm}`` every ``period`` seconds with the value last set for that patient (None:
+    connected and silent). :meth:`set` changes a value and sends it at once (the period starts
+    again from there); every reading sent is in ``sent[patient]`` as ``(unix_seconds, bpm)``."""
+
+    def __init__(self, patients: list[str], value: float = 70, period: float = 0.5) -> None:
+        import asyncio
+        import threading
+
+        from websockets.asyncio.server import serve
+
+        self.period = period
+        self.values: dict[str, float | None] = dict.fromkeys(patients, value)
+        self.sent: dict[str, list[tuple[float, float]]] = {p: [] for p in patients}
+        self._connections: dict[str, Any] = {}
+        self._next: dict[str, float] = {}  # loop time of a patient's next periodic reading
+        self._wake: dict[str, Any] = {}
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+        async def start() -> Any:
+            return await serve(self._handler, "127.0.0.1", 0, compression=None)
+
+        self._server = self.run(start())
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    def run(self, coro: Any, timeout: float = 10.0) -> Any:
+        """Run ``coro`` on the services' loop and wait (``timeout`` s, scaled) for its result."""
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(scaled(timeout))
+
+    def url(self, patient: str) -> str:
+        return f"ws://127.0.0.1:{self.port}/{patient}"
+
+    def sources(self, names: dict[str, str] | None = None) -> str:
+        """A sources file (TOML) with one ``[[patient]]`` per patient, in order."""
+        tables = [
+            f'[[patient]]\nid = "{p}"\nname = "{(names or {}).get(p, p)}"\nurl = "{self.url(p)}"'
+            for p in self.values
+        ]
+        return "\n\n".join(tables) + "\n"
+
+    async def change(self, patient: str, value: float | None) -> float:
+        """On the services' loop: set the patient's value and send it now (when connected and
+        not None). Returns the Unix time the reading was stamped with (or now)."""
+        self.values[patient] = value
+        ws = self._connections.get(patient)
+        sent = await self._send(patient, ws) if ws is not None else None
+        if sent is not None:
+            self._next[patient] = self.loop.time() + self.period
+            self._wake[patient].set()
+        return sent if sent is not None else time.time()
+
+    def set(self, patient: str, value: float | None) -> float:
+        """:meth:`change` from another thread (waits for it)."""
+        return float(self.run(self.change(patient, value)))
+
+    async def _send(self, patient: str, ws: Any) -> float | None:
+        value = self.values[patient]
+        if value is None:
+            return None
+        now = time.time()
+        await ws.send(json.dumps({"time": int(now * 1000), "value": value}))
+        self.sent[patient].append((now, value))
+        return now
+
+    async def _handler(self, ws: Any) -> None:
+        import asyncio
+
+        from websockets.exceptions import ConnectionClosed
+
+        patient = ws.request.path.strip("/")
+        if patient not in self.values:
+            await ws.close(1008, "unknown patient")
+            return
+        self._connections[patient] = ws
+        wake = self._wake.setdefault(patient, asyncio.Event())
+        self._next[patient] = self.loop.time()
+        try:
+            while True:
+                if self.loop.time() >= self._next[patient]:
+                    self._next[patient] = self.loop.time() + self.period
+                    await self._send(patient, ws)
+                wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.0, self._next[patient] - self.loop.time())):
+                        await wake.wait()
+        except ConnectionClosed:
+            pass
+        finally:
+            if self._connections.get(patient) is ws:
+                del self._connections[patient]
+
+    def close(self) -> None:
+        async def halt() -> None:
+            self._server.close()
+            await self._server.wait_closed()
+
+        with contextlib.suppress(Exception):
+            self.run(halt())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(scaled(10))
+        self.loop.close()
