@@ -5,6 +5,7 @@
     python benchmarks/run.py --only fanout    # one section: browser|fanout|ingest|soak|station
     python benchmarks/run.py --only station   # 64 patients: station page, bridge, monitor
     python benchmarks/run.py --only history   # SQLite: ingest, live latency, 24 h queries
+    python benchmarks/run.py --only alarms    # onset/end/ack → tile and /api/alarms; alarm CPU
 
 Writes ``benchmarks/results/results.json`` (every number, raw samples included) and PNG plots in
 ``benchmarks/results/``. Numbers are measured and reported, never asserted.
@@ -27,10 +28,10 @@ from benchmarks.common import RESULTS, ROOT, machine
 from benchmarks.station import HEIGHT, MONITOR_BEFORE, WIDTH
 from benchmarks.station import SAMPLE_EVERY as SAMPLE_EVERY_S
 
-SECTIONS = ("browser", "fanout", "ingest", "soak", "station", "history")
+SECTIONS = ("browser", "fanout", "ingest", "soak", "station", "history", "alarms")
 # Sections a plain run (no --only) leaves out: the station is its own ~11-minute run, the history
-# seeds a 200 MB file.
-OPT_IN = ("station", "history")
+# seeds a 200 MB file, the alarms take 4 minutes of 64 patients.
+OPT_IN = ("station", "history", "alarms")
 
 
 def run_section(name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -63,6 +64,10 @@ def run_section(name: str, args: argparse.Namespace) -> dict[str, Any]:
             keep=args.keep,
             cache=Path(args.history_cache) if args.history_cache else history.CACHE,
         )
+    if name == "alarms":
+        from benchmarks import alarms
+
+        return alarms.run(quick)
     if name == "station":
         from benchmarks import station
 
@@ -531,6 +536,69 @@ def history_table(h: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def alarms_table(al: dict[str, Any]) -> str:
+    """Alarms section: figure, goal, measured."""
+    rows = ["| figure | goal | measured |", "|---|---|---:|"]
+
+    def row(label: str, goal: str, value: str) -> None:
+        rows.append(f"| {label} | {goal} | {value} |")
+
+    lat, n = al["latency_ms"], al["events"]
+    delays = al["delays_s"]
+    for event, what in (
+        ("onset_medium", f"onset → medium alarm, beyond its {delays['medium']:g} s delay"),
+        ("onset_high", f"onset → high alarm, beyond its {delays['high']:g} s delay"),
+        ("end_medium", "condition end (reading back inside) → medium alarm gone"),
+        ("ack_high", "ack sent → high alarm acknowledged"),
+    ):
+        places = [("tile", "tile"), ("tile_frame", "tile, next frame")]
+        if event == "ack_high":
+            places.append(("list", "alarms list item"))
+        places.append(("api", "/api/alarms"))
+        for key, where in places:
+            got = lat[event][key]
+            row(
+                f"{what}: {where}, p50 / p99 / max (ms), {got['n']} of {n[event]}",
+                "≤ 100 / 250" if key in ("tile", "api") else "—",
+                _pair(lat[event], (key,), ("p50", "p99", "max")),
+            )
+    row(
+        "ack sent → the bridge's log entry, p50 / p99 (ms)",
+        "—",
+        _pair(lat["ack_high"], ("bridge",)),
+    )
+    row(
+        f"/api/alarms poll: every {al['poll_s'] * 1000:g} ms; request p50 / p99 (ms)",
+        "—",
+        _pair(al, ("poll_request_ms",)),
+    )
+    base, busy = al.get("baseline") or {}, al.get("alarms") or {}
+
+    def cpu(key: str) -> str:
+        return f"{fmt(base.get(key), 3)} → {fmt(busy.get(key), 3)}"
+
+    tag = f"{al['patients']} patients, {fmt(busy.get('seconds'))} s each"
+    row(f"bridge CPU s per s, no alarms → alarms ({tag})", "—", cpu("bridge_cpu_s_per_s"))
+    row("station page's renderer CPU s per s, no alarms → alarms", "—", cpu("renderer_cpu_s_per_s"))
+    row("all of Chromium CPU s per s, no alarms → alarms", "—", cpu("chromium_cpu_s_per_s"))
+    row("Dash server CPU s per s, no alarms → alarms", "—", cpu("server_cpu_s_per_s"))
+    by = busy.get("by_event") or {}
+    row(
+        "alarm window: log entries (raised / latched / acknowledged / ended); "
+        "alarms listed per sample, mean (max)",
+        "—",
+        f"{fmt(busy.get('log_entries'))} ({' / '.join(fmt(by.get(k)) for k in by)}); "
+        f"{fmt(_get(busy, 'alarms_listed', 'mean'), 1)} "
+        f"({fmt(_get(busy, 'alarms_listed', 'max'))})",
+    )
+    rows.append(
+        f"\nclock: {al['clock']}; page's performance clock - Date.now() at the end: "
+        f"{fmt(al.get('page_clock_skew_ms'), 2)} ms. Load average (1 min) at start / end: "
+        f"{fmt(al['load_avg_at_start'][0], 2)} / {fmt(al['load_avg_at_end'][0], 2)}"
+    )
+    return "\n".join(rows)
+
+
 def table(results: dict[str, Any]) -> str:
     parts: list[str] = []
     rows: list[str] = ["| figure | value |", "|---|---:|"]
@@ -552,6 +620,11 @@ def table(results: dict[str, Any]) -> str:
     hi = sections.get("history")
     if isinstance(hi, dict):
         parts.append(history_table(hi))
+    al = sections.get("alarms")
+    if isinstance(al, dict) and "latency_ms" in al:
+        parts.append(alarms_table(al))
+    elif al is not None:
+        parts.append(f"alarms: ERROR {fmt(_get(al, 'error'))[:200]}")
     fo = sections.get("fanout")
     if isinstance(fo, dict) and "levels" in fo:
         base = _get(fo, "idle", "rss_mean_mb")
