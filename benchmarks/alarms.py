@@ -36,7 +36,8 @@ every patient cycling 130 (6 s) → 70 (2 s) → 45 (6 s) → 70 (2 s) → 160 (
 random phases, so medium alarms raise and end and high ones raise and latch every few seconds,
 the latched ones acknowledged every ``ACK_EVERY`` s (as a nurse would): the bridge's CPU seconds
 per wall second (``hrdash bridge`` child), the station page's renderer process (the busiest
-renderer of the profile) and all of Chromium, and the Dash server, in each window.
+renderer of the profile) and all of Chromium, and the Dash server, in each window; and per second,
+assets/station.js's own counters (station frames taken, tile writes, sparkline draws).
 """
 
 from __future__ import annotations
@@ -145,6 +146,13 @@ INIT_JS = r"""
   attach();
 })();
 """
+
+
+# assets/station.js's own counters: station frames taken, tile writes, sparkline draws.
+PAGE_COUNTERS = (
+    "() => { const s = window.hrdashStation.state;"
+    " return {frames: s.frames, tile_writes: s.tileWrites, spark_draws: s.draws}; }"
+)
 
 
 def patient_ids(n: int = PATIENTS) -> list[str]:
@@ -355,11 +363,13 @@ def _cpu_window(
         }
 
     shown: list[int] = []
+    s0 = page.evaluate(PAGE_COUNTERS)
     c0, m0 = now(), time.monotonic()
     while (left := m0 + seconds - time.monotonic()) > 0:
         page.wait_for_timeout(min(SAMPLE_EVERY, left) * 1000)
         shown.append(len(get_json(alarms_url)))
     c1, wall = now(), time.monotonic() - m0
+    s1 = page.evaluate(PAGE_COUNTERS)
     by_renderer = [(c1["renderers"][pid] - c0["renderers"][pid]) / wall for pid in c1["renderers"]]
     return {
         "seconds": round(wall, 2),
@@ -368,6 +378,7 @@ def _cpu_window(
         "chromium_cpu_s_per_s": (c1["chromium"] - c0["chromium"]) / wall,
         "server_cpu_s_per_s": (c1["server"] - c0["server"]) / wall,
         "alarms_listed": summary(shown),
+        "page_per_s": {k: (s1[k] - s0[k]) / wall for k in s1 if isinstance(s1[k], int | float)},
         "load_avg": [round(x, 2) for x in psutil.getloadavg()],
     }
 

@@ -582,6 +582,15 @@ def alarms_table(al: dict[str, Any]) -> str:
     row("station page's renderer CPU s per s, no alarms → alarms", "—", cpu("renderer_cpu_s_per_s"))
     row("all of Chromium CPU s per s, no alarms → alarms", "—", cpu("chromium_cpu_s_per_s"))
     row("Dash server CPU s per s, no alarms → alarms", "—", cpu("server_cpu_s_per_s"))
+    pb, pa = base.get("page_per_s") or {}, busy.get("page_per_s") or {}
+    row(
+        "station page per s, no alarms → alarms: frames taken; tile writes; sparkline draws",
+        "—",
+        "; ".join(
+            f"{fmt(pb.get(k), 1)} → {fmt(pa.get(k), 1)}"
+            for k in ("frames", "tile_writes", "spark_draws")
+        ),
+    )
     by = busy.get("by_event") or {}
     row(
         "alarm window: log entries (raised / latched / acknowledged / ended); "
