@@ -29,7 +29,9 @@ injected with ``page.add_init_script``). ``performance.timeOrigin + performance.
 clock sampled once at navigation and advanced by a monotonic clock since, so it can drift from it
 over a run; the difference between the two at the end is reported (``page_clock_skew_ms``).
 ``/api/alarms`` times are when the poll's answer arrived (resolution: the poll interval plus the
-request's round trip, ~1 ms).
+request's round trip, ~1 ms). The tile's figures are split at the page's socket: when the page
+took the first station frame that carried the change (CDP ``Network`` events, as the station
+section does).
 
 *CPU*: the same 64 patients, no alarms for ``window_s`` (the baseline), then ``window_s`` with
 every patient cycling 130 (6 s) → 70 (2 s) → 45 (6 s) → 70 (2 s) → 160 (3 s) → 70 (3 s), at
@@ -56,7 +58,14 @@ from typing import Any
 import psutil
 
 from benchmarks.common import cpu_seconds, summary
-from benchmarks.station import ALL_TILES_SHOWN, HEIGHT, WIDTH, _chromium_family, _renderers
+from benchmarks.station import (
+    ALL_TILES_SHOWN,
+    HEIGHT,
+    WIDTH,
+    SocketArrivals,
+    _chromium_family,
+    _renderers,
+)
 from hrdash.alarms import HIGH_DELAY, HYSTERESIS, MEDIUM_DELAY, Limits
 from tests.support import (
     CHROMIUM,
@@ -189,12 +198,46 @@ class Poller:
         self._thread.join(10)
 
     def first(self, after: float, holds: Any) -> float | None:
-        """When the first answer that arrived at or after ``after`` satisfying ``holds(states)``
-        arrived."""
-        for at, states in self.samples:
-            if at >= after and holds(states):
-                return at
-        return None
+        return _first_state(self.samples, after, holds)
+
+
+class AlarmArrivals(SocketArrivals):
+    """When the page took each station frame (CDP ``Network`` events, as
+    :class:`benchmarks.station.SocketArrivals`), with the (id, state) of the alarms it carried
+    for ``patients``: splits the tile's latency at the page's socket."""
+
+    def __init__(self, cdp: Any, patients: list[str]) -> None:
+        self.patients = set(patients)
+        self.samples: list[tuple[float, dict[str, str]]] = []
+        super().__init__(cdp)
+
+    def _frame(self, event: dict[str, Any]) -> None:
+        if self.offset is None:
+            return
+        payload = event.get("response", {}).get("payloadData", "")
+        try:
+            frame = json.loads(payload)
+        except ValueError:
+            return
+        if not isinstance(frame, dict) or frame.get("type") != "station":
+            return
+        states = {
+            a["id"]: a["state"]
+            for p in frame.get("patients") or []
+            if p.get("id") in self.patients
+            for a in p.get("alarms") or []
+        }
+        self.samples.append((float(event["timestamp"]) + self.offset, states))
+
+
+def _first_state(
+    samples: list[tuple[float, dict[str, str]]], after: float, holds: Any
+) -> float | None:
+    """The time of the first sample at or after ``after`` whose states satisfy ``holds``."""
+    for at, states in samples:
+        if at >= after and holds(states):
+            return at
+    return None
 
 
 class Acker:
@@ -287,6 +330,7 @@ def _first(records: list[list[Any]], after: float, match: Any) -> list[Any] | No
 
 def _latencies(
     poller: Poller,
+    arrivals: AlarmArrivals,
     page: dict[str, list[list[Any]]],
     logs: dict[str, list[dict[str, Any]]],
     acks: list[tuple[str, str, float]],
@@ -295,10 +339,17 @@ def _latencies(
     tiles = [[r[0], r[1], r[2] / 1000, r[3] / 1000 if r[3] else None] for r in page["tiles"]]
     items = [[r[0], r[1], r[2] / 1000] for r in page["list"]]
     out: dict[str, dict[str, list[float]]] = {
-        "onset_medium": {"tile": [], "tile_frame": [], "api": []},
-        "onset_high": {"tile": [], "tile_frame": [], "api": []},
-        "end_medium": {"tile": [], "tile_frame": [], "api": []},
-        "ack_high": {"tile": [], "tile_frame": [], "list": [], "api": [], "bridge": []},
+        "onset_medium": {"tile": [], "tile_frame": [], "api": [], "socket": []},
+        "onset_high": {"tile": [], "tile_frame": [], "api": [], "socket": []},
+        "end_medium": {"tile": [], "tile_frame": [], "api": [], "socket": []},
+        "ack_high": {
+            "tile": [],
+            "tile_frame": [],
+            "list": [],
+            "api": [],
+            "socket": [],
+            "bridge": [],
+        },
     }
     counts = dict.fromkeys(out, 0)
 
@@ -313,6 +364,9 @@ def _latencies(
         seen = poller.first(at, api)
         if seen is not None:
             out[event]["api"].append((seen - at) * 1000)
+        taken = _first_state(arrivals.samples, at, api)
+        if taken is not None:
+            out[event]["socket"].append((taken - at) * 1000)
 
     for patient, log in logs.items():
         for e in log:
@@ -472,6 +526,8 @@ def run(quick: bool) -> dict[str, Any]:
                 try:
                     context.add_init_script(INIT_JS)
                     page = context.pages[0] if context.pages else context.new_page()
+                    cdp = context.new_cdp_session(page)
+                    arrivals = AlarmArrivals(cdp, ids[:MEASURED])
                     errors: list[str] = []
                     page.on("pageerror", lambda e: errors.append(str(e)[:300]))
                     page.goto(running.url)
@@ -512,7 +568,8 @@ def run(quick: bool) -> dict[str, Any]:
                         )[::-1]
                         for p in ids[:MEASURED]
                     }
-                    raw, counts = _latencies(poller, recorded, logs, acks)
+                    cdp.send("Network.disable")  # no instrumentation in the CPU windows
+                    raw, counts = _latencies(poller, arrivals, recorded, logs, acks)
                     out["latency_ms"] = {
                         event: {where: summary(v) for where, v in places.items()}
                         for event, places in raw.items()

@@ -554,6 +554,7 @@ def alarms_table(al: dict[str, Any]) -> str:
         places = [("tile", "tile"), ("tile_frame", "tile, next frame")]
         if event == "ack_high":
             places.append(("list", "alarms list item"))
+        places.append(("socket", "of which → the station frame taken by the page"))
         places.append(("api", "/api/alarms"))
         for key, where in places:
             got = lat[event][key]
