@@ -601,6 +601,13 @@ def alarms_table(al: dict[str, Any]) -> str:
         f"{fmt(_get(busy, 'alarms_listed', 'mean'), 1)} "
         f"({fmt(_get(busy, 'alarms_listed', 'max'))})",
     )
+    refused = busy.get("acks_refused") or {}
+    row(
+        "alarm window: acks sent; accepted in the whole run; ignored (over the rate limit)",
+        "—; —; 0",
+        f"{fmt(busy.get('acks'))}; {fmt(refused.get('state_changes'))}; "
+        f"{fmt(refused.get('rate_limited'))}",
+    )
     rows.append(
         f"\nclock: {al['clock']}; page's performance clock - Date.now() at the end: "
         f"{fmt(al.get('page_clock_skew_ms'), 2)} ms. Load average (1 min) at start / end: "
