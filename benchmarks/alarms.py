@@ -36,11 +36,12 @@ section does).
 *CPU*: the same 64 patients, no alarms for ``window_s`` (the baseline), then ``window_s`` with
 every patient cycling 130 (6 s) → 70 (2 s) → 45 (6 s) → 70 (2 s) → 160 (3 s) → 70 (3 s), at
 random phases, so medium alarms raise and end and high ones raise and latch every few seconds,
-the latched ones acknowledged, at most ``ACKS_PER_ROUND`` every ``ACK_EVERY`` s (as a nurse
-would; the bridge ignores a viewer's messages beyond 5 a second): the bridge's CPU seconds
-per wall second (``hrdash bridge`` child), the station page's renderer process (the busiest
-renderer of the profile) and all of Chromium, and the Dash server, in each window; and per second,
-assets/station.js's own counters (station frames taken, tile writes, sparkline draws).
+the latched ones acknowledged one by one ``ACK_SPACING`` s apart at least (as a nurse would;
+the bridge ignores a viewer's messages beyond 5 a second), looked up every ``ACK_EVERY`` s: the
+bridge's CPU seconds per wall second (``hrdash bridge`` child), the station page's renderer
+process (the busiest renderer of the profile) and all of Chromium, and the Dash server, in each
+window; and per second, assets/station.js's own counters (station frames taken, tile writes,
+sparkline draws).
 """
 
 from __future__ import annotations
@@ -83,8 +84,8 @@ PERIOD = 0.5  # seconds between two readings of a service (the reference 2 Hz)
 MEASURED = 5  # patients whose alarms are timed, one repetition at a time each
 POLL_S = 0.01  # seconds between two GET /api/alarms while timing
 HOLD_S = 1.5  # seconds a repetition holds a state once the alarm shows (or to settle)
-ACK_EVERY = 1.0  # seconds between two rounds of acknowledging latched alarms (CPU window)
-ACKS_PER_ROUND = 4  # at most, oldest first: within the bridge's 5 messages a second per viewer
+ACK_EVERY = 1.0  # seconds between two looks for latched alarms to acknowledge (CPU window)
+ACK_SPACING = 0.25  # seconds between two acks at least: within the bridge's 5 messages a second
 SAMPLE_EVERY = 5.0  # seconds between two CPU samples
 
 _LIMITS = Limits()  # the defaults the sources file leaves in place
@@ -452,14 +453,17 @@ async def _storm(
     service: ScriptedService, acker: Acker, bridge_port: int, stop_at: float, seed: int = 7
 ) -> dict[str, int]:
     """Every patient through STORM at a random phase until ``stop_at`` (loop time); the latched
-    alarms acknowledged, at most ACKS_PER_ROUND every ACK_EVERY s."""
+    alarms acknowledged, ACK_SPACING s apart at least."""
     rng = random.Random(seed)
     cycle = sum(s for _, s in STORM)
     loop = asyncio.get_running_loop()
     start = loop.time()
     phase = {p: rng.uniform(0, cycle) for p in service.values}
     counts = {"changes": 0, "acks": 0}
-    next_ack = start + ACK_EVERY
+    next_look = start + ACK_EVERY
+    last_ack = start
+    queue: list[str] = []  # latched alarms to acknowledge, oldest first
+    acked: set[str] = set()
     url = f"http://127.0.0.1:{bridge_port}/api/alarms"
     while (now := loop.time()) < stop_at:
         for p, offset in phase.items():
@@ -467,12 +471,16 @@ async def _storm(
             if service.values[p] != bpm:
                 await service.change(p, bpm)
                 counts["changes"] += 1
-        if now >= next_ack:
-            next_ack += ACK_EVERY
-            latched = [a for a in await asyncio.to_thread(get_json, url) if a["state"] == "latched"]
-            for a in latched[:ACKS_PER_ROUND]:
-                await acker.ack(a["id"])
-                counts["acks"] += 1
+        if now >= next_look:
+            next_look += ACK_EVERY
+            alarms = await asyncio.to_thread(get_json, url)
+            queue = [a["id"] for a in alarms if a["state"] == "latched" and a["id"] not in acked]
+        if queue and now - last_ack >= ACK_SPACING:
+            alarm_id = queue.pop(0)
+            acked.add(alarm_id)
+            await acker.ack(alarm_id)
+            last_ack = now
+            counts["acks"] += 1
         await asyncio.sleep(0.05)
     for p in service.values:
         await service.change(p, NORMAL)
