@@ -1,8 +1,9 @@
 """(f) Alarms: how long past its delay an alarm shows, and what alarms cost the bridge and the page.
 
-``python app.py`` (``tests/support.start_hrdash``) reads 64 patients through a sources file from
-scripted heart-rate services (``tests/support.ScriptedService``: one websockets server on
-127.0.0.1, a reading every 0.5 s per patient with the value this benchmark sets); the station
+``python app.py`` (``tests/support.start_hrdash``; its history in a file in a temp dir, so the
+recorder writes the readings and the alarm log as deployed) reads 64 patients through a sources
+file from scripted heart-rate services (``tests/support.ScriptedService``: one websockets server
+on 127.0.0.1, a reading every 0.5 s per patient with the value this benchmark sets); the station
 page ``/`` is open in headless Chromium at 1920x1080.
 
 *Latency* (five patients, bed-01..bed-05, one repetition at a time each, staggered; the 59 others
@@ -512,7 +513,11 @@ def run(quick: bool) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="hrdash-alarms-") as tmp:
             sources = Path(tmp) / "sources.toml"
             sources.write_text(service.sources({p: f"Bed {i}" for i, p in enumerate(ids, 1)}))
-            env = {"HRDASH_SOURCES": str(sources), "HRDASH_LOG_LEVEL": "warning"}
+            env = {
+                "HRDASH_SOURCES": str(sources),
+                "HRDASH_DB": str(Path(tmp) / "history.db"),  # the history records, as deployed
+                "HRDASH_LOG_LEVEL": "warning",
+            }
             running = start_hrdash(app_command(), env)
             origin = running.url.rstrip("/")
             bridge_port = running.bridge_port
