@@ -42,7 +42,8 @@ the bridge ignores a viewer's messages beyond 5 a second), looked up every ``ACK
 bridge's CPU seconds per wall second (``hrdash bridge`` child), the station page's renderer
 process (the busiest renderer of the profile) and all of Chromium, and the Dash server, in each
 window; and per second, assets/station.js's own counters (station frames taken, tile writes,
-sparkline draws).
+sparkline draws) and the renderer's own accounting (CDP ``Performance.getMetrics``: task, script,
+style and layout seconds, style recalcs and layouts).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ from benchmarks.station import (
     WIDTH,
     SocketArrivals,
     _chromium_family,
+    _metrics,
     _renderers,
 )
 from hrdash.alarms import HIGH_DELAY, HYSTERESIS, MEDIUM_DELAY, Limits
@@ -402,8 +404,19 @@ def _latencies(
     return out, counts
 
 
+# The renderer's own accounting (CDP Performance.getMetrics), per second of a CPU window.
+RENDERER_METRICS = (
+    "TaskDuration",
+    "ScriptDuration",
+    "RecalcStyleDuration",
+    "LayoutDuration",
+    "RecalcStyleCount",
+    "LayoutCount",
+)
+
+
 def _cpu_window(
-    running: Any, page: Any, profile: str, seconds: float, alarms_url: str
+    running: Any, page: Any, cdp: Any, profile: str, seconds: float, alarms_url: str
 ) -> dict[str, Any]:
     """CPU seconds per wall second over ``seconds``: the bridge, the page's renderer, all of
     Chromium, the Dash server; and how many alarms /api/alarms listed at each sample."""
@@ -422,12 +435,14 @@ def _cpu_window(
 
     shown: list[int] = []
     s0 = page.evaluate(PAGE_COUNTERS)
+    r0 = _metrics(cdp)
     c0, m0 = now(), time.monotonic()
     while (left := m0 + seconds - time.monotonic()) > 0:
         page.wait_for_timeout(min(SAMPLE_EVERY, left) * 1000)
         shown.append(len(get_json(alarms_url)))
     c1, wall = now(), time.monotonic() - m0
     s1 = page.evaluate(PAGE_COUNTERS)
+    r1 = _metrics(cdp)
     by_renderer = [(c1["renderers"][pid] - c0["renderers"][pid]) / wall for pid in c1["renderers"]]
     return {
         "seconds": round(wall, 2),
@@ -437,6 +452,7 @@ def _cpu_window(
         "server_cpu_s_per_s": (c1["server"] - c0["server"]) / wall,
         "alarms_listed": summary(shown),
         "page_per_s": {k: (s1[k] - s0[k]) / wall for k in s1 if isinstance(s1[k], int | float)},
+        "renderer_per_s": {k: (r1.get(k, 0) - r0.get(k, 0)) / wall for k in RENDERER_METRICS},
         "load_avg": [round(x, 2) for x in psutil.getloadavg()],
     }
 
@@ -584,6 +600,7 @@ def run(quick: bool) -> dict[str, Any]:
                         for p in ids[:MEASURED]
                     }
                     cdp.send("Network.disable")  # no instrumentation in the CPU windows
+                    cdp.send("Performance.enable")
                     raw, counts = _latencies(poller, arrivals, recorded, logs, acks)
                     out["latency_ms"] = {
                         event: {where: summary(v) for where, v in places.items()}
@@ -603,7 +620,7 @@ def run(quick: bool) -> dict[str, Any]:
                     alarms_url = f"http://127.0.0.1:{bridge_port}/api/alarms"
                     page.wait_for_timeout(3000)  # the last repetitions' alarms are over
                     print(f"[bench] alarms: CPU, {window_s:g} s without", file=sys.stderr)
-                    out["baseline"] = _cpu_window(running, page, profile, window_s, alarms_url)
+                    out["baseline"] = _cpu_window(running, page, cdp, profile, window_s, alarms_url)
                     print(f"[bench] alarms: CPU, {window_s:g} s with", file=sys.stderr)
                     stop_at = service.loop.time() + window_s + 1.0
                     storm = asyncio.run_coroutine_threadsafe(
@@ -611,7 +628,7 @@ def run(quick: bool) -> dict[str, Any]:
                     )
                     page.wait_for_timeout(1000)  # the first alarms' delays are running
                     t0 = time.time()
-                    out["alarms"] = _cpu_window(running, page, profile, window_s, alarms_url)
+                    out["alarms"] = _cpu_window(running, page, cdp, profile, window_s, alarms_url)
                     t1 = time.time()
                     out["alarms"].update(storm.result(timeout=60))
                     events = [

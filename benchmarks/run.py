@@ -592,6 +592,21 @@ def alarms_table(al: dict[str, Any]) -> str:
             for k in ("frames", "tile_writes", "spark_draws")
         ),
     )
+    rb, ra = base.get("renderer_per_s") or {}, busy.get("renderer_per_s") or {}
+    row(
+        "page's renderer per s, no alarms → alarms (CDP): task; script; style; layout (ms); "
+        "style recalcs; layouts",
+        "—",
+        "; ".join(
+            f"{fmt(1000 * rb[k] if k in rb else None)} → {fmt(1000 * ra[k] if k in ra else None)}"
+            for k in ("TaskDuration", "ScriptDuration", "RecalcStyleDuration", "LayoutDuration")
+        )
+        + "; "
+        + "; ".join(
+            f"{fmt(rb.get(k), 1)} → {fmt(ra.get(k), 1)}"
+            for k in ("RecalcStyleCount", "LayoutCount")
+        ),
+    )
     by = busy.get("by_event") or {}
     row(
         "alarm window: log entries (raised / latched / acknowledged / ended); "
