@@ -125,7 +125,7 @@ INIT_JS = r"""
   }
   function lookList(t) {
     const now = new Map();
-    document.querySelectorAll("#hr-station-alarms [data-alarm-id]").forEach((li) => {
+    document.querySelectorAll("#hr-station-alarms li[data-alarm-id]").forEach((li) => {
       now.set(li.getAttribute("data-alarm-id"), li.getAttribute("data-state"));
     });
     now.forEach((state, id) => { if (items.get(id) !== state) A.list.push([id, state, t]); });

@@ -395,6 +395,7 @@ class ScriptedService:
         import asyncio
 
         from websockets.exceptions import ConnectionClosed
+        from websockets.protocol import State
 
         patient = ws.request.path.strip("/")
         if patient not in self.values:
@@ -404,7 +405,7 @@ class ScriptedService:
         wake = self._wake.setdefault(patient, asyncio.Event())
         self._next[patient] = self.loop.time()
         try:
-            while True:
+            while ws.state is not State.CLOSED:  # a silent patient notices the close here
                 if self.loop.time() >= self._next[patient]:
                     self._next[patient] = self.loop.time() + self.period
                     await self._send(patient, ws)

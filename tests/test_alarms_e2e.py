@@ -87,7 +87,7 @@ TILE_JS = """
   }
   probe.remove();
   const shadow = getComputedStyle(tile).boxShadow;
-  const list = [...document.querySelectorAll('#hr-station-alarms [data-alarm-id]')].map(
+  const list = [...document.querySelectorAll('#hr-station-alarms li[data-alarm-id]')].map(
     (li) => [li.getAttribute('data-alarm-id'), li.getAttribute('data-state')]);
   return {
     alarm: tile.getAttribute('data-alarm'),
