@@ -256,7 +256,9 @@ def test_null_stops_every_pulse_at_once(page: Any) -> None:
     assert stats(page)["scheduled"] == 0 and stats(page)["playing"] is None
     # Every pulse not ended yet got a stop() with no time (now), after its scheduled one.
     assert all(p["stops"][-1] is None for p in got if p["at"] + 0.2 > got[0]["now"])
-    assert sum(1 for p in got if len(p["stops"]) == 2) >= 15
+    # At least the whole next burst (5 s after the first; the first may be partly over on a
+    # busy machine) was scheduled and then stopped.
+    assert sum(1 for p in got if len(p["stops"]) == 2) >= 10
     page.wait_for_timeout(1300)
     assert len(pulses(page)) == len(got)
     update(page, {"sounding": "low"})
