@@ -1,7 +1,7 @@
 """Pure core of the alarms: one patient's alarm engine and the station's audio pause. No I/O,
 no asyncio; the clock is passed in.
 
-Groundwork for the alarms (issue 10). The bridge feeds each patient's :class:`PatientAlarms`
+The bridge (:mod:`hrdash.station_alarms`) feeds each patient's :class:`PatientAlarms`
 with the readings it accepts (:meth:`~PatientAlarms.on_reading`), the state of the patient's
 service (:meth:`~PatientAlarms.on_upstream`), the viewers' acknowledgements and limits, and
 calls :meth:`~PatientAlarms.tick` by :meth:`~PatientAlarms.next_deadline` so that the timers

@@ -1,7 +1,7 @@
 """Pure core of the trends: readings into time buckets (min, mean, max, count), coarser buckets
 from finer ones, and the series a chart draws with its gaps left open. No I/O, no clock.
 
-Groundwork for the history (issue 9): the recorder keeps minute rollups beside the raw
+The recorder (:mod:`hrdash.ingest.recorder`) keeps minute rollups beside the raw
 readings, and a trend over any range is drawn from at most :data:`MAX_POINTS` buckets whose width
 is a "nice" multiple of a minute (:func:`bucket_width`). Buckets are aligned on multiples of their
 width since the Unix epoch, so the same reading always falls in the same bucket, whoever asks and
