@@ -23,6 +23,8 @@ sources file's limits: :func:`hrdash.store.limits_at_start`).
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import re
 import sqlite3
@@ -599,3 +601,82 @@ def patient_limits(settings: Settings, patient_id: str) -> Limits:
                 pass
     file = _file_limits(settings, patient_id)
     return store.limits_at_start(_stored_limits(settings, patient_id), file)[0]
+
+
+# -- alarm log exports -------------------------------------------------------------------------
+
+ALARM_CSV_COLUMNS = (
+    "time",
+    "time_ms",
+    "event",
+    "kind",
+    "priority",
+    "value",
+    "limit",
+    "origin",
+    "alarm",
+)
+ALARM_CSV_MAX = 200_000  # log entries one CSV export holds at most (the oldest are left out)
+
+
+def parse_open_range(params: Mapping[str, str]) -> tuple[int | None, int | None]:
+    """``from`` and ``to`` (Unix ms) of a query, each None when absent (the range open on that
+    side). Raises :class:`BadRange` (one line) for a value that is not an integer or
+    ``from >= to``."""
+    start, end = _integer(params, "from"), _integer(params, "to")
+    check_range(0 if start is None else start, MAX_MS if end is None else end)
+    return start, end
+
+
+def _csv_cell(value: Any) -> Any:
+    """A log entry's value as a CSV cell: None empty, a dict (old and new limits of a
+    ``limits_changed`` entry) as compact JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    return value
+
+
+def alarm_log_entries(
+    settings: Settings, patient: str, start: int | None, end: int | None
+) -> list[dict[str, Any]]:
+    """Every kept alarm log entry of ``patient`` with ``start <= time < end`` (open sides
+    None), oldest first, at most :data:`ALARM_CSV_MAX` (the newest). Read
+    :data:`LOG_MAX` at a time, newest first, each page ending where the last one began."""
+    pages: list[list[dict[str, Any]]] = []
+    kept = 0
+    hi = end
+    while kept < ALARM_CSV_MAX:
+        page = alarm_log(settings, patient, start, hi, LOG_MAX)
+        if len(page) < LOG_MAX:
+            pages.append(page)
+            break
+        oldest = page[-1]["time"]
+        newer = [e for e in page if e["time"] > oldest]
+        if not newer:  # a whole page in one ms: take it and go on before it
+            pages.append(page)
+            hi = oldest
+        else:  # the entries of the oldest ms come whole with the next page
+            pages.append(newer)
+            hi = oldest + 1
+        kept += len(pages[-1])
+    entries = [e for page in pages for e in page][:ALARM_CSV_MAX]
+    entries.reverse()
+    return entries
+
+
+def alarm_log_csv(settings: Settings, patient: str, start: int | None, end: int | None) -> str:
+    """The patient's alarm log entries in range as CSV, oldest first (:func:`alarm_log_entries`):
+    ``time`` (ISO-8601 UTC with ms), ``time_ms``, ``event``, ``kind``, ``priority``, ``value``,
+    ``limit``, ``origin``, ``alarm``; the header line alone when there is none."""
+    entries = alarm_log_entries(settings, patient, start, end)
+    times = np.fromiter((e["time"] for e in entries), dtype=np.int64, count=len(entries))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(ALARM_CSV_COLUMNS)
+    for entry, iso in zip(entries, _iso(times), strict=True):
+        writer.writerow(
+            [iso, entry["time"]] + [_csv_cell(entry.get(name)) for name in ALARM_CSV_COLUMNS[2:]]
+        )
+    return out.getvalue()
