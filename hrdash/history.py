@@ -68,8 +68,6 @@ FETCH_TIMEOUT = 3.0  # seconds to wait for the bridge's buffer (HRDASH_DB=:memor
 LIMITS_TIMEOUT = 1.0  # seconds to wait for the bridge's limits before reading them elsewhere
 LOG_LIMIT = 100  # alarm log entries alarm_log gives without a limit
 LOG_MAX = store.LOG_KEEP_MIN  # alarm log entries one call gives at most (the bridge's LOG_KEPT)
-LOW_BPM = 50  # bradycardia threshold used in the summary (common adult alarm default)
-HIGH_BPM = 120  # tachycardia threshold used in the summary
 GAP_MS = 10_000  # summary: a reading counts until the next one, at most this long (a gap is
 # time without readings, not time at the last reading's rate)
 RANGES_MS = {"1h": 3_600_000, "8h": 8 * 3_600_000, "24h": 24 * 3_600_000}  # trend ranges
@@ -456,10 +454,13 @@ def trend_csv(settings: Settings, patient: str, start: int, end: int) -> str:
 # -- summaries ---------------------------------------------------------------------------------
 
 
-def summarise(df: pd.DataFrame) -> dict[str, Any]:
+def summarise(df: pd.DataFrame, limits: Limits | None = None) -> dict[str, Any]:
     """Count, span, min / mean / max of a :func:`readings` table, and the share of time below
-    LOW_BPM and above HIGH_BPM: each reading weighted by the time until the next one, at most
-    :data:`GAP_MS` (the last one: the median interval)."""
+    the ``low`` and above the ``high`` alarm limit of ``limits`` (default: the adult defaults),
+    ``below_pct`` and ``above_pct``: each reading weighted by the time until the next one, at
+    most :data:`GAP_MS` (the last one: the median interval). ``low`` and ``high`` are the
+    limits used."""
+    limits = Limits() if limits is None else limits
     if df.empty:
         return {"count": 0}
     span = (df["time"].iloc[-1] - df["time"].iloc[0]).total_seconds()
@@ -469,20 +470,24 @@ def summarise(df: pd.DataFrame) -> dict[str, Any]:
     bpm = df["bpm"].astype("float64")
     return {
         "count": len(df),
+        "low": limits.low,
+        "high": limits.high,
         "span_s": span,
         "first": df["time"].iloc[0],
         "last": df["time"].iloc[-1],
         "min": float(bpm.min()),
         "mean": float(bpm.mean()),
         "max": float(bpm.max()),
-        "below_pct": 100.0 * float(weights[bpm < LOW_BPM].sum()) / total,
-        "above_pct": 100.0 * float(weights[bpm > HIGH_BPM].sum()) / total,
+        "below_pct": 100.0 * float(weights[bpm < limits.low].sum()) / total,
+        "above_pct": 100.0 * float(weights[bpm > limits.high].sum()) / total,
     }
 
 
 def summary(settings: Settings, patient: str, start: int, end: int) -> dict[str, Any]:
-    """:func:`summarise` of the stored readings of ``patient`` in ``start`` to ``end``."""
-    return summarise(readings(settings, patient, start, end))
+    """:func:`summarise` of the stored readings of ``patient`` in ``start`` to ``end``, against
+    the patient's alarm limits (:func:`patient_limits`)."""
+    df = readings(settings, patient, start, end)
+    return summarise(df, patient_limits(settings, patient))
 
 
 def minute_trend(df: pd.DataFrame) -> pd.DataFrame:

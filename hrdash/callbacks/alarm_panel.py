@@ -83,7 +83,6 @@ def _limit_field(name: str) -> html.Label:
                 min=alarms.LIMIT_MIN,
                 max=alarms.LIMIT_MAX,
                 step="any",
-                inputMode="decimal",
                 className="hr-limits__input",
                 debounce=True,
                 autoComplete="off",
