@@ -18,7 +18,9 @@
  * route on start and once, LOG_REFETCH_MS after the last frame that changed the alarm state
  * (the recorder commits about once a second). Every string from the bridge or the log is set
  * as text, never as HTML. The sound (assets/alarm_sound.js, window.hrdashAudio, when present)
- * gets each alarm frame's `sounding` and `audio_paused_until`, and sends its pause here.
+ * gets each alarm frame's `sounding` and `audio_paused_until` (and `now`, when the frame has
+ * it), sends its pause through this page's socket, and is shown an audio_pause error frame.
+ * A message is sent only while the socket is open (else the control says it was not sent).
  */
 (function () {
     "use strict";
@@ -26,6 +28,8 @@
     var TICK_MS = 1000; // the "for 2 min 5 s" of each current alarm is rewritten this often
     var LIMITS_ANSWER_MS = 5000; // no frame with the sent limits nor an error by then: say so
     var DASH = "\u2013";
+    var WS_OPEN = 1;
+    var NOT_SENT = "Not connected to the bridge: not sent.";
 
     // Per-tab state.
     var S = {
@@ -43,6 +47,7 @@
         ticker: null,
         sent: 0, // messages sent (each one's nonce)
         panel: null, // the panel element the listeners are on
+        skew: 0, // ms the bridge's clock is ahead of the browser's (from a frame's `now`)
     };
 
     // -- pure helpers (window.hrdashAlarms exposes them for tests) -------------------------------
@@ -271,6 +276,11 @@
 
     // -- the page ----------------------------------------------------------------------------------
 
+    /** Now on the bridge's clock, as well as the frames tell it (Unix ms). */
+    function bridgeNow() {
+        return Date.now() + S.skew;
+    }
+
     function byId(id) {
         return document.getElementById(id);
     }
@@ -290,15 +300,23 @@
         window.dash_clientside.set_props(id, props);
     }
 
-    /** Send a message (an object, or its JSON) on the page's socket. */
+    /** Whether the page's socket is open (assets/hrdash.js keeps its state). */
+    function connected() {
+        var core = window.hrdashCore;
+        return !!(core && core.state && core.state.readyState === WS_OPEN);
+    }
+
+    /** Send a message (an object, or its JSON) on the page's socket; false when it is not
+     * open (nothing is sent: a message is never queued to go out later). */
     function send(message) {
-        if (!S.cfg) {
-            return;
+        if (!S.cfg || !connected()) {
+            return false;
         }
         var obj = typeof message === "string" ? JSON.parse(message) : Object.assign({}, message);
         S.sent += 1;
         obj.nonce = S.sent;
         setProps(S.cfg.ids.ws, {send: JSON.stringify(obj)});
+        return true;
     }
 
     function setLine(id, text, kind) {
@@ -425,6 +443,10 @@
         cfg.limit_order.forEach(function (name) {
             message[name] = checked.limits[name];
         });
+        if (!send(message)) {
+            setLine(cfg.ids.limits_message, NOT_SENT, "error");
+            return;
+        }
         S.pending = {
             limits: checked.limits,
             timer: setTimeout(function () {
@@ -434,7 +456,6 @@
             }, LIMITS_ANSWER_MS),
         };
         setLine(cfg.ids.limits_message, "Applying…", "pending");
-        send(message);
     }
 
     function onClick(event) {
@@ -444,10 +465,13 @@
         }
         var ack = target.closest("." + S.cfg.ack_class);
         if (ack && ack.hasAttribute("data-alarm-id")) {
+            if (!send({type: "ack", alarm: ack.getAttribute("data-alarm-id")})) {
+                setLine(S.cfg.ids.message, NOT_SENT, "error");
+                return;
+            }
             ack.disabled = true;
             ack.textContent = "Acknowledging…";
             setLine(S.cfg.ids.message, "", "");
-            send({type: "ack", alarm: ack.getAttribute("data-alarm-id")});
             return;
         }
         if (target.closest("#" + S.cfg.ids.apply)) {
@@ -554,11 +578,15 @@
             return;
         }
         try {
-            sound.update({
+            var like = {
                 sounding: frame.sounding === undefined ? null : frame.sounding,
                 audio_paused_until: frame.audio_paused_until === undefined
                     ? null : frame.audio_paused_until,
-            });
+            };
+            if (finite(frame.now)) {
+                like.now = frame.now; // the bridge's clock, for the pause's countdown
+            }
+            sound.update(like);
         } catch (e) {
             if (window.console) {
                 window.console.warn("hrdash alarm sound:", e);
@@ -568,7 +596,7 @@
 
     function showFrame(frame) {
         var cfg = S.cfg;
-        renderList(Date.now());
+        renderList(bridgeNow());
         fillLimits(frame.limits);
         if (S.pending && sameLimits(frame.limits, S.pending.limits, cfg)) {
             settlePending();
@@ -595,6 +623,9 @@
                 return; // another patient's (a socket from before a page change)
             }
             S.frame = frame;
+            // How long an alarm lasts is counted on the bridge's clock when the frame says
+            // what it is (its `now`), else on the browser's.
+            S.skew = finite(frame.now) ? frame.now - Date.now() : 0;
             audio(frame);
             if (S.cfg) {
                 showFrame(frame);
@@ -606,7 +637,10 @@
             } else if (answers(frame, "ack")) {
                 setLine(S.cfg.ids.message, String(frame.message || ""), "error");
                 S.listKey = null; // the buttons come back
-                renderList(Date.now());
+                renderList(bridgeNow());
+            } else if (answers(frame, "audio_pause") && window.hrdashAudio &&
+                typeof window.hrdashAudio.error === "function") {
+                window.hrdashAudio.error("Audio pause refused: " + String(frame.message || ""));
             }
         }
     }
@@ -646,7 +680,7 @@
         if (S.ticker === null) {
             S.ticker = setInterval(function () {
                 if (S.cfg) {
-                    updateDurations(Date.now());
+                    updateDurations(bridgeNow());
                 }
             }, TICK_MS);
         }
@@ -657,7 +691,7 @@
         if (S.frame) {
             showFrame(S.frame);
         } else {
-            renderList(Date.now());
+            renderList(bridgeNow());
         }
         fetchLog();
         return nu;

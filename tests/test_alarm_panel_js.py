@@ -93,6 +93,7 @@ RESET_JS = """
   window.fetchedLogs = 0;
   window.fetch = () => { window.fetchedLogs += 1; return Promise.resolve(
     new Response('[]', {headers: {'Content-Type': 'application/json'}})); };
+  window.hrdashCore.state.readyState = 1; // the page's socket is open
   window.dash_clientside.hrdash.alarm_panel_start(config, pageConfig);
 }
 """
@@ -488,11 +489,43 @@ def test_sound_gets_each_alarm_frame_and_sends_its_pause_on_the_socket(page: Any
     assert page.evaluate("window.audioCalls") == [
         {"sounding": "medium", "audio_paused_until": T0 + 60_000}
     ]
-    page.evaluate("window.audioSend({type: 'audio_pause', seconds: 120})")
+    assert page.evaluate("window.audioSend({type: 'audio_pause', seconds: 120})") is True
     assert [{k: v for k, v in m.items() if k != "nonce"} for m in sent(page)] == [
         {"type": "audio_pause", "seconds": 120}
     ]
+    deliver(page, frame(now=T0 + 1_000))
+    assert page.evaluate("window.audioCalls")[-1] == {
+        "sounding": None,
+        "audio_paused_until": None,
+        "now": T0 + 1_000,
+    }
+    page.evaluate("window.hrdashCore.state.readyState = 3")
+    assert page.evaluate("window.audioSend({type: 'audio_pause', seconds: 120})") is False
+    assert len(sent(page)) == 1
     page.evaluate("delete window.hrdashAudio")
+
+
+def test_nothing_is_sent_while_the_socket_is_not_open(page: Any) -> None:
+    """With the page's socket closed, Acknowledge and Apply say that nothing was sent (a
+    message is never queued for later)."""
+    item = alarm("hr_extreme_high")
+    deliver(page, frame(item))
+    page.evaluate("window.hrdashCore.state.readyState = 3")
+    page.click("button.hr-ack")
+    assert shown(page)["alarmMessage"] == "Not connected to the bridge: not sent."
+    assert page.text_content("button.hr-ack") == "Acknowledge"
+    fill(page, {**LIMITS, "high": 110})
+    page.click(f"#{ids.LIMITS_APPLY}")
+    assert shown(page)["limitsMessage"] == "Not connected to the bridge: not sent."
+    assert sent(page) == []
+
+
+def test_durations_count_on_the_bridges_clock(page: Any) -> None:
+    """A frame's `now` (the bridge's clock) sets the "for …": a browser clock 30 s behind the
+    bridge's does not shorten it."""
+    page.evaluate(f"window.fakeNow = {T0 + 10_000}")
+    deliver(page, frame(alarm("hr_high", since=T0 + 30_000), now=T0 + 40_000))
+    assert "for 10 s" in shown(page)["items"][0]["text"]
 
 
 def test_durations_move_on(page: Any) -> None:
