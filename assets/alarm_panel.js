@@ -3,8 +3,8 @@
  * current alarms with their Acknowledge buttons, the limits editor and the alarm log.
  *
  *   alarm_panel_start(alarmConfig, pageConfig)   clientside callback: the panel mounted
- *   window.hrdashAlarms.onFrame(frame, config)   assets/hrdash.js hands over every "alarm" and
- *                                                "error" frame of the page's socket
+ *   window.hrdashAlarms.onFrame(frame, config)   every "alarm" and "error" frame of the page's
+ *                                                socket, read from the socket itself (below)
  *
  * Frames (the bridge's, JSON):
  *   {"type":"alarm","patient":ID,"alarms":[ALARM...],"limits":{extreme_low,low,high,
@@ -697,12 +697,64 @@
         return nu;
     }
 
+    // -- the frames, from the socket itself ----------------------------------------------------
+    //
+    // Dash hands the page's callbacks only the last of the socket messages that arrive within
+    // one render, and an alarm frame is sent once, when the state changes, often a few ms before
+    // a readings frame (on connect: readings, status, alarm, then the next readings): through
+    // the hr-ws component's `message` it is lost. So the panel listens on the socket itself:
+    // every WebSocket the page opens gets a listener that picks out the alarm and error frames
+    // (their "type" is the first key the bridge writes) and leaves everything else to Dash.
+
+    var FRAME_TYPE = /^\{\s*"type"\s*:\s*"(alarm|error)"/;
+
+    function onSocketMessage(event) {
+        var data = event.data;
+        if (typeof data !== "string" || !FRAME_TYPE.test(data.slice(0, 40))) {
+            return;
+        }
+        try {
+            onFrame(JSON.parse(data), S.page);
+        } catch (e) {
+            if (window.console) {
+                window.console.warn("hrdash alarms panel:", e);
+            }
+        }
+    }
+
+    /** window.WebSocket, with onSocketMessage listening on every socket it opens. */
+    function tapSockets() {
+        var Native = window.WebSocket;
+        if (typeof Native !== "function" || Native.hrdashTapped) {
+            return;
+        }
+        var Tapped = function WebSocket(url, protocols) {
+            var ws = protocols === undefined ? new Native(url) : new Native(url, protocols);
+            ws.addEventListener("message", function (event) {
+                var panel = window.hrdashAlarms; // this file's, even when evaluated again
+                if (panel) {
+                    panel.onSocketMessage(event);
+                }
+            });
+            return ws;
+        };
+        Tapped.prototype = Native.prototype;
+        ["CONNECTING", "OPEN", "CLOSING", "CLOSED"].forEach(function (name) {
+            Tapped[name] = Native[name];
+        });
+        Tapped.hrdashTapped = true;
+        window.WebSocket = Tapped;
+    }
+
+    tapSockets();
+
     window.dash_clientside = window.dash_clientside || {};
     var ns = (window.dash_clientside.hrdash = window.dash_clientside.hrdash || {});
     ns.alarm_panel_start = alarm_panel_start;
 
     window.hrdashAlarms = {
         onFrame: onFrame,
+        onSocketMessage: onSocketMessage,
         // Pure helpers and the per-tab state, for tests and the console.
         timeText: timeText,
         dateTimeText: dateTimeText,

@@ -8,8 +8,7 @@
  *                                       (the card written at once, the rest after the next paint)
  *   on_state(state, store, config)      socket opened/closed → reconnect with backoff
  *   on_tick(n, wsState, store, config)  badge, staleness, watchdog on a silent socket
- * Status frames and socket states are also handed to the Source panel (assets/source_panel.js),
- * alarm and error frames to the Alarms panel (assets/alarm_panel.js).
+ * Status frames and socket states are also handed to the Source panel (assets/source_panel.js).
  *
  * Bridge protocol (JSON text frames, each with a "type"; unknown types are ignored):
  *   {"type":"readings","run":R,"readings":[{"seq","time","bpm"}...],"first_seq":N,"last_seq":M}
@@ -492,22 +491,6 @@
         }
     }
 
-    /** Hand an alarm or error frame to the Alarms panel (assets/alarm_panel.js); a fault there
-     * must never break the live path. */
-    function alarmPanel(frame, config) {
-        var panel = window.hrdashAlarms;
-        if (!panel) {
-            return;
-        }
-        try {
-            panel.onFrame(frame, config);
-        } catch (e) {
-            if (window.console) {
-                window.console.warn("hrdash alarms panel:", e);
-            }
-        }
-    }
-
     /**
      * Run fn once the browser has painted the next frame (a task after that frame's
      * requestAnimationFrame), or after AFTER_PAINT_MAX_MS if frames are throttled; at once in a
@@ -661,9 +644,6 @@
                 bounds(after, frame, null);
             }
             out[0] = after;
-        } else if (frame.type === "alarm" || frame.type === "error") {
-            alarmPanel(frame, config);
-            return out;
         } else {
             return out; // unknown type: ignore
         }

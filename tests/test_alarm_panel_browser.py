@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
+import io
 import json
 import os
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -48,6 +52,7 @@ PANEL_JS = """
 () => {
   const panel = document.getElementById('hr-alarms');
   const field = (n) => document.getElementById('hr-limit-' + n);
+  if (!panel || !field('low')) return {alarm: null, items: [], log: [], limits: [], message: ''};
   return {
     alarm: panel.getAttribute('data-alarm'),
     items: Array.from(panel.querySelectorAll('#hr-alarm-current > li[data-alarm-id]')).map(
@@ -176,17 +181,29 @@ def test_an_alarm_on_the_panel_acknowledged_and_the_limits_edited(bed: Bed) -> N
         shown = poll(
             page,
             panel,
-            lambda s: [i["state"] for i in s["items"] if i["id"] == item["id"]]
-            == ["acknowledged"]
-            and any(r[1] == "acknowledged" for r in s["log"]),
+            lambda s: (
+                [i["state"] for i in s["items"] if i["id"] == item["id"]] == ["acknowledged"]
+                and any(r[1] == "acknowledged" for r in s["log"])
+            ),
             10,
             "the alarm acknowledged, and logged",
         )
-        assert not [i for i in shown["items"] if i["id"] == item["id"]][0]["ack"]
-        [ack] = [e for e in bed.api("/api/alarms/log?patient=" + PATIENT) if e["event"] == "acknowledged"]
+        assert not next(i for i in shown["items"] if i["id"] == item["id"])["ack"]
+        log = bed.api("/api/alarms/log?patient=" + PATIENT)
+        [ack] = [e for e in log if e["event"] == "acknowledged"]
         assert ack["alarm"] == item["id"]
         assert ack["origin"] == bed.running.url.rstrip("/")
-        assert [r for r in shown["log"] if r[1] == "acknowledged"][0][6] == ack["origin"]
+        assert next(r for r in shown["log"] if r[1] == "acknowledged")[6] == ack["origin"]
+        href = page.get_attribute(f"#{ids.ALARM_EXPORT}", "href")
+        with urllib.request.urlopen(urljoin(page.url, href), timeout=scaled(5)) as answer:
+            exported = list(csv.DictReader(io.StringIO(answer.read().decode())))
+        # The export: the whole log kept, oldest first, this alarm's raise before its ack.
+        assert [r["event"] for r in exported if r["alarm"] == item["id"]] == [
+            "raised",
+            "acknowledged",
+        ]
+        times = [int(r["time_ms"]) for r in exported]
+        assert times == sorted(times)
 
         page.fill(f"#{ids.limit_input('low')}", "130")
         page.click(f"#{ids.LIMITS_APPLY}")

@@ -1,21 +1,28 @@
 """The Alarms panel's client (``assets/alarm_panel.js``) in real Chromium, function by function
-and through its DOM: alarm frames in (through the hook in ``assets/hrdash.js``), the list, the
+and through its DOM: alarm frames in (read from the page's socket itself), the list, the
 Acknowledge buttons and the limits editor, messages out on the socket.
 
-One blank page for the module with a stub of what Dash's renderer puts on
+One blank page for the module (served on 127.0.0.1 by a real websockets server, which also
+sends back what a socket sends it) with a stub of what Dash's renderer puts on
 ``window.dash_clientside`` (``no_update``, a recording ``set_props``), the panel's markup with
-the contract's ids, and the very ``hrdash.js`` and ``alarm_panel.js`` the app serves, evaluated
-afresh for every test. The config is the one Python builds (:func:`alarm_panel.config`). Only
-the clock is faked (``Date.now``), and only where a test sets it.
+the contract's ids, and the very ``hrdash.js`` (the socket's state) and ``alarm_panel.js`` the
+app serves, evaluated afresh for every test. The config is the one Python builds
+(:func:`alarm_panel.config`). Only the clock is faked (``Date.now``), and only where a test
+sets it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
 
 from hrdash import alarms, ids
 from hrdash.callbacks import alarm_panel
@@ -25,7 +32,7 @@ from tests.support import chromium_page
 
 pytestmark = pytest.mark.browser
 
-PAGE_URL = "http://hrdash.test/patient/bed-01"
+BLANK = b"<!doctype html><html><head></head><body></body></html>"
 PATIENT = "bed-01"
 PANEL_JS = ASSETS / "alarm_panel.js"
 HRDASH_JS = ASSETS / "hrdash.js"
@@ -49,9 +56,9 @@ HARNESS_JS = """
   window.sent = () => window.setPropsCalls
     .filter(([id, p]) => id === 'hr-ws' && p.send !== undefined)
     .map(([, p]) => JSON.parse(p.send));
-  // A socket message through hrdash.js's on_message, as the WebSocket component delivers it.
-  window.deliver = (frame, config) => window.dash_clientside.hrdash.on_message(
-    {data: JSON.stringify(frame)}, null, config);
+  // A socket message event, as the panel's listener on the page's socket gets it.
+  window.deliver = (frame) => window.hrdashAlarms.onSocketMessage(
+    new MessageEvent('message', {data: JSON.stringify(frame)}));
 })();
 """
 
@@ -100,16 +107,48 @@ RESET_JS = """
 
 
 @pytest.fixture(scope="module")
-def browser_page() -> Iterator[Any]:
+def echo() -> Iterator[str]:
+    """A websockets server on 127.0.0.1 (in a thread) that sends back every message, and
+    serves the blank page at /patient/bed-01 (Chromium lets a page open sockets to 127.0.0.1
+    only from a local origin). Yields its base URL, http://127.0.0.1:PORT."""
+
+    async def handler(ws: ServerConnection) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    def page_or_socket(connection: ServerConnection, request: Request) -> Response | None:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return None
+        headers = Headers([("Content-Type", "text/html; charset=utf-8")])
+        return Response(200, "OK", headers, BLANK)
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    async def start() -> Server:
+        return await serve(handler, "127.0.0.1", 0, process_request=page_or_socket)
+
+    server = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    port = next(iter(server.sockets)).getsockname()[1]
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+
+        async def stop() -> None:
+            server.close()
+            await server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+@pytest.fixture(scope="module")
+def browser_page(echo: str) -> Iterator[Any]:
     with chromium_page() as page:
-        page.route(
-            PAGE_URL,
-            lambda route: route.fulfill(
-                content_type="text/html",
-                body="<!doctype html><html><head></head><body></body></html>",
-            ),
-        )
-        page.goto(PAGE_URL)
+        page.goto(f"http://{echo}/patient/{PATIENT}")
         page.add_script_tag(content=HARNESS_JS)
         yield page
 
@@ -170,7 +209,7 @@ def frame(*items: dict[str, Any], limits: dict[str, float] | None = None, **extr
 
 
 def deliver(page: Any, message: dict[str, Any]) -> None:
-    page.evaluate("([f, c]) => window.deliver(f, c)", [message, PAGE_CONFIG])
+    page.evaluate("(f) => window.deliver(f)", message)
 
 
 def shown(page: Any) -> dict[str, Any]:
@@ -315,15 +354,11 @@ def test_log_cells(page: Any) -> None:
 # -- the panel through the page's socket ---------------------------------------------------------
 
 
-def test_alarm_frames_reach_the_panel_through_hrdash_js(page: Any) -> None:
-    """An alarm frame on the page's socket is drawn: one item per current alarm with its
-    marker and label, the panel's data-alarm the highest active priority, Acknowledge buttons
-    carrying the alarm's id; no Dash output changes for it."""
-    out = page.evaluate(
-        "([f, c]) => window.deliver(f, c).map((x) => x === window.dash_clientside.no_update)",
-        [frame(alarm("hr_high", since=T0), alarm("no_signal", since=T0 + 1)), PAGE_CONFIG],
-    )
-    assert all(out)
+def test_alarm_frames_are_drawn(page: Any) -> None:
+    """An alarm frame is drawn: one item per current alarm with its marker and label, the
+    panel's data-alarm the highest active priority, Acknowledge buttons carrying the alarm's
+    id; with no alarm, the empty line."""
+    deliver(page, frame(alarm("hr_high", since=T0), alarm("no_signal", since=T0 + 1)))
     view = shown(page)
     assert view["panel"] == "medium"
     assert [(i["priority"], i["state"], i["ack"]) for i in view["items"]] == [
@@ -336,6 +371,43 @@ def test_alarm_frames_reach_the_panel_through_hrdash_js(page: Any) -> None:
         {"id": None, "state": None, "priority": None, "text": "No alarms", "ack": False}
     ]
     assert shown(page)["panel"] == "none"
+
+
+def test_frames_are_read_from_the_socket_itself(page: Any, echo: str) -> None:
+    """A socket the page opens (as the hr-ws component does, through window.WebSocket) hands
+    its alarm and error frames to the panel, even when a readings frame follows within the
+    same moment (Dash would hand its callbacks only the last); other frames are left alone.
+    The socket is a real one, to a real server on 127.0.0.1 that sends back what it gets."""
+    item = alarm("hr_extreme_high")
+    got = page.evaluate(
+        """async ([url, frames]) => {
+          const ws = new WebSocket(url);
+          const constants = [WebSocket.CONNECTING, WebSocket.OPEN, WebSocket.CLOSED,
+                             ws instanceof WebSocket];
+          const late = (what) => new Promise((_, reject) => setTimeout(
+            () => reject(new Error('timed out: ' + what)), 5000));
+          await Promise.race([new Promise((resolve) => { ws.onopen = resolve; }), late('open')]);
+          let n = 0;
+          const all = Promise.race([new Promise((resolve) => {
+            ws.onmessage = () => { n += 1; if (n === frames.length) resolve(); };
+          }), late('the frames back')]);
+          for (const f of frames) ws.send(JSON.stringify(f));
+          await all;
+          ws.close();
+          return constants;
+        }""",
+        [
+            f"ws://{echo}/",
+            [
+                {"type": "status", "run": "r", "upstream": "live"},
+                frame(item),
+                {"type": "readings", "run": "r", "readings": []},
+            ],
+        ],
+    )
+    assert got == [0, 1, 3, True]
+    assert [i["id"] for i in shown(page)["items"]] == [item["id"]]
+    assert shown(page)["panel"] == "high"
 
 
 def test_another_patients_frame_is_ignored(page: Any) -> None:

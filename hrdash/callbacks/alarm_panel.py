@@ -4,10 +4,11 @@ with an Acknowledge button), the limits editor and the alarm log, with its CSV e
 Python builds the panel once (:func:`card`, placed by :mod:`hrdash.pages.patient` below the
 live chart) and registers one clientside callback; everything else runs in
 ``assets/alarm_panel.js``. The current alarms and the limits come from the bridge's ``alarm``
-frames, which ``assets/hrdash.js`` hands to the panel as they arrive (no Dash request per
-frame); acknowledgements and limits go back on the page's own WebSocket. The log is asked
-from the Dash server's ``/api/patients/<id>/alarms`` route on load and about a second after a
-frame changes the alarm state (the recorder commits about once a second).
+frames, which the panel reads from the page's WebSocket itself as they arrive (through Dash's
+``message`` an alarm frame followed within a render by a readings frame would be lost; no Dash
+request per frame either way); acknowledgements and limits go back on the same socket. The
+log is asked from the Dash server's ``/api/patients/<id>/alarms`` route on load and about a
+second after a frame changes the alarm state (the recorder commits about once a second).
 
 Python's part is the constants (:func:`config`): the markers, the kind labels, the limits'
 bounds and order (checked in the page with the rules of :meth:`hrdash.alarms.Limits.check`
@@ -87,7 +88,6 @@ def _limit_field(name: str) -> html.Label:
                 debounce=True,
                 autoComplete="off",
             ),
-            html.Span("bpm", className="hr-limits__unit"),
         ],
     )
 
@@ -100,7 +100,7 @@ def card(patient_id: str, prefix: str = "/") -> html.Section:
         className="hr-limits",
         role="group",
         children=[
-            html.H3("Limits", className="hr-alarms__subhead"),
+            html.H3("Limits (bpm)", className="hr-alarms__subhead"),
             html.Div(
                 className="hr-limits__fields",
                 children=[_limit_field(name) for name in alarms.LIMIT_ORDER],
@@ -159,7 +159,16 @@ def card(patient_id: str, prefix: str = "/") -> html.Section:
         className="hr-card hr-alarms",
         children=[
             dcc.Store(id=ids.ALARM_CONFIG, data=config(patient_id, prefix)),
-            html.H2("Alarms", className="hr-card__label"),
+            html.Div(
+                className="hr-alarms__head",
+                children=[
+                    html.H2("Alarms", className="hr-card__label"),
+                    # TODO(sound control): hrdash.layout.audio_control() (hr-audio, driven by
+                    # assets/alarm_sound.js) goes here, at the head of the panel, once it is on
+                    # main; assets/alarm_panel.js already registers this page's socket as its
+                    # sender and hands it every alarm frame.
+                ],
+            ),
             html.Div(
                 className="hr-alarms__top",
                 children=[
