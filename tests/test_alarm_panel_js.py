@@ -8,7 +8,8 @@ sends back what a socket sends it) with a stub of what Dash's renderer puts on
 the contract's ids, and the very ``hrdash.js`` (the socket's state) and ``alarm_panel.js`` the
 app serves, evaluated afresh for every test. The config is the one Python builds
 (:func:`alarm_panel.config`). Only the clock is faked (``Date.now``), and only where a test
-sets it.
+sets it; the log's ``fetch`` is a counting stand-in here (the route itself is tested in
+test_alarm_panel.py, and the page asking it in test_alarm_panel_browser.py).
 """
 
 from __future__ import annotations
