@@ -393,7 +393,21 @@
     }
 
     function limitField(name) {
-        return byId(S.cfg.ids.limit_prefix + name);
+        return byId(S.cfg.ids.limit_inputs[name]);
+    }
+
+    /** The limit whose input `el` is, or null. */
+    function limitOf(el) {
+        var inputs = S.cfg && S.cfg.ids.limit_inputs;
+        if (!inputs || !el || !el.id) {
+            return null;
+        }
+        for (var name in inputs) {
+            if (Object.prototype.hasOwnProperty.call(inputs, name) && inputs[name] === el.id) {
+                return name;
+            }
+        }
+        return null;
     }
 
     /** Write the frame's limits into the fields not typed into. */
@@ -404,7 +418,7 @@
         S.shownLimits = limits;
         S.cfg.limit_order.forEach(function (name) {
             if (!S.dirty[name] && finite(limits[name])) {
-                setProps(S.cfg.ids.limit_prefix + name, {value: limits[name]});
+                setProps(S.cfg.ids.limit_inputs[name], {value: limits[name]});
             }
         });
     }
@@ -480,17 +494,14 @@
     }
 
     function onInput(event) {
-        var target = event.target;
-        var prefix = S.cfg && S.cfg.ids.limit_prefix;
-        if (target && target.id && prefix && target.id.indexOf(prefix) === 0) {
-            S.dirty[target.id.slice(prefix.length)] = true;
+        var name = limitOf(event.target);
+        if (name !== null) {
+            S.dirty[name] = true;
         }
     }
 
     function onKey(event) {
-        var target = event.target;
-        var prefix = S.cfg && S.cfg.ids.limit_prefix;
-        if (event.key === "Enter" && target && target.id && target.id.indexOf(prefix) === 0) {
+        if (event.key === "Enter" && limitOf(event.target) !== null) {
             apply();
         }
     }

@@ -151,14 +151,26 @@ ALARM_LOG = "hr-alarm-log"  # <table>: the newest log entries, newest first
 ALARM_LOG_STATUS = "hr-alarm-log-status"  # one line under the log: what is shown, or why not
 ALARM_EXPORT = "hr-alarm-export"  # "Export log (CSV)"
 LIMITS = "hr-limits"  # the limits editor
-LIMIT_PREFIX = "hr-limit-"  # an input's id is LIMIT_PREFIX + limit name (extreme_low, ...)
+LIMIT_EXTREME_LOW = "hr-limit-extreme_low"  # the editor's inputs, one per limit
+LIMIT_LOW = "hr-limit-low"
+LIMIT_HIGH = "hr-limit-high"
+LIMIT_EXTREME_HIGH = "hr-limit-extreme_high"
 LIMITS_APPLY = "hr-limits-apply"
 LIMITS_MESSAGE = "hr-limits-message"  # one line: a refused value, the bridge's error, success
 
 
+# Limit name (hrdash.alarms.LIMIT_ORDER) → the editor's input for it.
+LIMIT_INPUTS = {
+    "extreme_low": LIMIT_EXTREME_LOW,
+    "low": LIMIT_LOW,
+    "high": LIMIT_HIGH,
+    "extreme_high": LIMIT_EXTREME_HIGH,
+}
+
+
 def limit_input(name: str) -> str:
     """The element id of the limits editor's input for ``name`` (one of LIMIT_ORDER)."""
-    return LIMIT_PREFIX + name
+    return LIMIT_INPUTS[name]
 
 
 # Name (as assets/alarm_panel.js knows it) → element id, handed to the browser in its config.
@@ -170,7 +182,7 @@ ALARM_IDS = {
     "log_status": ALARM_LOG_STATUS,
     "export": ALARM_EXPORT,
     "limits": LIMITS,
-    "limit_prefix": LIMIT_PREFIX,
+    "limit_inputs": LIMIT_INPUTS,
     "apply": LIMITS_APPLY,
     "limits_message": LIMITS_MESSAGE,
     "ws": WS,
