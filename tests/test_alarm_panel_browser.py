@@ -63,6 +63,7 @@ PANEL_JS = """
       (tr) => Array.from(tr.cells).map((td) => td.textContent)),
     limits: ['extreme_low', 'low', 'high', 'extreme_high'].map((n) => field(n).value),
     message: document.getElementById('hr-limits-message').textContent,
+    sounding: document.getElementById('hr-audio').getAttribute('data-sounding'),
   };
 }
 """
@@ -140,10 +141,10 @@ def panel(page: Any) -> dict[str, Any]:
 
 def test_an_alarm_on_the_panel_acknowledged_and_the_limits_edited(bed: Bed) -> None:
     """Normal → 165 bpm: the panel shows the high alarm (*** HR extremely high, flashing ring)
-    and the log its raise; Acknowledge acknowledges it on the bridge (logged with the page's
-    origin); low 130 (above high) is refused in the page and nothing changes on the bridge;
-    high 110 and extreme high 140 change the limits the frames carry. No Dash request per
-    reading meanwhile."""
+    and the log its raise, and the sound control sounds it; Acknowledge acknowledges it on the
+    bridge (logged with the page's origin, the sound stops); low 130 (above high) is refused in
+    the page and nothing changes on the bridge; high 110 and extreme high 140 change the limits
+    the frames carry. No Dash request per reading meanwhile."""
     with chromium_page(1280, 1300) as page:
         requests, errors = watch(page)
         page.goto(bed.running.url + "patient/" + PATIENT)
@@ -167,6 +168,8 @@ def test_an_alarm_on_the_panel_acknowledged_and_the_limits_edited(bed: Bed) -> N
         [item] = [i for i in shown["items"] if i["priority"] == "high"]
         assert item["text"].startswith("***HR extremely high165 bpm > 150since ")
         assert item["state"] == "active" and item["ack"]
+        # The sound control (assets/alarm_sound.js) got the frame: the high alarm sounds.
+        poll(page, panel, lambda s: s["sounding"] == "high", 5, "the sound control sounding")
         raised = [r for r in shown["log"] if r[1] == "raised" and r[2] == "HR extremely high"]
         assert raised and raised[0][3:6] == ["*** high", "165 bpm", "150 bpm"]
         if SHOTS:
@@ -189,6 +192,7 @@ def test_an_alarm_on_the_panel_acknowledged_and_the_limits_edited(bed: Bed) -> N
             "the alarm acknowledged, and logged",
         )
         assert not next(i for i in shown["items"] if i["id"] == item["id"])["ack"]
+        poll(page, panel, lambda s: s["sounding"] == "none", 5, "silence once acknowledged")
         log = bed.api("/api/alarms/log?patient=" + PATIENT)
         [ack] = [e for e in log if e["event"] == "acknowledged"]
         assert ack["alarm"] == item["id"]

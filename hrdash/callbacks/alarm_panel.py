@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from dash import ClientsideFunction, Input, Output, State, dcc, html
 
 from hrdash import alarms, ids, routes
-from hrdash.layout import _attrs
+from hrdash.layout import _attrs, audio_control
 
 if TYPE_CHECKING:
     import dash
@@ -93,8 +93,9 @@ def _limit_field(name: str) -> html.Label:
 
 
 def card(patient_id: str, prefix: str = "/") -> html.Section:
-    """The Alarms panel of ``patient_id``: the current alarms, the limits editor and the log,
-    with the export link under ``prefix`` (the app's URL prefix)."""
+    """The Alarms panel of ``patient_id``: the sound control (:func:`hrdash.layout.audio_control`)
+    at its head, the current alarms, the limits editor and the log, with the export link under
+    ``prefix`` (the app's URL prefix)."""
     limits = html.Div(
         id=ids.LIMITS,
         className="hr-limits",
@@ -163,10 +164,9 @@ def card(patient_id: str, prefix: str = "/") -> html.Section:
                 className="hr-alarms__head",
                 children=[
                     html.H2("Alarms", className="hr-card__label"),
-                    # TODO(sound control): hrdash.layout.audio_control() (hr-audio, driven by
-                    # assets/alarm_sound.js) goes here, at the head of the panel, once it is on
-                    # main; assets/alarm_panel.js already registers this page's socket as its
-                    # sender and hands it every alarm frame.
+                    # The sound control (assets/alarm_sound.js): assets/alarm_panel.js hands it
+                    # every alarm frame and registers this page's socket as its sender.
+                    audio_control(),
                 ],
             ),
             html.Div(
