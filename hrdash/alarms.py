@@ -89,6 +89,7 @@ __all__ = [
     "HIGH_DELAY",
     "HYSTERESIS",
     "KINDS",
+    "KIND_LABELS",
     "LATCHED",
     "LATCHING",
     "LIMIT_MAX",
@@ -125,6 +126,14 @@ ACTIVE, LATCHED, ACKNOWLEDGED, ENDED = "active", "latched", "acknowledged", "end
 STATES = (ACTIVE, LATCHED, ACKNOWLEDGED, ENDED)
 EVENTS = ("raised", "latched", "acknowledged", "ended", "audio_paused", "limits_changed")
 MARKERS = {"high": "***", "medium": "**", "low": "*"}
+KIND_LABELS = {  # what the pages call each kind
+    "hr_low": "HR low",
+    "hr_high": "HR high",
+    "hr_extreme_low": "HR extremely low",
+    "hr_extreme_high": "HR extremely high",
+    "no_signal": "No signal",
+    "source_down": "Source down",
+}
 PRIORITY = {
     "hr_low": "medium",
     "hr_high": "medium",

@@ -23,6 +23,8 @@ sources file's limits: :func:`hrdash.store.limits_at_start`).
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import re
 import sqlite3
@@ -66,8 +68,6 @@ FETCH_TIMEOUT = 3.0  # seconds to wait for the bridge's buffer (HRDASH_DB=:memor
 LIMITS_TIMEOUT = 1.0  # seconds to wait for the bridge's limits before reading them elsewhere
 LOG_LIMIT = 100  # alarm log entries alarm_log gives without a limit
 LOG_MAX = store.LOG_KEEP_MIN  # alarm log entries one call gives at most (the bridge's LOG_KEPT)
-LOW_BPM = 50  # bradycardia threshold used in the summary (common adult alarm default)
-HIGH_BPM = 120  # tachycardia threshold used in the summary
 GAP_MS = 10_000  # summary: a reading counts until the next one, at most this long (a gap is
 # time without readings, not time at the last reading's rate)
 RANGES_MS = {"1h": 3_600_000, "8h": 8 * 3_600_000, "24h": 24 * 3_600_000}  # trend ranges
@@ -454,10 +454,13 @@ def trend_csv(settings: Settings, patient: str, start: int, end: int) -> str:
 # -- summaries ---------------------------------------------------------------------------------
 
 
-def summarise(df: pd.DataFrame) -> dict[str, Any]:
+def summarise(df: pd.DataFrame, limits: Limits | None = None) -> dict[str, Any]:
     """Count, span, min / mean / max of a :func:`readings` table, and the share of time below
-    LOW_BPM and above HIGH_BPM: each reading weighted by the time until the next one, at most
-    :data:`GAP_MS` (the last one: the median interval)."""
+    the ``low`` and above the ``high`` alarm limit of ``limits`` (default: the adult defaults),
+    ``below_pct`` and ``above_pct``: each reading weighted by the time until the next one, at
+    most :data:`GAP_MS` (the last one: the median interval). ``low`` and ``high`` are the
+    limits used."""
+    limits = Limits() if limits is None else limits
     if df.empty:
         return {"count": 0}
     span = (df["time"].iloc[-1] - df["time"].iloc[0]).total_seconds()
@@ -467,20 +470,24 @@ def summarise(df: pd.DataFrame) -> dict[str, Any]:
     bpm = df["bpm"].astype("float64")
     return {
         "count": len(df),
+        "low": limits.low,
+        "high": limits.high,
         "span_s": span,
         "first": df["time"].iloc[0],
         "last": df["time"].iloc[-1],
         "min": float(bpm.min()),
         "mean": float(bpm.mean()),
         "max": float(bpm.max()),
-        "below_pct": 100.0 * float(weights[bpm < LOW_BPM].sum()) / total,
-        "above_pct": 100.0 * float(weights[bpm > HIGH_BPM].sum()) / total,
+        "below_pct": 100.0 * float(weights[bpm < limits.low].sum()) / total,
+        "above_pct": 100.0 * float(weights[bpm > limits.high].sum()) / total,
     }
 
 
 def summary(settings: Settings, patient: str, start: int, end: int) -> dict[str, Any]:
-    """:func:`summarise` of the stored readings of ``patient`` in ``start`` to ``end``."""
-    return summarise(readings(settings, patient, start, end))
+    """:func:`summarise` of the stored readings of ``patient`` in ``start`` to ``end``, against
+    the patient's alarm limits (:func:`patient_limits`)."""
+    df = readings(settings, patient, start, end)
+    return summarise(df, patient_limits(settings, patient))
 
 
 def minute_trend(df: pd.DataFrame) -> pd.DataFrame:
@@ -599,3 +606,82 @@ def patient_limits(settings: Settings, patient_id: str) -> Limits:
                 pass
     file = _file_limits(settings, patient_id)
     return store.limits_at_start(_stored_limits(settings, patient_id), file)[0]
+
+
+# -- alarm log exports -------------------------------------------------------------------------
+
+ALARM_CSV_COLUMNS = (
+    "time",
+    "time_ms",
+    "event",
+    "kind",
+    "priority",
+    "value",
+    "limit",
+    "origin",
+    "alarm",
+)
+ALARM_CSV_MAX = 200_000  # log entries one CSV export holds at most (the oldest are left out)
+
+
+def parse_open_range(params: Mapping[str, str]) -> tuple[int | None, int | None]:
+    """``from`` and ``to`` (Unix ms) of a query, each None when absent (the range open on that
+    side). Raises :class:`BadRange` (one line) for a value that is not an integer or
+    ``from >= to``."""
+    start, end = _integer(params, "from"), _integer(params, "to")
+    check_range(0 if start is None else start, MAX_MS if end is None else end)
+    return start, end
+
+
+def _csv_cell(value: Any) -> Any:
+    """A log entry's value as a CSV cell: None empty, a dict (old and new limits of a
+    ``limits_changed`` entry) as compact JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    return value
+
+
+def alarm_log_entries(
+    settings: Settings, patient: str, start: int | None, end: int | None
+) -> list[dict[str, Any]]:
+    """Every kept alarm log entry of ``patient`` with ``start <= time < end`` (open sides
+    None), oldest first, at most :data:`ALARM_CSV_MAX` (the newest). Read
+    :data:`LOG_MAX` at a time, newest first, each page ending where the last one began."""
+    pages: list[list[dict[str, Any]]] = []
+    kept = 0
+    hi = end
+    while kept < ALARM_CSV_MAX:
+        page = alarm_log(settings, patient, start, hi, LOG_MAX)
+        if len(page) < LOG_MAX:
+            pages.append(page)
+            break
+        oldest = page[-1]["time"]
+        newer = [e for e in page if e["time"] > oldest]
+        if not newer:  # a whole page in one ms: take it and go on before it
+            pages.append(page)
+            hi = oldest
+        else:  # the entries of the oldest ms come whole with the next page
+            pages.append(newer)
+            hi = oldest + 1
+        kept += len(pages[-1])
+    entries = [e for page in pages for e in page][:ALARM_CSV_MAX]
+    entries.reverse()
+    return entries
+
+
+def alarm_log_csv(settings: Settings, patient: str, start: int | None, end: int | None) -> str:
+    """The patient's alarm log entries in range as CSV, oldest first (:func:`alarm_log_entries`):
+    ``time`` (ISO-8601 UTC with ms), ``time_ms``, ``event``, ``kind``, ``priority``, ``value``,
+    ``limit``, ``origin``, ``alarm``; the header line alone when there is none."""
+    entries = alarm_log_entries(settings, patient, start, end)
+    times = np.fromiter((e["time"] for e in entries), dtype=np.int64, count=len(entries))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(ALARM_CSV_COLUMNS)
+    for entry, iso in zip(entries, _iso(times), strict=True):
+        writer.writerow(
+            [iso, entry["time"]] + [_csv_cell(entry.get(name)) for name in ALARM_CSV_COLUMNS[2:]]
+        )
+    return out.getvalue()

@@ -141,3 +141,49 @@ AUDIO_ENABLE = "hr-audio-enable"  # "Alarm sound is off — click to enable" / "
 AUDIO_PAUSE = "hr-audio-pause"  # "Pause audio 2 min"
 AUDIO_COUNTDOWN = "hr-audio-countdown"  # "Audio paused 1:43", hidden when no pause runs
 AUDIO_MESSAGE = "hr-audio-message"  # a refused pause, shown briefly
+
+# Alarms panel of the monitor (hrdash/callbacks/alarm_panel.py); assets/alarm_panel.js fills it.
+ALARMS = "hr-alarms"  # the panel: the patient's current alarms and the log
+ALARM_CONFIG = "hr-alarm-config"  # dcc.Store: the panel's constants, labels and ids
+ALARM_CURRENT = "hr-alarm-current"  # <ul>: one item per current alarm (ack buttons in it)
+ALARM_MESSAGE = "hr-alarm-message"  # one line: an acknowledge the bridge refused
+ALARM_LOG = "hr-alarm-log"  # <table>: the newest log entries, newest first
+ALARM_LOG_STATUS = "hr-alarm-log-status"  # one line under the log: what is shown, or why not
+ALARM_EXPORT = "hr-alarm-export"  # "Export log (CSV)"
+LIMITS = "hr-limits"  # the limits editor
+LIMIT_EXTREME_LOW = "hr-limit-extreme_low"  # the editor's inputs, one per limit
+LIMIT_LOW = "hr-limit-low"
+LIMIT_HIGH = "hr-limit-high"
+LIMIT_EXTREME_HIGH = "hr-limit-extreme_high"
+LIMITS_APPLY = "hr-limits-apply"
+LIMITS_MESSAGE = "hr-limits-message"  # one line: a refused value, the bridge's error, success
+
+
+# Limit name (hrdash.alarms.LIMIT_ORDER) → the editor's input for it.
+LIMIT_INPUTS = {
+    "extreme_low": LIMIT_EXTREME_LOW,
+    "low": LIMIT_LOW,
+    "high": LIMIT_HIGH,
+    "extreme_high": LIMIT_EXTREME_HIGH,
+}
+
+
+def limit_input(name: str) -> str:
+    """The element id of the limits editor's input for ``name`` (one of LIMIT_ORDER)."""
+    return LIMIT_INPUTS[name]
+
+
+# Name (as assets/alarm_panel.js knows it) → element id, handed to the browser in its config.
+ALARM_IDS = {
+    "panel": ALARMS,
+    "current": ALARM_CURRENT,
+    "message": ALARM_MESSAGE,
+    "log": ALARM_LOG,
+    "log_status": ALARM_LOG_STATUS,
+    "export": ALARM_EXPORT,
+    "limits": LIMITS,
+    "limit_inputs": LIMIT_INPUTS,
+    "apply": LIMITS_APPLY,
+    "limits_message": LIMITS_MESSAGE,
+    "ws": WS,
+}

@@ -8,6 +8,11 @@
   ``width=MS`` and ``raw=1`` — the trend as strict JSON (:func:`hrdash.history.trend`).
 - ``GET /api/patients/<id>/trend.csv?from=MS&to=MS`` — the minute trend as CSV: ``time``,
   ``time_ms``, ``min``, ``mean``, ``max``, ``n``.
+- ``GET /api/patients/<id>/alarms?limit=N[&from=MS&to=MS]`` — the patient's alarm log as JSON,
+  newest first (:func:`hrdash.history.alarm_log`; N: 1 to 1,000, default 100).
+- ``GET /api/patients/<id>/alarms.csv[?from=MS&to=MS]`` — the alarm log as CSV, oldest first
+  (:func:`hrdash.history.alarm_log_csv`; without ``from`` from the oldest entry kept, without
+  ``to`` up to now); an attachment named ``hrdash-<id>-alarms-<from>-<to>.csv``.
 
 Errors are one line of plain text: 400 for a bad range, width or flag, 404 for a patient that
 is not one of the station's, 503 when the history cannot be read. ``range=`` and the default
@@ -18,8 +23,9 @@ from __future__ import annotations
 
 import http
 import json
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import dash
@@ -32,6 +38,8 @@ API = "api/patients/<patient_id>/"  # under the app's routes prefix
 CSV_TYPE = "text/csv; charset=utf-8"
 TEXT_TYPE = "text/plain; charset=utf-8"
 JSON_TYPE = "application/json"
+ALARMS_JSON = "alarms"  # the route names under API, also linked to by the monitor's pages
+ALARMS_CSV = "alarms.csv"
 
 
 @dataclass
@@ -66,6 +74,12 @@ def csv_filename(patient_id: str, start: int, end: int, kind: str = "") -> str:
     """``hrdash-<id>-<from>-<to>.csv`` (``kind``: ``-trend`` for the minute trend). Patient ids
     are ``[A-Za-z0-9_-]``, safe in a header."""
     return f"hrdash-{patient_id}{kind}-{start}-{end}.csv"
+
+
+def patient_path(prefix: str, patient_id: str, name: str) -> str:
+    """The path of the patient's route ``name`` (e.g. :data:`ALARMS_CSV`) under the app's URL
+    ``prefix`` (requests_pathname_prefix), as a page links to it."""
+    return prefix.rstrip("/") + "/" + API.replace("<patient_id>", patient_id) + name
 
 
 def _answer(handler: Callable[[Routes, str], flask.Response]) -> Callable[[str], flask.Response]:
@@ -113,6 +127,33 @@ def _trend(found: Routes, patient_id: str) -> flask.Response:
     return flask.Response(text, status=http.HTTPStatus.OK, mimetype=JSON_TYPE)
 
 
+def _limit(params: Mapping[str, str]) -> int:
+    raw = params.get("limit")
+    if raw is None or raw == "":
+        return history.LOG_LIMIT
+    if re.fullmatch(r"[0-9]{1,6}", raw) is None:
+        raise history.BadRange(
+            f"limit must be a whole number from 1 to {history.LOG_MAX}, got {raw[:40]!r}"
+        )
+    return int(raw)
+
+
+def _alarms(found: Routes, patient_id: str) -> flask.Response:
+    args = flask.request.args
+    start, end = history.parse_open_range(args)
+    body = history.alarm_log(found.site.settings, patient_id, start, end, _limit(args))
+    text = json.dumps(body, allow_nan=False, separators=(",", ":"))
+    return flask.Response(text, status=http.HTTPStatus.OK, mimetype=JSON_TYPE)
+
+
+def _alarms_csv(found: Routes, patient_id: str) -> flask.Response:
+    start, end = history.parse_open_range(flask.request.args)
+    body = history.alarm_log_csv(found.site.settings, patient_id, start, end)
+    # Open ends are named by what they mean: from the first entry kept, up to now.
+    name = csv_filename(patient_id, start or 0, found.now_ms() if end is None else end, "-alarms")
+    return _csv(body, name)
+
+
 def register(app: dash.Dash, clock: Callable[[], float] = time.time) -> Routes:
     """Add the history routes to ``app``'s Flask server (after :func:`hrdash.pages.register`,
     whose Site they use), under the prefix the server sees (``routes_pathname_prefix``; the
@@ -126,6 +167,8 @@ def register(app: dash.Dash, clock: Callable[[], float] = time.time) -> Routes:
         ("readings.csv", _readings_csv),
         ("trend", _trend),
         ("trend.csv", _trend_csv),
+        (ALARMS_JSON, _alarms),
+        (ALARMS_CSV, _alarms_csv),
     ):
         endpoint = f"hrdash_history_{handler.__name__.strip('_').replace('.', '_')}"
         server.add_url_rule(base + name, endpoint, _answer(handler), methods=["GET"])

@@ -28,9 +28,6 @@ ALL_IDS = sorted(
         if k.isupper() and isinstance(v, str) and not k.endswith("_CLASS")
     }
 )
-# The sound control (hrdash.layout.audio_control): the station's test checks it there; the
-# monitor places it separately.
-AUDIO_IDS = {ids.AUDIO, ids.AUDIO_ENABLE, ids.AUDIO_PAUSE, ids.AUDIO_COUNTDOWN, ids.AUDIO_MESSAGE}
 # Ids of the other pages (the station, "No patient"), and the link that only a monitor with a
 # station to go back to has: the monitor of the one patient holds every other id.
 OTHER_PAGES_IDS = {
@@ -39,7 +36,7 @@ OTHER_PAGES_IDS = {
     ids.NOT_FOUND,
     ids.BACK_LINK,
 }
-MONITOR_IDS = sorted(set(ALL_IDS) - OTHER_PAGES_IDS - AUDIO_IDS)
+MONITOR_IDS = sorted(set(ALL_IDS) - OTHER_PAGES_IDS)
 CONTRACT_IDS = [ids.WS, ids.TABLE, ids.CHART, ids.CURRENT_BPM, ids.CURRENT_TIME, ids.STATUS]
 
 

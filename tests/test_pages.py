@@ -370,7 +370,8 @@ def _bridge() -> Iterator[tuple[int, list[str]]]:
 
 def test_session_card_asks_for_the_pages_patient() -> None:
     """Summarise and Download CSV on Bed 2's monitor ask the bridge for bed-02's readings (the
-    id from the page's config store), through the app's real callbacks."""
+    id from the page's config store), through the app's real callbacks; the summary also asks
+    it for the patients' limits (/api/patients)."""
     with _bridge() as (port, paths):
         settings = _settings(
             HRDASH_SIMULATOR_PATIENTS="3", HRDASH_BRIDGE_PORT=str(port), HRDASH_DB=":memory:"
@@ -391,7 +392,7 @@ def test_session_card_asks_for_the_pages_patient() -> None:
         assert answer.status_code == 200, answer.get_data(as_text=True)
         assert "1 readings" in answer.get_data(as_text=True)
         assert session.export(settings, "bed-02", "all") is not None
-    assert paths and set(paths) == {"/readings?patient=bed-02"}
+    assert paths and set(paths) == {"/readings?patient=bed-02", "/api/patients"}
 
 
 @pytest.mark.parametrize(

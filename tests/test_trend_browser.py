@@ -153,8 +153,11 @@ def unix_ms(page: Any, plot_times: list[str | None]) -> list[int | None]:
 
 
 def drag(page: Any, x0: float, x1: float) -> None:
-    """A zoom by mouse: drag across the plot area from x0 to x1 (fractions of its width)."""
-    box = page.locator(f"#{ids.TREND} .nsewdrag").bounding_box()
+    """A zoom by mouse: drag across the plot area from x0 to x1 (fractions of its width),
+    scrolled into view first (the mouse acts on what the viewport shows)."""
+    area = page.locator(f"#{ids.TREND} .nsewdrag")
+    area.scroll_into_view_if_needed()
+    box = area.bounding_box()
     y = box["y"] + box["height"] / 2
     page.mouse.move(box["x"] + box["width"] * x0, y)
     page.mouse.down()

@@ -1,7 +1,8 @@
 """The session card below the table: a summary of the page's patient over a chosen range of the
 stored history (the last 30 min … 72 h, or everything stored) and a CSV export of the same
 range, the same file as ``GET /api/patients/<id>/readings.csv``. Python callbacks, run only when
-a button is pressed; the patient's id comes from the page's config store. With
+a button is pressed; the patient's id comes from the page's config store. The summary's shares
+of time below and above are measured against the patient's alarm limits low and high. With
 ``HRDASH_DB=:memory:`` the history is what the bridge keeps in memory."""
 
 from __future__ import annotations
@@ -88,25 +89,28 @@ def summary_text(
     now_ms: int | None = None,
 ) -> str:
     """One paragraph about ``patient``'s readings over the range ``choice`` (ending at
-    ``now_ms``, default now), or why there is none."""
+    ``now_ms``, default now), or why there is none. The shares of time below and above are
+    measured against the patient's alarm limits low and high in effect
+    (:func:`hrdash.history.patient_limits`)."""
     patient = patient or _first_patient(settings)
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     try:
         found = span(settings, patient, choice, now_ms)
         df = history.readings(settings, patient, *found) if found else None
+        if df is None or df.empty:
+            return f"No readings {_label(choice)}."
+        limits = history.patient_limits(settings, patient)
     except (history.HistoryError, history.BadRange) as exc:
         return str(exc)
-    if df is None or df.empty:
-        return f"No readings {_label(choice)}."
-    s = history.summarise(df)
+    s = history.summarise(df, limits)
     trend = history.minute_trend(df)
     day = "%Y-%m-%d " if s["first"].date() != s["last"].date() else ""
     return (
         f"{s['count']} readings over {_duration(s['span_s'])} "
         f"({s['first'].strftime(day + '%H:%M:%S')} to {s['last'].strftime(day + '%H:%M:%S')} "
         f"UTC): min {s['min']:.0f}, mean {s['mean']:.1f}, max {s['max']:.0f} bpm; "
-        f"{s['below_pct']:.1f}% of the time below {history.LOW_BPM} bpm, "
-        f"{s['above_pct']:.1f}% above {history.HIGH_BPM} bpm; "
+        f"{s['below_pct']:.1f}% of the time below {s['low']:g} bpm, "
+        f"{s['above_pct']:.1f}% above {s['high']:g} bpm (the alarm limits low and high); "
         f"minute means from {trend['mean'].min():.0f} to {trend['mean'].max():.0f} bpm."
     )
 

@@ -18,7 +18,7 @@ from typing import Any
 from dash import html
 
 from hrdash import ids
-from hrdash.callbacks import trend
+from hrdash.callbacks import alarm_panel, trend
 from hrdash.layout import build_layout
 from hrdash.settings import Settings
 from hrdash.sources import Source, source_settings
@@ -36,7 +36,7 @@ def layout(
 ) -> html.Div:
     """The monitor of ``patient_id`` (shown as ``name``); a "← Station" link to ``back_href``
     when given. ``prefix``: the app's URL prefix, under which the page asks for the patient's
-    trend and exports. The Trend card sits below the live chart."""
+    trend and exports. The Alarms panel and the Trend card sit below the live chart."""
     ws_url, ws_port = page_ws_url(settings, patient_id)
     return build_layout(
         settings,
@@ -46,7 +46,7 @@ def layout(
         patient=(patient_id, name),
         back_href=back_href,
         prefix=prefix,
-        sections=[trend.card(settings)],
+        sections=[alarm_panel.card(patient_id, prefix), trend.card(settings)],
     )
 
 
