@@ -1,0 +1,124 @@
+"""Redis connections for the fan-out: a client that retries nothing by itself, a one-line error.
+
+* :func:`connect` — a client for ``HRDASH_REDIS_URL`` that has answered a ``PING``, or
+  :class:`BrokerError` with one line (the URL's secrets redacted).
+* :func:`client_for` — the client without the ``PING``. It never retries a command by itself
+  (redis-py's default would, and a retried ``XADD`` could be applied twice): the writer and
+  the reader (:mod:`hrdash.broker.writer`, :mod:`hrdash.broker.reader`) retry, with backoff,
+  knowing what is safe to repeat; :data:`DOWN_ERRORS` is what they take for "Redis
+  unreachable" (hold, back off, reconnect).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Awaitable, Callable, Generator
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from hrdash.ingest import reconnect_delays
+from hrdash.settings import redact_url
+
+__all__ = [
+    "BLOCK_MS",
+    "DOWN_ERRORS",
+    "BrokerError",
+    "Sleep",
+    "aclose_quietly",
+    "backoff",
+    "client_for",
+    "connect",
+    "describe_error",
+]
+
+CONNECT_TIMEOUT = 2.0  # seconds to open a connection to Redis at most
+SOCKET_TIMEOUT = 5.0  # seconds a reply may take at most; above BLOCK_MS (redis-py applies it
+# to a blocking XREAD too, so a longer block would end in a timeout)
+BLOCK_MS = 1000  # ms an XREAD waits for new entries: the reader's heartbeat on a quiet station
+
+# Connection trouble: hold, back off, reconnect. (redis-py's ConnectionError and TimeoutError,
+# BusyLoadingError among them; OSError for what it does not wrap.)
+DOWN_ERRORS: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    TimeoutError,
+)
+
+CONNECT_ERRORS: tuple[type[Exception], ...] = (RedisError, *DOWN_ERRORS)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class BrokerError(Exception):
+    """Redis cannot be used. ``str(err)`` is one line for the user, without secrets."""
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short, secret-free cause of a Redis failure (one line)."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError | RedisTimeoutError):
+        return "timed out"
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "Connection refused" in text or "Connect call failed" in text:
+        return "connection refused"
+    return text[:200]
+
+
+def client_for(
+    url: str,
+    *,
+    connect_timeout: float = CONNECT_TIMEOUT,
+    socket_timeout: float = SOCKET_TIMEOUT,
+) -> Redis:
+    """A client for ``url`` (``redis://``, ``rediss://`` or ``unix://``) that retries nothing
+    by itself and answers bytes. Raises :class:`BrokerError` for a URL it cannot use. Opens no
+    connection (the first command does)."""
+    shown = redact_url(url)
+    try:
+        return Redis.from_url(
+            url,
+            retry=Retry(NoBackoff(), 0),
+            socket_connect_timeout=connect_timeout,
+            socket_timeout=socket_timeout,
+            decode_responses=False,
+        )
+    except (ValueError, TypeError) as exc:
+        cause = str(exc).splitlines()[0] if str(exc) else "not a Redis URL"
+        raise BrokerError(f"HRDASH_REDIS_URL {shown!r}: {cause}") from None
+
+
+async def connect(url: str, *, connect_timeout: float = CONNECT_TIMEOUT) -> Redis:
+    """A client for ``url`` that has answered ``PING`` within ``connect_timeout`` seconds; else
+    :class:`BrokerError`, one line naming the URL (redacted) and the cause."""
+    client = client_for(url, connect_timeout=connect_timeout)
+    try:
+        async with asyncio.timeout(connect_timeout):
+            await client.ping()
+    except CONNECT_ERRORS as exc:
+        await client.aclose()
+        cause = describe_error(exc)
+        raise BrokerError(
+            f"HRDASH_REDIS_URL {redact_url(url)!r}: cannot reach Redis: {cause}"
+        ) from None
+    return client
+
+
+def backoff(rng: random.Random | None = None) -> Generator[float]:
+    """The waits between two attempts to reach Redis: the ingest's capped, jittered backoff
+    (:func:`hrdash.ingest.reconnect_delays`), jittered by ``rng``."""
+    return reconnect_delays(rng=rng)
+
+
+async def aclose_quietly(client: Redis) -> None:
+    """Close ``client``'s connections, ignoring a Redis that is gone already."""
+    with contextlib.suppress(RedisError, OSError):
+        await client.aclose()
