@@ -31,6 +31,7 @@ from hrdash.bridge import Bridge
 from hrdash.settings import Settings
 from hrdash.simulator import Simulator
 from hrdash.store import MEMORY
+from tests.redis_support import redis_server, stop_all
 from tests.support import ROOT, TIMEOUT_FACTOR, scaled
 
 FACTOR = TIMEOUT_FACTOR  # one factor for the whole suite (tests/support.py)
@@ -48,6 +49,14 @@ def pytest_configure(config: pytest.Config) -> None:
     if limit and FACTOR != 1:
         config.option.timeout = float(limit) * FACTOR
     os.environ["HRDASH_DB"] = MEMORY
+
+
+__all__ = ["redis_server"]  # the real redis-server fixture (tests/redis_support.py)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No redis-server started by a test outlives the session."""
+    stop_all()
 
 
 @pytest.fixture(scope="session", autouse=True)

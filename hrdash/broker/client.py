@@ -36,11 +36,13 @@ __all__ = [
     "client_for",
     "connect",
     "describe_error",
+    "raise_if_cancelled",
+    "round_trip",
 ]
 
 CONNECT_TIMEOUT = 2.0  # seconds to open a connection to Redis at most
-SOCKET_TIMEOUT = 5.0  # seconds a reply may take at most; above BLOCK_MS (redis-py applies it
-# to a blocking XREAD too, so a longer block would end in a timeout)
+REPLY_TIMEOUT = 5.0  # seconds a round trip may take at most (an XREAD: beyond its block); past
+# it Redis counts as unreachable. Applied by the callers with asyncio.timeout (see client_for)
 BLOCK_MS = 1000  # ms an XREAD waits for new entries: the reader's heartbeat on a quiet station
 
 # Connection trouble: hold, back off, reconnect. (redis-py's ConnectionError and TimeoutError,
@@ -73,23 +75,24 @@ def describe_error(exc: BaseException) -> str:
     return text[:200]
 
 
-def client_for(
-    url: str,
-    *,
-    connect_timeout: float = CONNECT_TIMEOUT,
-    socket_timeout: float = SOCKET_TIMEOUT,
-) -> Redis:
+def client_for(url: str, *, connect_timeout: float = CONNECT_TIMEOUT) -> Redis:
     """A client for ``url`` (``redis://``, ``rediss://`` or ``unix://``) that retries nothing
     by itself and answers bytes. Raises :class:`BrokerError` for a URL it cannot use. Opens no
-    connection (the first command does)."""
+    connection (the first command does).
+
+    It has no socket timeout: with one, redis-py sends each command under
+    ``asyncio.wait_for``, which on Python 3.11 can swallow a task's cancellation (the task then
+    goes on reading a reply that never comes). The callers bound each round trip with
+    ``asyncio.timeout(REPLY_TIMEOUT)`` instead (:func:`round_trip`); TCP keepalive stays on."""
     shown = redact_url(url)
     try:
         return Redis.from_url(
             url,
             retry=Retry(NoBackoff(), 0),
             socket_connect_timeout=connect_timeout,
-            socket_timeout=socket_timeout,
+            socket_timeout=None,
             decode_responses=False,
+            protocol=2,  # RESP2: replies of one shape on every redis-py of the pinned range
         )
     except (ValueError, TypeError) as exc:
         cause = str(exc).splitlines()[0] if str(exc) else "not a Redis URL"
@@ -110,6 +113,20 @@ async def connect(url: str, *, connect_timeout: float = CONNECT_TIMEOUT) -> Redi
             f"HRDASH_REDIS_URL {redact_url(url)!r}: cannot reach Redis: {cause}"
         ) from None
     return client
+
+
+def round_trip(extra: float = 0.0) -> asyncio.Timeout:
+    """The bound of one round trip to Redis: ``REPLY_TIMEOUT`` plus ``extra`` seconds (an
+    XREAD's block). Past it, :class:`TimeoutError` (one of DOWN_ERRORS)."""
+    return asyncio.timeout(REPLY_TIMEOUT + extra)
+
+
+def raise_if_cancelled() -> None:
+    """Re-raise a cancellation a library swallowed: call where DOWN_ERRORS are caught in a
+    loop, so that a cancelled task stops instead of backing off and going on."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def backoff(rng: random.Random | None = None) -> Generator[float]:

@@ -37,7 +37,13 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from hrdash.broker.client import DOWN_ERRORS, Sleep, describe_error
+from hrdash.broker.client import (
+    DOWN_ERRORS,
+    Sleep,
+    describe_error,
+    raise_if_cancelled,
+    round_trip,
+)
 from hrdash.broker.entries import StreamReading, decode_reading, keys_for
 from hrdash.readings import Rejected
 
@@ -106,19 +112,23 @@ class Lease:
 
     async def acquire(self) -> bool:
         """Take the lease if no one holds it (or this holder does); True if held now."""
-        return bool(await self._acquire(keys=[self.key], args=[self.holder, self.ttl_ms]))
+        async with round_trip():
+            return bool(await self._acquire(keys=[self.key], args=[self.holder, self.ttl_ms]))
 
     async def renew(self) -> bool:
         """Extend the lease by the ttl if this holder holds it; False otherwise (untouched)."""
-        return bool(await self._renew(keys=[self.key], args=[self.holder, self.ttl_ms]))
+        async with round_trip():
+            return bool(await self._renew(keys=[self.key], args=[self.holder, self.ttl_ms]))
 
     async def release(self) -> bool:
         """Give the lease up if this holder holds it; False otherwise (untouched)."""
-        return bool(await self._release(keys=[self.key], args=[self.holder]))
+        async with round_trip():
+            return bool(await self._release(keys=[self.key], args=[self.holder]))
 
     async def holder_now(self) -> str | None:
         """Who holds the lease now (None: no one)."""
-        value: Any = await self.client.get(self.key)
+        async with round_trip():
+            value: Any = await self.client.get(self.key)
         return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
@@ -219,6 +229,7 @@ class LeaseKeeper:
                     log.info("redis: took %s (run %s from seq %d)", patient_id, run, next_seq)
                     self.on_gained(patient_id, run, next_seq)
         except DOWN_ERRORS as exc:
+            raise_if_cancelled()
             self.counters["failures"] += 1
             self.state, self.detail = "down", describe_error(exc)
             self._failed = True

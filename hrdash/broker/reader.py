@@ -20,7 +20,15 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from hrdash.broker.client import BLOCK_MS, DOWN_ERRORS, Sleep, backoff, describe_error
+from hrdash.broker.client import (
+    BLOCK_MS,
+    DOWN_ERRORS,
+    Sleep,
+    backoff,
+    describe_error,
+    raise_if_cancelled,
+    round_trip,
+)
 from hrdash.broker.entries import (
     StreamReading,
     decode_frame,
@@ -134,6 +142,7 @@ class StreamReader:
                     resync = False
                 await self.read_once()
             except DOWN_ERRORS as exc:
+                raise_if_cancelled()
                 self.counters["failures"] += 1
                 cause = describe_error(exc)
                 if self.state != "down":
@@ -158,7 +167,8 @@ class StreamReader:
         keys = list(self._kind)
         for key in keys:
             pipe.xrevrange(key, "+", "-", count=1)
-        tops = await pipe.execute()
+        async with round_trip():
+            tops = await pipe.execute()
         for key, top in zip(keys, tops, strict=True):
             _, kind = self._kind[key]
             newest = top[0] if top else None
@@ -185,7 +195,8 @@ class StreamReader:
         if not self._started:
             await self._resync()
         streams: dict[Any, Any] = dict(self.positions)
-        reply = await self.client.xread(streams, count=self.count, block=self.block_ms)
+        async with round_trip(self.block_ms / 1000):
+            reply = await self.client.xread(streams, count=self.count, block=self.block_ms)
         if self.clock is not None:
             self.last_read = self.clock()
         for key, entries in _entries(reply):
@@ -234,13 +245,15 @@ class StreamReader:
         (a viewer's ``since``/``resend``). Bad entries are counted and left out."""
         key = keys_for(patient_id).readings
         low = f"({reading_id(seq)}" if seq >= 1 else "-"
-        entries = await self.client.xrevrange(key, "+", low, count=limit)
+        async with round_trip():
+            entries = await self.client.xrevrange(key, "+", low, count=limit)
         return self._readings(key, list(reversed(entries or [])))
 
     async def latest(self, patient_id: str, count: int) -> list[StreamReading]:
         """The patient's newest ``count`` readings, oldest first (a snapshot)."""
         key = keys_for(patient_id).readings
-        entries = await self.client.xrevrange(key, "+", "-", count=count)
+        async with round_trip():
+            entries = await self.client.xrevrange(key, "+", "-", count=count)
         return self._readings(key, list(reversed(entries or [])))
 
     def _readings(self, key: str, entries: list[Any]) -> list[StreamReading]:

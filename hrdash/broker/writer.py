@@ -27,7 +27,14 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-from hrdash.broker.client import DOWN_ERRORS, Sleep, backoff, describe_error
+from hrdash.broker.client import (
+    DOWN_ERRORS,
+    Sleep,
+    backoff,
+    describe_error,
+    raise_if_cancelled,
+    round_trip,
+)
 from hrdash.broker.entries import StreamReading, encode_frame, encode_reading, keys_for
 
 __all__ = ["BATCH", "HOLD", "STATE_KEPT", "StreamWriter"]
@@ -202,6 +209,7 @@ class StreamWriter:
             try:
                 await self.write_once()
             except DOWN_ERRORS as exc:
+                raise_if_cancelled()
                 self.counters["failures"] += 1
                 cause = describe_error(exc)
                 if self.state != "down" or cause != self.detail:
@@ -221,8 +229,9 @@ class StreamWriter:
         pipelined. Raises one of DOWN_ERRORS when Redis cannot be reached (everything stays
         held)."""
         if self._load_scripts:
-            for script in self._scripts:
-                await self.client.script_load(script)
+            async with round_trip():
+                for script in self._scripts:
+                    await self.client.script_load(script)
             self._load_scripts = False
         taken: list[tuple[str, list[StreamReading]]] = []
         frames = list(self._frames.items())
@@ -247,7 +256,8 @@ class StreamWriter:
             pipe.evalsha(sha_frame, 2, keys.lease, stream, *args)
         if not taken and not frames:
             return
-        results = await pipe.execute(raise_on_error=False)
+        async with round_trip():
+            results = await pipe.execute(raise_on_error=False)
         for result in results:
             if isinstance(result, DOWN_ERRORS):
                 raise result
