@@ -359,12 +359,42 @@ async def test_readings_held_while_redis_restarts_are_written_after(
         await asyncio.to_thread(redis_server.start)
         produce(5)
         await wait_for(lambda: len(seen.seqs("bed-01")) == 105, 10, "every reading read")
+        await drained(writer)
     assert seen.seqs("bed-01") == list(range(1, 106))
     assert writer.counters["dropped"] == 0 and writer.counters["failures"] >= 1
     assert writer.state == "up" and writer.held() == 0
     assert reader.counters["failures"] >= 1
     assert [e[0] for e in await client.xrange(keys_for("bed-01").readings, count=1)] == [b"51-0"]
     assert await Lease(client, "bed-01", holder).holder_now() == holder
+
+
+async def test_a_reader_reads_a_stream_restarted_empty_from_its_start(
+    redis_server: RedisServer, client: Redis
+) -> None:
+    """Redis restarted empty and a new ingest starts a new run at seq 1: the reader, whose last
+    id is far ahead, finds the stream behind it and reads it from its start (counted)."""
+    writer = StreamWriter(client, buffer=1000)
+    writer.add("bed-01", readings("old", 1, 40))
+    await writer.write_once()
+    seen = Seen()
+    reader = reader_for(client, ["bed-01"], seen)
+    async with tasks(reader.run()):
+        await wait_for(lambda: len(seen.seqs("bed-01")) == 40)
+        await asyncio.to_thread(redis_server.restart)
+        await wait_for(lambda: reader.counters["failures"] >= 1, what="the reader noticing")
+        fresh = StreamWriter(client, buffer=1000)
+        fresh.add("bed-01", readings("new", 1, 5))
+        async with asyncio.timeout(timeout(5)):
+            while True:  # the first attempts may meet the restart's closed connections
+                with contextlib.suppress(ConnectionError, OSError):
+                    await fresh.write_once()
+                    break
+                await asyncio.sleep(0.05)
+        await wait_for(lambda: len(seen.seqs("bed-01")) == 45, what="the new run read")
+    assert [(r.run, r.seq) for r in seen.readings["bed-01"][40:]] == [
+        ("new", s) for s in range(1, 6)
+    ]
+    assert reader.counters["resets"] == 1
 
 
 async def test_the_hold_is_bounded_and_keeps_the_newest_in_order(

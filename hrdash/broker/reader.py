@@ -176,7 +176,7 @@ class StreamReader:
             known = self.positions.get(key)
             if known is not None:
                 at, top_at = parse_id(known), parse_id(top_id) if top_id else None
-                if at is not None and (top_at is None or top_at < at):
+                if at is not None and at > (0, 0) and (top_at is None or top_at < at):
                     self.positions[key] = "0-0"
                     self.counters["resets"] += 1
                     log.info("redis: %s is behind what was read; reading it from its start", key)
