@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import random
 from collections.abc import Awaitable, Callable, Generator
 
@@ -65,12 +66,16 @@ class BrokerError(Exception):
 
 def describe_error(exc: BaseException) -> str:
     """A short, secret-free cause of a Redis failure (one line)."""
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
+    cause: BaseException | None = exc
+    while cause is not None:  # redis-py wraps the OSError (versions word it differently)
+        if isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED:
+            return "connection refused"
+        cause = cause.__cause__ or cause.__context__
     if isinstance(exc, TimeoutError | RedisTimeoutError):
         return "timed out"
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if "Connection refused" in text or "Connect call failed" in text:
+    refused = ("Connection refused", "Connect call failed", f"Error {errno.ECONNREFUSED} ")
+    if any(word in text for word in refused):
         return "connection refused"
     return text[:200]
 
