@@ -29,6 +29,7 @@ from hrdash.settings import redact_url
 
 __all__ = [
     "BLOCK_MS",
+    "CONNECT_ERRORS",
     "DOWN_ERRORS",
     "BrokerError",
     "Sleep",

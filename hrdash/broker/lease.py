@@ -38,7 +38,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from hrdash.broker.client import (
-    DOWN_ERRORS,
+    CONNECT_ERRORS,
     Sleep,
     describe_error,
     raise_if_cancelled,
@@ -228,7 +228,7 @@ class LeaseKeeper:
                     self.counters["gained"] += 1
                     log.info("redis: took %s (run %s from seq %d)", patient_id, run, next_seq)
                     self.on_gained(patient_id, run, next_seq)
-        except DOWN_ERRORS as exc:
+        except CONNECT_ERRORS as exc:
             raise_if_cancelled()
             self.counters["failures"] += 1
             self.state, self.detail = "down", describe_error(exc)
@@ -254,6 +254,6 @@ class LeaseKeeper:
         for patient_id in sorted(self.held):
             try:
                 await self.leases[patient_id].release()
-            except DOWN_ERRORS:
+            except CONNECT_ERRORS:
                 break
         self.held.clear()

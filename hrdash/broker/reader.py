@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 
 from hrdash.broker.client import (
     BLOCK_MS,
-    DOWN_ERRORS,
+    CONNECT_ERRORS,
     Sleep,
     backoff,
     describe_error,
@@ -141,7 +141,7 @@ class StreamReader:
                     await self._resync()
                     resync = False
                 await self.read_once()
-            except DOWN_ERRORS as exc:
+            except CONNECT_ERRORS as exc:
                 raise_if_cancelled()
                 self.counters["failures"] += 1
                 cause = describe_error(exc)

@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from hrdash.broker.client import (
+    CONNECT_ERRORS,
     DOWN_ERRORS,
     Sleep,
     backoff,
@@ -208,7 +209,7 @@ class StreamWriter:
                 await self._wake.wait()
             try:
                 await self.write_once()
-            except DOWN_ERRORS as exc:
+            except CONNECT_ERRORS as exc:
                 raise_if_cancelled()
                 self.counters["failures"] += 1
                 cause = describe_error(exc)
