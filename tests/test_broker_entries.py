@@ -6,6 +6,8 @@ import json
 import math
 import random
 import re
+import subprocess
+import sys
 
 import pytest
 from hypothesis import example, given
@@ -25,6 +27,7 @@ from hrdash.broker.entries import (
     parse_id,
 )
 from hrdash.readings import BPM_MAX, BPM_MIN, Rejected
+from tests.support import ROOT
 
 SEQS = st.integers(1, 2**53 - 1)
 RUNS = st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True)
@@ -218,3 +221,23 @@ def test_holder_and_run_ids_come_from_the_randomness_passed_in() -> None:
     assert re.fullmatch(r"[^:]+:\d+:[0-9a-f]{8}", first)
     assert first != holder_id(random.Random(8))
     assert re.fullmatch(r"[0-9a-f]{8}", new_run(random.Random(1)))
+
+
+def test_the_default_path_imports_no_redis() -> None:
+    """Without HRDASH_REDIS_URL nothing needs redis-py: the bridge, the CLI and the app import
+    with ``redis`` made unimportable, and none of them imports ``hrdash.broker``."""
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'redis' or name.startswith('redis.'):\n"
+        "            raise ImportError('no redis here')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import hrdash.bridge, hrdash.cli, hrdash.supervisor, app\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('redis', 'hrdash.broker'))))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
