@@ -18,9 +18,10 @@ It serves what the pure hub (:mod:`hrdash.hub`) holds and what each patient's in
   A viewer may send ``{"type": "resend", "since": N, "run": RUN}``; it gets one readings frame
   with everything after ``N``. Every since/resend answer holds at most ``SINCE_LIMIT`` readings
   (the newest; :mod:`hrdash.buffer`), and a viewer's messages beyond ``VIEWER_RESEND_PER_S`` a
-  second are ignored; both are counted (``since_truncated``, ``viewer_messages_refused``). With
-  ``?overlap=1`` each live frame also repeats the ``OVERLAP`` readings before the new ones (Dash
-  hands a page only the last of several messages within one render; the page drops seqs it has).
+  second are ignored (the alarm state changes below have their own allowance); both are
+  counted (``since_truncated``, ``viewer_messages_refused``). With ``?overlap=1`` each live
+  frame also repeats the ``OVERLAP`` readings before the new ones (Dash hands a page only the
+  last of several messages within one render; the page drops seqs it has).
   ``{"type": "detail", "on": true}`` adds a ``source_detail`` object (redacted URL, mapping, last
   raw frame, and ``recorder``: the history's status, as in ``/healthz``) to the status frames
   that viewer receives.
@@ -43,22 +44,26 @@ It serves what the pure hub (:mod:`hrdash.hub`) holds and what each patient's in
   ``viewers_awaiting_ack`` (still getting snapshots). Other messages on it but the alarm
   state changes below are ignored (rate-limited).
 * Alarms (with the bridge's alarm engines, :mod:`hrdash.station_alarms`): a patient viewer gets
-  ``{"type": "alarm", "patient": ID, "alarms": [ALARM, ...], "limits": {"extreme_low", "low",
-  "high", "extreme_high"}, "sounding": "high" | "medium" | "low" | null, "audio_paused_until":
-  MS | null}`` (``sounding``: the priority that sounds over that patient's alarms, the station's
-  pause respected) on connect (after the first readings and status frames: Dash may hand a page
-  only the last of several, and the status repeats every second, the alarm frame does not) and
-  whenever that patient's alarms or limits or the station's audio pause change, the pause's end
-  included (the whole state, never a delta); the station frames carry each patient's ``alarms``,
-  ``audio_paused_until`` and a top-level ``sounding`` over every patient's alarms. On either
-  feed a viewer may send ``{"type": "ack", "alarm": ID}``, ``{"type": "audio_pause", "seconds":
-  S}`` (0 < S <= 120, the whole station) and ``{"type": "limits", "patient": ID, "low", "high",
-  "extreme_low", "extreme_high"}``. These change state, so they are accepted only on a
-  connection whose handshake carried an allowed ``Origin`` (one without the header, a script,
-  may read but not change anything): refused ones are answered ``{"type": "error", "request":
-  "ack" | "audio_pause" | "limits", "message": "<one line>"}`` and counted
+  ``{"type": "alarm", "patient": ID, "now": MS, "alarms": [ALARM, ...], "limits": {"extreme_low",
+  "low", "high", "extreme_high"}, "sounding": "high" | "medium" | "low" | null,
+  "audio_paused_until": MS | null}`` (``now``: the bridge's clock, Unix ms, as in station frames, so
+  a page counts the pause down against it; ``sounding``: the priority that sounds over that
+  patient's alarms, the station's pause respected) on connect (after the first readings and status
+  frames: Dash may hand a page only the last of several, and the status repeats every second, the
+  alarm frame does not) and whenever that patient's alarms or limits or the station's audio pause
+  change, the pause's end included (the whole state, never a delta); the station frames carry each
+  patient's ``alarms``, ``audio_paused_until`` and a top-level ``sounding`` over every patient's
+  alarms. On either feed a viewer may send ``{"type": "ack", "alarm": ID}``, ``{"type":
+  "audio_pause", "seconds": S}`` (0 < S <= 120, the whole station) and ``{"type": "limits",
+  "patient": ID, "low", "high", "extreme_low", "extreme_high"}``. These change state, so they are
+  accepted only on a connection whose handshake carried an allowed ``Origin`` (one without the
+  header, a script, may read but not change anything): refused ones are answered ``{"type": "error",
+  "request": "ack" | "audio_pause" | "limits", "message": "<one line>"}`` and counted
   (``refused_state_changes``), as are invalid ones (``invalid_state_changes``); accepted ones are
-  logged with that Origin and sent out at once. Counted in ``/healthz`` (``alarms``).
+  logged with that Origin and sent out at once. Each connection may send ``STATE_CHANGE_BURST`` of
+  them at once, then ``STATE_CHANGE_PER_S`` a second (a token bucket, apart from the resend limit);
+  one beyond that is not applied but answered likewise (``"<type>: too many changes at once ...; try
+  again"``) and counted (``throttled_state_changes``). Counted in ``/healthz`` (``alarms``).
 * ``GET /api/alarms`` — the active, latched and acknowledged ALARMs of all patients, highest
   priority first, then oldest first.
 * ``GET /api/alarms/log[?patient=ID][&limit=N]`` — the alarm log, newest first (N: 1 to
@@ -111,7 +116,16 @@ from hrdash.settings import PortInUseError, Settings
 from hrdash.station_alarms import LOG_KEPT, StationAlarms
 from hrdash.store import MEMORY
 
-__all__ = ["SNAPSHOT_REPEATS", "Edge", "Feed", "Ingest", "RateWindow", "Station", "history_off"]
+__all__ = [
+    "SNAPSHOT_REPEATS",
+    "Edge",
+    "Feed",
+    "Ingest",
+    "RateWindow",
+    "Station",
+    "TokenBucket",
+    "history_off",
+]
 
 log = logging.getLogger("hrdash.edge")
 
@@ -120,6 +134,13 @@ VIEWER_SNDBUF = 32 * 1024  # kernel send buffer per viewer (Linux doubles it): k
 # reached quickly and the viewer dropped (autotuning would grow it to ~4 MiB first)
 VIEWER_MAX_MESSAGE = 4096  # bytes; viewers only send small resend requests
 VIEWER_RESEND_PER_S = 5  # more resend requests than this in a second are ignored
+# State changes (ack, audio_pause, limits) have their own allowance per connection, a token
+# bucket: a burst of STATE_CHANGE_BURST (a nurse acknowledging every alarm in view at once),
+# refilled at STATE_CHANGE_PER_S (beyond anyone's clicking). Each accepted one costs an engine
+# call, a log entry (a history row) and alarm frames, so a script flooding them is held to this
+# rate; one beyond it is answered with an error frame ("try again"), never silently dropped.
+STATE_CHANGE_BURST = 20
+STATE_CHANGE_PER_S = 10.0
 STATUS_EVERY = 1.0  # seconds between heartbeat status frames at most
 STATION_MIN_INTERVAL = 0.1  # seconds between two station frames at least
 STATION_EVERY = 1.0  # seconds between two station frames at most (the station's heartbeat)
@@ -187,6 +208,25 @@ class RateWindow:
             self._start, self._count = now, 0
         self._count += 1
         return self._count <= self.limit
+
+
+class TokenBucket:
+    """A burst of ``capacity`` events, then ``per_s`` a second; the caller passes the clock."""
+
+    def __init__(self, capacity: int, per_s: float) -> None:
+        self.capacity, self.per_s = capacity, per_s
+        self._tokens = float(capacity)
+        self._at: float | None = None
+
+    def allow(self, now: float) -> bool:
+        """Take one token at ``now``; false (none taken) when the bucket is empty."""
+        if self._at is not None:
+            self._tokens = min(self.capacity, self._tokens + (now - self._at) * self.per_s)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
 
 
 class Ingest(Protocol):
@@ -375,6 +415,7 @@ class Edge:
             "state_changes": 0,  # accepted ack / audio_pause / limits messages
             "refused_state_changes": 0,  # from a connection without an allowed Origin
             "invalid_state_changes": 0,  # answered with an error frame
+            "throttled_state_changes": 0,  # beyond STATE_CHANGE_BURST / STATE_CHANGE_PER_S
         }
         self._origins: dict[ServerConnection, str | None] = {}  # allowed Origin, or None
         self.feeds: dict[str, Feed] = {i.id: Feed(hub[i.id], i) for i in ingests}
@@ -805,14 +846,17 @@ class Edge:
             refused = feed.counters
         self._where[ws] = feed
         rate = RateWindow(VIEWER_RESEND_PER_S)
+        state_rate = TokenBucket(STATE_CHANGE_BURST, STATE_CHANGE_PER_S)
         try:
             async for message in ws:
-                if not rate.allow(self.monotonic()):
-                    refused["viewer_messages_refused"] += 1
-                    continue
                 request = _request(message)
                 if request is not None and request.get("type") in STATE_CHANGES:
-                    self._on_state_change(ws, request)
+                    if state_rate.allow(self.monotonic()):
+                        self._on_state_change(ws, request)
+                    else:
+                        self._state_change_throttled(ws, request["type"])
+                elif not rate.allow(self.monotonic()):
+                    refused["viewer_messages_refused"] += 1
                 elif feed is not None:
                     self._on_viewer_message(feed, ws, message)
                 else:
@@ -821,6 +865,16 @@ class Edge:
             pass
         finally:
             self._forget(ws)
+
+    def _state_change_throttled(self, ws: ServerConnection, kind: str) -> None:
+        """A state change beyond the connection's allowance: answered (the page shows it and
+        the user tries again), counted, not applied."""
+        self.alarm_counters["throttled_state_changes"] += 1
+        message = (
+            f"{kind}: too many changes at once (over {STATE_CHANGE_BURST}, then "
+            f"{STATE_CHANGE_PER_S:g} a second); try again"
+        )
+        self._send_all(_json({"type": "error", "request": kind, "message": message}), [ws])
 
     def _on_state_change(self, ws: ServerConnection, request: dict[str, Any]) -> None:
         """An ``ack``, ``audio_pause`` or ``limits`` message, on either feed: applied when the

@@ -188,11 +188,13 @@ class StationAlarms:
         return self.audio.should_sound(alarms, self.clock())
 
     def alarm_frame(self, patient_id: str) -> dict[str, Any]:
-        """The patient's ``alarm`` frame: its whole alarm state, its limits in effect, what of
-        it sounds and the station's audio pause."""
+        """The patient's ``alarm`` frame: the clock (``now``, Unix ms, as station frames carry
+        it: a page counts the audio pause down against it), the patient's whole alarm state, its
+        limits in effect, what of it sounds and the station's audio pause."""
         return {
             "type": "alarm",
             "patient": patient_id,
+            "now": int(self.clock() * 1000),
             "alarms": self.alarms(patient_id),
             "limits": self.limits(patient_id),
             "sounding": self.sounding(patient_id),

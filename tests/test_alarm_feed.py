@@ -2,7 +2,9 @@
 normal and silent; the patient feed's alarm frames, the station frames, /api/alarms and
 /api/alarms/log say what the engine says, in order. State changes (ack, limits, audio_pause)
 from an allowed Origin are applied and logged with it; from a connection without one they are
-refused and counted; invalid ones get an error frame.
+refused and counted; invalid ones get an error frame. State changes have their own allowance
+per connection: ten acks at once are all applied, and a flood beyond it is answered, never
+dropped silently.
 
 The bridge's clock is the only thing mocked: real time plus an offset the test moves forward
 (the engine's delays, 5 s and 2 s, and the no-signal time pass in an instant)."""
@@ -15,6 +17,7 @@ import itertools
 import json
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +26,10 @@ from websockets.exceptions import InvalidStatus
 
 from hrdash.alarms import AUDIO_PAUSE_MAX, HIGH_DELAY, MEDIUM_DELAY
 from hrdash.bridge import Bridge
+from hrdash.edge import STATE_CHANGE_BURST, STATE_CHANGE_PER_S, TokenBucket
+from hrdash.settings import Settings
 from hrdash.station_alarms import LOG_KEPT
+from hrdash.store import MEMORY
 from tests.conftest import (
     Upstream,
     bridge_settings,
@@ -104,7 +110,11 @@ async def test_alarm_story(upstream: Upstream) -> None:
         patient = await connect(viewer_url(bridge, f"patient={PATIENT}"), origin=ORIGIN)  # type: ignore[arg-type]
         station = await connect(viewer_url(bridge, "station=1"), origin=ORIGIN)  # type: ignore[arg-type]
         async with patient, station:
+            before = clock()
             first = await next_alarm(patient)
+            now = first.pop("now")  # the bridge's clock, as station frames carry it
+            assert isinstance(now, int)
+            assert before * 1000 - timeout(5) * 1000 <= now <= clock() * 1000 + 1
             assert first == {
                 "type": "alarm",
                 "patient": PATIENT,
@@ -343,3 +353,118 @@ async def test_source_down_with_no_page_open(upstream: Upstream) -> None:
             first = await next_alarm(ws)
         assert sorted(kinds(first)) == [("no_signal", "active"), ("source_down", "active")]
         assert {a["priority"] for a in first["alarms"]} == {"low"}
+
+
+def test_token_bucket() -> None:
+    """A burst of ``capacity``, then ``per_s`` a second; an event refused takes no token."""
+    bucket = TokenBucket(3, 2.0)
+    assert [bucket.allow(10.0) for _ in range(5)] == [True] * 3 + [False] * 2
+    assert bucket.allow(10.25) is False  # half a token
+    assert bucket.allow(10.5) is True  # one: 0.5 s at 2 a second
+    assert bucket.allow(10.5) is False
+    assert [bucket.allow(100.0) for _ in range(4)] == [True] * 3 + [False]  # never above 3
+
+
+class FrozenClock:
+    """The viewers' message rate limit's clock: still until the test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_ten_acks_at_once_are_all_applied(upstream: Upstream, tmp_path: Path) -> None:
+    """A nurse acknowledges ten patients' alarms as fast as the page sends them (the rate limit's
+    clock stands still: they all arrive within one instant): every one is applied, none is
+    refused or answered with an error."""
+    ward = 10
+    path = tmp_path / "ward.toml"
+    path.write_text(
+        "".join(f'[[patient]]\nid = "p-{i}"\nurl = "{upstream.url}"\n\n' for i in range(ward))
+    )
+    settings = Settings.load(env={"HRDASH_SOURCES": str(path)}).replace(
+        bridge_port=0, db=MEMORY, port=8050, no_signal_after=NO_SIGNAL_AFTER
+    )
+    clock = Clock()
+    bridge = Bridge(settings, clock=clock, monotonic=FrozenClock())
+    await bridge.start()
+    try:
+        await upstream.wait_connections(ward)
+        clock.offset += NO_SIGNAL_AFTER + 0.1  # no reading from anyone: no_signal everywhere
+        bridge.alarms.wake()
+        await wait_for(
+            lambda: all(bridge.alarms.alarms(f"p-{i}") for i in range(ward)), what="ten alarms"
+        )
+        ids = [bridge.alarms.alarms(f"p-{i}")[0]["id"] for i in range(ward)]
+        async with connect(viewer_url(bridge, "station=1"), origin=ORIGIN) as station:  # type: ignore[arg-type]
+            for alarm_id in ids:
+                await station.send(json.dumps({"type": "ack", "alarm": alarm_id}))
+            await wait_for(
+                lambda: bridge.edge.alarm_counters["state_changes"] == ward, what="ten acks"
+            )
+            states = [a["state"] for i in range(ward) for a in bridge.alarms.alarms(f"p-{i}")]
+            assert states == ["acknowledged"] * ward
+            health = await healthz(bridge.port)
+            assert health["alarms"]["throttled_state_changes"] == 0
+            assert health["alarms"]["invalid_state_changes"] == 0
+            assert health["station"]["viewer_messages_refused"] == 0
+            _, log = await get(bridge, "/api/alarms/log")
+            acked = {e["alarm"] for e in log if e["event"] == "acknowledged"}
+            assert acked == set(ids)
+    finally:
+        async with asyncio.timeout(timeout(5)):
+            await bridge.close()
+
+
+async def test_a_flood_of_state_changes_is_answered_not_dropped(upstream: Upstream) -> None:
+    """Beyond the connection's allowance (a burst, then a rate) a state change is not applied
+    but answered with a one-line error frame and counted: every message sent is either applied
+    or answered. The allowance refills with time; resends keep their own limit."""
+    rate_clock = FrozenClock()
+    settings = bridge_settings(upstream.url, port=8050, no_signal_after=NO_SIGNAL_AFTER)
+    bridge = Bridge(settings, clock=Clock(), monotonic=rate_clock)
+    await bridge.start()
+    try:
+        await upstream.wait_connections(1)
+        await wait_for(lambda: bridge.source.upstream == "live", what="the service live")
+        await send_bpm(upstream, bridge, 70)
+        async with connect(viewer_url(bridge, f"patient={PATIENT}"), origin=ORIGIN) as ws:  # type: ignore[arg-type]
+            await next_alarm(ws)
+            sent = STATE_CHANGE_BURST + 15
+            for _ in range(sent):
+                await ws.send(json.dumps({"type": "audio_pause", "seconds": 60}))
+            await ws.send(json.dumps({"type": "ack", "alarm": "nobody:hr_high:1"}))  # one more
+            frames = await read_until(ws, lambda f: f["type"] == "error" and f["request"] == "ack")
+            errors = [f for f in frames if f["type"] == "error"]
+            assert len(errors) == sent + 1 - STATE_CHANGE_BURST
+            assert {e["request"] for e in errors[:-1]} == {"audio_pause"}
+            for error in errors:
+                assert error["message"] == (
+                    f"{error['request']}: too many changes at once (over {STATE_CHANGE_BURST}, "
+                    f"then {STATE_CHANGE_PER_S:g} a second); try again"
+                )
+            health = await healthz(bridge.port)
+            counted = health["alarms"]
+            assert counted["state_changes"] == STATE_CHANGE_BURST
+            assert counted["throttled_state_changes"] == len(errors)
+            assert counted["state_changes"] + counted["throttled_state_changes"] == sent + 1
+            _, log = await get(bridge, "/api/alarms/log?limit=1000")
+            assert [e["event"] for e in log] == ["audio_paused"] * STATE_CHANGE_BURST
+
+            rate_clock.now += 1 / STATE_CHANGE_PER_S  # one token back
+            await ws.send(json.dumps({"type": "audio_pause", "seconds": 30}))
+            await wait_for(
+                lambda: bridge.edge.alarm_counters["state_changes"] == STATE_CHANGE_BURST + 1,
+                what="the change after the refill applied",
+            )
+            # The flood took nothing from the resend limit: a resend is answered.
+            await ws.send(json.dumps({"type": "resend", "since": 0, "run": bridge.hub.run_id}))
+            resent = await read_until(ws, lambda f: f["type"] == "readings")
+            assert resent[-1]["readings"][-1]["bpm"] == 70
+            health = await healthz(bridge.port)
+            assert health["patients"][0]["counters"]["viewer_messages_refused"] == 0
+    finally:
+        async with asyncio.timeout(timeout(5)):
+            await bridge.close()
