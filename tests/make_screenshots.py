@@ -1,4 +1,5 @@
-"""Regenerate the README's screenshots: `python -m tests.make_screenshots [monitor|station|trend]`.
+"""Regenerate the README's screenshots:
+`python -m tests.make_screenshots [monitor|station|trend|alarms]`.
 
 Starts `python app.py` on free ports with a seeded simulator, waits for a full window, and saves
 desktop and phone screenshots of the page taken in headless Chromium. The station's screenshots
@@ -7,7 +8,10 @@ taken once every tile is live and the sparklines hold STATION_HISTORY seconds;
 `station-states.png` is a ward of 12 from a sources file where one service is down (nothing
 listens) and one has gone silent (its tile stale), the others simulated. `trend-24h.png` is the
 monitor of `bed-01` over a seeded history (`benchmarks/history_seed.py`: 24 h at 2 Hz with its
-default holes) with the 24 h trend shown, at TREND_SIZE.
+default holes) with the 24 h trend shown, at TREND_SIZE. `station-alarms.png` is a ward of 9
+scripted services driven into high, medium and low alarms (one of each acknowledged or latched
+too), `monitor-alarms.png` the monitor of its patient with the extreme high alarm: its Alarms
+panel with the current alarm and the log.
 """
 
 from __future__ import annotations
@@ -20,7 +24,17 @@ import time
 from pathlib import Path
 
 from hrdash import ids
-from tests.support import ROOT, app_command, chromium_page, free_port, start_hrdash, stop, wait_port
+from tests.support import (
+    ROOT,
+    ScriptedService,
+    app_command,
+    chromium_page,
+    free_port,
+    get_json,
+    start_hrdash,
+    stop,
+    wait_port,
+)
 from tests.test_station_browser import SHAPES, PatientService
 
 OUT = ROOT / "assets" / "screenshots"
@@ -163,6 +177,80 @@ def trend() -> None:
             stop(running)
 
 
+ALARM_WARD = {  # bed → the value its service ends on (None: it goes silent)
+    "bed-1": 168,  # extreme high: high priority
+    "bed-2": 131,  # high: medium
+    "bed-3": 72,
+    "bed-4": 45,  # low: medium
+    "bed-5": 36,  # extreme low, acknowledged below
+    "bed-6": None,  # no signal: low
+    "bed-7": 81,
+    "bed-8": 64,
+    "bed-9": 77,
+}
+ALARMS_SIZE = (1600, 900)
+
+
+def alarms() -> None:
+    """A ward of 9 scripted services in high, medium and low alarms at once, and the monitor of
+    the patient with the extreme high alarm."""
+    import json
+
+    from websockets.sync.client import connect
+
+    from hrdash.alarms import HIGH_DELAY, MEDIUM_DELAY, NO_SIGNAL_AFTER
+
+    service = ScriptedService(list(ALARM_WARD), value=70)
+    running = None
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            sources = Path(tmp) / "sources.toml"
+            names = {pid: f"Bed {pid.split('-')[1]}" for pid in ALARM_WARD}
+            sources.write_text(service.sources(names))
+            env = {"HRDASH_SOURCES": str(sources), "HRDASH_SOURCE_NAME": "Ward 4B"}
+            running = start_hrdash(app_command(), env)
+            running.wait_readings(4)
+            time.sleep(20)  # a normal stretch: the sparklines have some history
+            for pid, value in ALARM_WARD.items():
+                service.set(pid, value)
+            time.sleep(max(MEDIUM_DELAY, HIGH_DELAY, NO_SIGNAL_AFTER) + 3)
+            # Acknowledge bed-5's extreme low alarm as a page would (its allowed Origin).
+            origin = running.url.rstrip("/")
+            bridge = f"ws://127.0.0.1:{running.bridge_port}/ws?station=1"
+            with connect(bridge, origin=origin) as ws:  # type: ignore[arg-type]
+                for alarm in get_json(f"http://127.0.0.1:{running.bridge_port}/api/alarms"):
+                    if alarm["patient"] == "bed-5" and alarm["kind"] == "hr_extreme_low":
+                        ws.send(json.dumps({"type": "ack", "alarm": alarm["id"]}))
+                time.sleep(1)
+            with chromium_page(*ALARMS_SIZE, reduced_motion="reduce") as page:
+                page.goto(running.url)
+                page.wait_for_function(
+                    "() => ['high', 'medium', 'low'].every((a) => "
+                    "document.querySelector(`[data-alarm=${a}]`))",
+                    timeout=30000,
+                )
+                page.wait_for_timeout(1500)
+                path = OUT / "station-alarms.png"
+                page.screenshot(path=str(path))
+                print(f"wrote {path}")
+            with chromium_page(1280, 900, reduced_motion="reduce") as page:
+                page.goto(f"{running.url}patient/bed-1")
+                page.wait_for_function(
+                    "(id) => document.querySelectorAll(`#${id} tbody tr`).length >= 2",
+                    arg=ids.ALARM_LOG,
+                    timeout=30000,
+                )
+                page.wait_for_timeout(1500)
+                page.locator(f"#{ids.ALARMS}").scroll_into_view_if_needed()
+                path = OUT / "monitor-alarms.png"
+                page.screenshot(path=str(path), full_page=True)
+                print(f"wrote {path}")
+    finally:
+        if running is not None:
+            stop(running)
+        service.close()
+
+
 def main(which: list[str]) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     if not which or "monitor" in which:
@@ -173,6 +261,8 @@ def main(which: list[str]) -> None:
         station_states()
     if not which or "trend" in which:
         trend()
+    if not which or "alarms" in which:
+        alarms()
 
 
 if __name__ == "__main__":
