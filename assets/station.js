@@ -79,6 +79,8 @@
     var ALARM_ON = {active: true, latched: true}; // alarm states that colour a tile (and ack)
     var ACK_REPEAT_MS = 2000; // a second click on the same alarm's ack within this: not sent
     var MESSAGE_MS = 6000; // a refused acknowledgement stays shown this long
+    var FLASH_PREFIX = "hr-flash"; // station.css's flashing keyframes (tiles' rings, list items)
+    var FLASH_EPOCH = 0; // ms on the document's timeline: every flashing animation starts here
 
     // Per-tab mutable state. Times are performance.now() milliseconds.
     var S = {
@@ -117,6 +119,8 @@
         ackSent: {}, // alarm id → when its ack was sent (performance.now)
         message: null, // the timer hiding hr-station-message
         errors: 0, // error frames received
+        flashRaf: null, // the pending requestAnimationFrame that puts the flashing in phase
+        flashSynced: 0, // flashing animations put in phase (FLASH_EPOCH)
     };
 
     // A previous copy of this file on the page (evaluated again) hands over: one timer per page.
@@ -412,6 +416,30 @@
             nodes.push(empty);
         }
         list.replaceChildren.apply(list, nodes);
+        flashChanged();
+    }
+
+    /**
+     * Flashing in unison: every flashing animation (station.css's hr-flash-*, on the tiles' rings
+     * and the list's items) starts at the same moment, FLASH_EPOCH on the document's timeline,
+     * so a wall of alarms flashes together and a list item written afresh keeps the phase. Done
+     * in the next animation frame after a tile's alarm or the list changed.
+     */
+    function flashChanged() {
+        if (S.flashRaf === null && typeof document.getAnimations === "function") {
+            S.flashRaf = requestAnimationFrame(syncFlashing);
+        }
+    }
+
+    function syncFlashing() {
+        S.flashRaf = null;
+        document.getAnimations().forEach(function (a) {
+            if (typeof a.animationName === "string" && a.animationName.indexOf(FLASH_PREFIX) === 0 &&
+                    a.startTime !== FLASH_EPOCH) {
+                a.startTime = FLASH_EPOCH;
+                S.flashSynced += 1;
+            }
+        });
     }
 
     /** The big number: the latest bpm, rounded to a whole beat, or an en dash. */
@@ -629,6 +657,7 @@
         }
         if (!old || old.alarm !== view.alarm) {
             el.setAttribute("data-alarm", view.alarm);
+            flashChanged();
         }
         if (view.name !== null && (!old || old.name !== view.name)) {
             setText(parts.name, view.name);

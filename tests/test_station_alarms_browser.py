@@ -8,7 +8,7 @@ not), and the station page in headless Chromium.
   bed-06 45 bpm → hr_low (medium)
 
 Checked: high tiles flash at 2 Hz and medium ones at 0.6 Hz, low stays steady, nothing flashes
-under prefers-reduced-motion; an ack button (a tile's, the list's) acknowledges the alarm
+under prefers-reduced-motion; the flashing animates only the opacity of the rings, all in phase; an ack button (a tile's, the list's) acknowledges the alarm
 (/api/alarms says so) and the page stays on the station; the station sounds its highest
 priority, and the pause button pauses the audio (/healthz), silences it and shows its
 countdown.
@@ -60,11 +60,14 @@ WANT = {  # the tiles' data-alarm once every condition has held for its delay
 
 TILES_JS = """
 () => Object.fromEntries(Array.from(document.querySelectorAll('[data-patient]')).map((t) => {
-  const cs = getComputedStyle(t);
+  const ring = getComputedStyle(t, '::after');
   const ack = t.parentElement.querySelector(':scope > .hr-ack');
+  const flashing = t.getAnimations({subtree: true});
   return [t.dataset.patient, {alarm: t.dataset.alarm, state: t.dataset.state,
-    animation: cs.animationName, duration: cs.animationDuration, ring: cs.boxShadow,
-    periods: t.getAnimations().map((a) => a.effect.getComputedTiming().duration),
+    animation: ring.animationName, duration: ring.animationDuration, ring: ring.boxShadow,
+    opacity: getComputedStyle(t).opacity, composited: ring.willChange,
+    periods: flashing.map((a) => a.effect.getComputedTiming().duration),
+    starts: flashing.map((a) => a.startTime),
     ack: ack && !ack.hidden ? ack.getAttribute('data-alarm-id') : null}];
 }))
 """
@@ -150,16 +153,44 @@ def test_high_and_medium_tiles_flash_low_stays_steady(station: Station) -> None:
     assert shown["bed-04"]["periods"] == [] and "inset" not in shown["bed-04"]["ring"]
     items = station.page.evaluate(
         "(id) => [...document.querySelectorAll(`#${id} li`)].map((li) =>"
-        " [li.dataset.priority, getComputedStyle(li).animationDuration])",
+        " [li.dataset.priority, getComputedStyle(li, '::before').animationDuration,"
+        " li.getAnimations({subtree: true}).map((a) => a.effect.getComputedTiming().duration)])",
         ids.STATION_ALARMS,
     )
     assert sorted(items) == [
-        ["high", "0.5s"],
-        ["high", "0.5s"],
-        ["low", "0s"],
-        ["medium", "1.667s"],
-        ["medium", "1.667s"],
+        ["high", "0.5s", [500]],
+        ["high", "0.5s", [500]],
+        ["low", "0s", []],
+        ["medium", "1.667s", [1667]],
+        ["medium", "1.667s", [1667]],
     ]
+
+
+def test_flashing_runs_on_the_compositor_in_unison(station: Station) -> None:
+    """The flashing animates the opacity of a ring (the tile's ::after, the list item's
+    ::before) in a layer of its own, nothing the page must restyle or lay out each frame; the
+    tile itself is never faded; and every flashing animation, tiles' and list's, starts at the
+    same moment (a wall of alarms flashes together)."""
+    page = station.page
+    wait_js(page, "() => document.getAnimations().every((a) => a.startTime === 0)", 10)
+    shown = tiles(page)
+    for pid in ("bed-01", "bed-02", "bed-05", "bed-06"):
+        assert shown[pid]["composited"] == "opacity"
+        assert shown[pid]["opacity"] == "1"
+        assert shown[pid]["starts"] == [0]
+    props = page.evaluate(
+        "() => document.getAnimations().map((a) => [a.animationName,"
+        " [...new Set(a.effect.getKeyframes().flatMap((k) => Object.keys(k)"
+        ".filter((p) => !['offset', 'computedOffset', 'easing', 'composite'].includes(p))))]])"
+    )
+    assert len(props) == 8  # 4 flashing tiles, 4 flashing items
+    assert {name for name, _ in props} == {
+        "hr-flash-high",
+        "hr-flash-medium",
+        "hr-flash-item-high",
+        "hr-flash-item-medium",
+    }
+    assert all(p == ["opacity"] for _, p in props), props
 
 
 def test_reduced_motion_stops_the_flashing(station: Station) -> None:
@@ -175,7 +206,7 @@ def test_reduced_motion_stops_the_flashing(station: Station) -> None:
         assert "rgb(234, 179, 8)" in shown["bed-02"]["ring"]
         texts = page.evaluate(
             "(id) => [...document.querySelectorAll(`#${id} li`)].map((li) =>"
-            " [li.textContent, li.getAnimations().length])",
+            " [li.textContent, li.getAnimations({subtree: true}).length])",
             ids.STATION_ALARMS,
         )
         assert texts[0][0].startswith("*** ") and {n for _, n in texts} == {0}
