@@ -52,12 +52,14 @@ import asyncio
 import contextlib
 import json
 import random
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import psutil
 
@@ -504,11 +506,98 @@ async def _storm(
     return counts
 
 
-def run(quick: bool) -> dict[str, Any]:
+async def _quiet(acker: Acker, bridge_port: int, within: float = 100.0) -> float:
+    """Every patient back to normal (STORM ends there): the latched alarms left acknowledged,
+    ACK_SPACING s apart, until /api/alarms lists none; returns how long that took (s)."""
+    url = f"http://127.0.0.1:{bridge_port}/api/alarms"
+    start = time.monotonic()
+    acked: set[str] = set()
+    while time.monotonic() - start < within:
+        alarms = await asyncio.to_thread(get_json, url)
+        if not alarms:
+            break
+        for a in alarms:
+            if a["state"] == "latched" and a["id"] not in acked:
+                acked.add(a["id"])
+                await acker.ack(a["id"])
+                await asyncio.sleep(ACK_SPACING)
+        await asyncio.sleep(0.5)
+    return round(time.monotonic() - start, 1)
+
+
+# The station page's own assets, which ``before`` serves as of another revision.
+STATION_ASSETS = ("assets/station.css", "assets/station.js")
+
+
+def _assets_at(rev: str) -> dict[str, str]:
+    """STATION_ASSETS as of git revision ``rev`` (path → text)."""
+    root = Path(__file__).resolve().parent.parent
+    return {
+        path: subprocess.run(
+            ["git", "show", f"{rev}:{path}"], cwd=root, check=True, capture_output=True, text=True
+        ).stdout
+        for path in STATION_ASSETS
+    }
+
+
+def _cpu_windows(
+    running: Any,
+    page: Any,
+    cdp: Any,
+    profile: str,
+    window_s: float,
+    service: ScriptedService,
+    acker: Acker,
+    ids: list[str],
+) -> dict[str, Any]:
+    """The CPU part: ``window_s`` without alarms (the baseline), then ``window_s`` of STORM."""
+    bridge_port = running.bridge_port
+    alarms_url = f"http://127.0.0.1:{bridge_port}/api/alarms"
+    out: dict[str, Any] = {}
+    print(f"[bench] alarms: CPU, {window_s:g} s without", file=sys.stderr)
+    out["baseline"] = _cpu_window(running, page, cdp, profile, window_s, alarms_url)
+    print(f"[bench] alarms: CPU, {window_s:g} s with", file=sys.stderr)
+    stop_at = service.loop.time() + window_s + 1.0
+    storm = asyncio.run_coroutine_threadsafe(
+        _storm(service, acker, bridge_port, stop_at), service.loop
+    )
+    page.wait_for_timeout(1000)  # the first alarms' delays are running
+    t0 = time.time()
+    out["alarms"] = _cpu_window(running, page, cdp, profile, window_s, alarms_url)
+    t1 = time.time()
+    out["alarms"].update(storm.result(timeout=60))
+    events = [
+        e
+        for p in ids
+        for e in get_json(f"http://127.0.0.1:{bridge_port}/api/alarms/log?patient={p}&limit=1000")
+        if t0 * 1000 <= e["time"] <= t1 * 1000
+    ]
+    # flashing animations station.js put in phase (null: a station.js from before that)
+    out["flash_synced"] = page.evaluate("() => window.hrdashStation.state.flashSynced ?? null")
+    out["alarms"]["log_entries"] = len(events)
+    out["alarms"]["by_event"] = {
+        name: sum(e["event"] == name for e in events)
+        for name in ("raised", "latched", "acknowledged", "ended")
+    }
+    health = get_json(f"http://127.0.0.1:{bridge_port}/healthz")
+    out["alarms"]["acks_refused"] = {
+        "rate_limited": health["patients"][0]["counters"].get("viewer_messages_refused"),
+        **health["alarms"],
+    }
+    return out
+
+
+def run(quick: bool, cpu_only: bool = False, before: str | None = None) -> dict[str, Any]:
+    """The section. ``cpu_only``: the CPU windows only (no latency part). ``before``: a git
+    revision; the CPU windows are run first with the station's own assets (STATION_ASSETS) as
+    of that revision (served in their place, the rest of the app as it is), under
+    ``out["before"]``, then with the working tree's (``out["baseline"]``/``out["alarms"]``),
+    on the same app, page and scripted services."""
     from playwright.sync_api import sync_playwright
 
     reps = 2 if quick else 4  # per measured patient and kind: MEASURED x reps repetitions each
     window_s = 20.0 if quick else 60.0
+    old_assets = _assets_at(before) if before else None
     out: dict[str, Any] = {
         "patients": PATIENTS,
         "period_s": PERIOD,
@@ -521,6 +610,8 @@ def run(quick: bool) -> dict[str, Any]:
         "clock": "system wall clock (CLOCK_REALTIME): time.time() in the bridge and here, "
         "Date.now() in the page",
         "load_avg_at_start": [round(x, 2) for x in psutil.getloadavg()],
+        "cpu_only": cpu_only,
+        "before_rev": before,
     }
     ids = patient_ids()
     service = ScriptedService(ids, value=NORMAL, period=PERIOD)
@@ -558,99 +649,101 @@ def run(quick: bool) -> dict[str, Any]:
                     context.add_init_script(INIT_JS)
                     page = context.pages[0] if context.pages else context.new_page()
                     cdp = context.new_cdp_session(page)
-                    arrivals = AlarmArrivals(cdp, ids[:MEASURED])
                     errors: list[str] = []
                     page.on("pageerror", lambda e: errors.append(str(e)[:300]))
-                    page.goto(running.url)
-                    page.wait_for_function(ALL_TILES_SHOWN, arg=PATIENTS, timeout=60_000)
-                    page.wait_for_timeout(2000)
+                    served: dict[str, str] = {}  # asset path → the text served in its place
+
+                    def serve(route: Any) -> None:
+                        path = urlparse(route.request.url).path.lstrip("/")
+                        if path in served:
+                            kind = "text/css" if path.endswith(".css") else "text/javascript"
+                            route.fulfill(body=served[path], content_type=kind)
+                        else:
+                            route.continue_()
+
+                    def load() -> None:
+                        page.goto(running.url)
+                        page.wait_for_function(ALL_TILES_SHOWN, arg=PATIENTS, timeout=60_000)
+                        page.wait_for_timeout(2000)
+
+                    if old_assets is not None:
+                        # (routing also turns the page's HTTP cache off: each load fetches)
+                        page.route("**/assets/station.*", serve)
+                        served.update(old_assets)
+                        print(f"[bench] alarms: station assets as of {before}", file=sys.stderr)
+                        load()
+                        page.evaluate("() => window.__alarms.stop()")
+                        cdp.send("Performance.enable")
+                        out["before"] = _cpu_windows(
+                            running, page, cdp, profile, window_s, service, acker, ids
+                        )
+                        out["before"]["quiet_after_s"] = service.run(
+                            _quiet(acker, bridge_port), timeout=120
+                        )
+                        served.clear()
+                    arrivals = None if cpu_only else AlarmArrivals(cdp, ids[:MEASURED])
+                    load()
                     page.evaluate("() => window.__alarms.drain()")
 
-                    # -- latency -------------------------------------------------------------
-                    print(f"[bench] alarms: latency, {MEASURED * reps} each", file=sys.stderr)
-                    acks: list[tuple[str, str, float]] = []
-                    cycle = 2 * (MEDIUM_DELAY + 2 * HOLD_S) + HIGH_DELAY + 3 * HOLD_S
-                    with Poller(bridge_port) as poller:
+                    if not cpu_only:
+                        assert arrivals is not None
+                        # -- latency -------------------------------------------------------------
+                        print(f"[bench] alarms: latency, {MEASURED * reps} each", file=sys.stderr)
+                        acks: list[tuple[str, str, float]] = []
+                        cycle = 2 * (MEDIUM_DELAY + 2 * HOLD_S) + HIGH_DELAY + 3 * HOLD_S
+                        with Poller(bridge_port) as poller:
 
-                        async def latency() -> None:
-                            await asyncio.gather(
-                                *(
-                                    _repetitions(
-                                        service,
-                                        acker,
-                                        bridge_port,
-                                        p,
-                                        i * cycle / (2 * MEASURED) + 0.137 * i,
-                                        reps,
-                                        acks,
+                            async def latency() -> None:
+                                await asyncio.gather(
+                                    *(
+                                        _repetitions(
+                                            service,
+                                            acker,
+                                            bridge_port,
+                                            p,
+                                            i * cycle / (2 * MEASURED) + 0.137 * i,
+                                            reps,
+                                            acks,
+                                        )
+                                        for i, p in enumerate(ids[:MEASURED])
                                     )
-                                    for i, p in enumerate(ids[:MEASURED])
                                 )
-                            )
 
-                        service.run(latency(), timeout=reps * cycle * 2 + 60)
-                        page.wait_for_timeout(1000)
-                    recorded = page.evaluate("() => window.__alarms.drain()")
-                    skew = page.evaluate("() => window.__alarms.clock()")
+                            service.run(latency(), timeout=reps * cycle * 2 + 60)
+                            page.wait_for_timeout(1000)
+                        recorded = page.evaluate("() => window.__alarms.drain()")
+                        skew = page.evaluate("() => window.__alarms.clock()")
+                        page.evaluate("() => window.__alarms.stop()")
+                        logs = {
+                            p: get_json(
+                                f"http://127.0.0.1:{bridge_port}/api/alarms/log?patient={p}&limit=1000"
+                            )[::-1]
+                            for p in ids[:MEASURED]
+                        }
+                        raw, counts = _latencies(poller, arrivals, recorded, logs, acks)
+                        out["latency_ms"] = {
+                            event: {where: summary(v) for where, v in places.items()}
+                            for event, places in raw.items()
+                        }
+                        out["raw_ms"] = {
+                            event: {where: [round(x, 2) for x in v] for where, v in places.items()}
+                            for event, places in raw.items()
+                        }
+                        out["events"] = counts
+                        out["poll_request_ms"] = summary(poller.request_ms)
+                        out["polls"] = len(poller.samples)
+                        out["page_clock_skew_ms"] = round(skew[1] - skew[0], 2)
+                        out["ack_errors"] = list(acker.errors)
+
                     page.evaluate("() => window.__alarms.stop()")
-                    logs = {
-                        p: get_json(
-                            f"http://127.0.0.1:{bridge_port}/api/alarms/log?patient={p}&limit=1000"
-                        )[::-1]
-                        for p in ids[:MEASURED]
-                    }
                     cdp.send("Network.disable")  # no instrumentation in the CPU windows
                     cdp.send("Performance.enable")
-                    raw, counts = _latencies(poller, arrivals, recorded, logs, acks)
-                    out["latency_ms"] = {
-                        event: {where: summary(v) for where, v in places.items()}
-                        for event, places in raw.items()
-                    }
-                    out["raw_ms"] = {
-                        event: {where: [round(x, 2) for x in v] for where, v in places.items()}
-                        for event, places in raw.items()
-                    }
-                    out["events"] = counts
-                    out["poll_request_ms"] = summary(poller.request_ms)
-                    out["polls"] = len(poller.samples)
-                    out["page_clock_skew_ms"] = round(skew[1] - skew[0], 2)
-                    out["ack_errors"] = list(acker.errors)
 
                     # -- CPU: baseline, then alarms raising and clearing ---------------------
-                    alarms_url = f"http://127.0.0.1:{bridge_port}/api/alarms"
                     page.wait_for_timeout(3000)  # the last repetitions' alarms are over
-                    print(f"[bench] alarms: CPU, {window_s:g} s without", file=sys.stderr)
-                    out["baseline"] = _cpu_window(running, page, cdp, profile, window_s, alarms_url)
-                    print(f"[bench] alarms: CPU, {window_s:g} s with", file=sys.stderr)
-                    stop_at = service.loop.time() + window_s + 1.0
-                    storm = asyncio.run_coroutine_threadsafe(
-                        _storm(service, acker, bridge_port, stop_at), service.loop
+                    out.update(
+                        _cpu_windows(running, page, cdp, profile, window_s, service, acker, ids)
                     )
-                    page.wait_for_timeout(1000)  # the first alarms' delays are running
-                    t0 = time.time()
-                    out["alarms"] = _cpu_window(running, page, cdp, profile, window_s, alarms_url)
-                    t1 = time.time()
-                    out["alarms"].update(storm.result(timeout=60))
-                    events = [
-                        e
-                        for p in ids
-                        for e in get_json(
-                            f"http://127.0.0.1:{bridge_port}/api/alarms/log?patient={p}&limit=1000"
-                        )
-                        if t0 * 1000 <= e["time"] <= t1 * 1000
-                    ]
-                    out["alarms"]["log_entries"] = len(events)
-                    out["alarms"]["by_event"] = {
-                        name: sum(e["event"] == name for e in events)
-                        for name in ("raised", "latched", "acknowledged", "ended")
-                    }
-                    health = get_json(f"http://127.0.0.1:{bridge_port}/healthz")
-                    out["alarms"]["acks_refused"] = {
-                        "rate_limited": health["patients"][0]["counters"].get(
-                            "viewer_messages_refused"
-                        ),
-                        **health["alarms"],
-                    }
                     out["page_errors"] = errors
                 finally:
                     context.close()
@@ -667,4 +760,4 @@ def run(quick: bool) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(run("--quick" in sys.argv), indent=1)[:5000])
+    print(json.dumps(run("--quick" in sys.argv, "--only-cpu" in sys.argv), indent=1)[:5000])

@@ -67,7 +67,7 @@ def run_section(name: str, args: argparse.Namespace) -> dict[str, Any]:
     if name == "alarms":
         from benchmarks import alarms
 
-        return alarms.run(quick)
+        return alarms.run(quick, cpu_only=args.only_cpu, before=args.alarms_before)
     if name == "station":
         from benchmarks import station
 
@@ -543,6 +543,20 @@ def alarms_table(al: dict[str, Any]) -> str:
     def row(label: str, goal: str, value: str) -> None:
         rows.append(f"| {label} | {goal} | {value} |")
 
+    if "latency_ms" in al:
+        _alarm_latency_rows(al, row)
+    if al.get("before"):
+        _alarm_cpu_rows(al["before"], al, row, f", station assets as of {al['before_rev']}")
+    _alarm_cpu_rows(al, al, row, ", working tree" if al.get("before") else "")
+    rows.append(
+        f"\nclock: {al['clock']}; page's performance clock - Date.now() at the end: "
+        f"{fmt(al.get('page_clock_skew_ms'), 2)} ms. Load average (1 min) at start / end: "
+        f"{fmt(al['load_avg_at_start'][0], 2)} / {fmt(al['load_avg_at_end'][0], 2)}"
+    )
+    return "\n".join(rows)
+
+
+def _alarm_latency_rows(al: dict[str, Any], row: Any) -> None:
     lat, n = al["latency_ms"], al["events"]
     delays = al["delays_s"]
     for event, what in (
@@ -573,19 +587,27 @@ def alarms_table(al: dict[str, Any]) -> str:
         "—",
         _pair(al, ("poll_request_ms",)),
     )
-    base, busy = al.get("baseline") or {}, al.get("alarms") or {}
+
+
+def _alarm_cpu_rows(windows: dict[str, Any], al: dict[str, Any], row: Any, which: str) -> None:
+    base, busy = windows.get("baseline") or {}, windows.get("alarms") or {}
 
     def cpu(key: str) -> str:
         return f"{fmt(base.get(key), 3)} → {fmt(busy.get(key), 3)}"
 
     tag = f"{al['patients']} patients, {fmt(busy.get('seconds'))} s each"
-    row(f"bridge CPU s per s, no alarms → alarms ({tag})", "—", cpu("bridge_cpu_s_per_s"))
-    row("station page's renderer CPU s per s, no alarms → alarms", "—", cpu("renderer_cpu_s_per_s"))
+    row(f"bridge CPU s per s, no alarms → alarms ({tag}{which})", "—", cpu("bridge_cpu_s_per_s"))
+    row(
+        f"station page's renderer CPU s per s, no alarms → alarms{which}",
+        "—",
+        cpu("renderer_cpu_s_per_s"),
+    )
     row("all of Chromium CPU s per s, no alarms → alarms", "—", cpu("chromium_cpu_s_per_s"))
     row("Dash server CPU s per s, no alarms → alarms", "—", cpu("server_cpu_s_per_s"))
     pb, pa = base.get("page_per_s") or {}, busy.get("page_per_s") or {}
     row(
-        "station page per s, no alarms → alarms: frames taken; tile writes; sparkline draws",
+        f"station page per s, no alarms → alarms{which}: frames taken; tile writes; "
+        "sparkline draws",
         "—",
         "; ".join(
             f"{fmt(pb.get(k), 1)} → {fmt(pa.get(k), 1)}"
@@ -594,8 +616,8 @@ def alarms_table(al: dict[str, Any]) -> str:
     )
     rb, ra = base.get("renderer_per_s") or {}, busy.get("renderer_per_s") or {}
     row(
-        "page's renderer per s, no alarms → alarms (CDP): task; script; style; layout (ms); "
-        "style recalcs; layouts",
+        f"page's renderer per s, no alarms → alarms (CDP{which}): task; script; style; "
+        "layout (ms); style recalcs; layouts",
         "—",
         "; ".join(
             f"{fmt(1000 * rb[k] if k in rb else None)} → {fmt(1000 * ra[k] if k in ra else None)}"
@@ -623,12 +645,6 @@ def alarms_table(al: dict[str, Any]) -> str:
         f"{fmt(busy.get('acks'))}; {fmt(refused.get('state_changes'))}; "
         f"{fmt(refused.get('rate_limited'))}",
     )
-    rows.append(
-        f"\nclock: {al['clock']}; page's performance clock - Date.now() at the end: "
-        f"{fmt(al.get('page_clock_skew_ms'), 2)} ms. Load average (1 min) at start / end: "
-        f"{fmt(al['load_avg_at_start'][0], 2)} / {fmt(al['load_avg_at_end'][0], 2)}"
-    )
-    return "\n".join(rows)
 
 
 def table(results: dict[str, Any]) -> str:
@@ -996,6 +1012,18 @@ def main() -> None:
     )
     parser.add_argument(
         "--keep", action="store_true", help="history section: keep the seeded file for next time"
+    )
+    parser.add_argument(
+        "--only-cpu",
+        action="store_true",
+        help="alarms section: the CPU windows only (no latency part)",
+    )
+    parser.add_argument(
+        "--alarms-before",
+        default=None,
+        metavar="REV",
+        help="alarms section: first run the CPU windows with the station's assets "
+        "(station.css, station.js) as of git revision REV, then with the working tree's",
     )
     parser.add_argument("--out", default=str(RESULTS / "results.json"))
     args = parser.parse_args()

@@ -8,10 +8,10 @@ not), and the station page in headless Chromium.
   bed-06 45 bpm → hr_low (medium)
 
 Checked: high tiles flash at 2 Hz and medium ones at 0.6 Hz, low stays steady, nothing flashes
-under prefers-reduced-motion; the flashing animates only the opacity of the rings, all in phase; an ack button (a tile's, the list's) acknowledges the alarm
-(/api/alarms says so) and the page stays on the station; the station sounds its highest
-priority, and the pause button pauses the audio (/healthz), silences it and shows its
-countdown.
+under prefers-reduced-motion; the flashing animates only the opacity of the rings, all in
+phase; an ack button (a tile's, the list's) acknowledges the alarm (/api/alarms says so) and the
+page stays on the station; the station sounds its highest priority, and the pause button pauses
+the audio (/healthz), silences it and shows its countdown.
 """
 
 from __future__ import annotations
