@@ -669,7 +669,7 @@ def table(results: dict[str, Any]) -> str:
     if isinstance(hi, dict):
         parts.append(history_table(hi))
     al = sections.get("alarms")
-    if isinstance(al, dict) and "latency_ms" in al:
+    if isinstance(al, dict) and ("latency_ms" in al or "baseline" in al):
         parts.append(alarms_table(al))
     elif al is not None:
         parts.append(f"alarms: ERROR {fmt(_get(al, 'error'))[:200]}")
