@@ -533,10 +533,11 @@ def test_alarm_attribute_is_the_highest_active_priority(page: Any) -> None:
     rings = page.evaluate(  # the flash's "on" phase (its first half)
         "() => ['bed-01', 'bed-02'].map((p) => { const t = document.querySelector("
         "`[data-patient=${p}]`);"
-        " t.getAnimations().forEach((a) => { a.pause(); a.currentTime = 0; });"
-        " return getComputedStyle(t).boxShadow; })"
+        " t.getAnimations({subtree: true}).forEach((a) => { a.pause(); a.currentTime = 0; });"
+        " const ring = getComputedStyle(t, '::after');"  # the ring is the tile's ::after
+        " return ring.boxShadow + ' opacity ' + ring.opacity; })"
     )
-    assert "rgb(234, 179, 8)" in rings[0] and "inset" in rings[0]
+    assert "rgb(234, 179, 8)" in rings[0] and "inset" in rings[0] and rings[0].endswith(" 1")
     assert "rgb(234, 179, 8)" not in rings[1]
     send(page, station(patient("bed-01", alarms=[]), patient("bed-02")))
     assert shown(page)["bed-01"]["alarm"] == "none"
