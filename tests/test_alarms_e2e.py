@@ -72,7 +72,8 @@ WATCH_JS = """
 })();
 """
 
-# The tile of a patient: its data-alarm and which alarm colour its ring (box-shadow) carries.
+# The tile of a patient: its data-alarm and which alarm colour its ring (its ::after's box-shadow)
+# carries.
 TILE_JS = """
 (id) => {
   const tile = document.querySelector(`[data-patient="${id}"]`);
@@ -86,7 +87,7 @@ TILE_JS = """
     colours[p] = getComputedStyle(probe).color;
   }
   probe.remove();
-  const shadow = getComputedStyle(tile).boxShadow;
+  const shadow = getComputedStyle(tile, '::after').boxShadow;  // the ring: the tile's ::after
   const list = [...document.querySelectorAll('#hr-station-alarms li[data-alarm-id]')].map(
     (li) => [li.getAttribute('data-alarm-id'), li.getAttribute('data-state')]);
   return {
