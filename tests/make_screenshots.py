@@ -207,7 +207,11 @@ def alarms() -> None:
             sources = Path(tmp) / "sources.toml"
             names = {pid: f"Bed {pid.split('-')[1]}" for pid in ALARM_WARD}
             sources.write_text(service.sources(names))
-            env = {"HRDASH_SOURCES": str(sources), "HRDASH_SOURCE_NAME": "Ward 4B"}
+            env = {
+                "HRDASH_SOURCES": str(sources),
+                "HRDASH_SOURCE_NAME": "Ward 4B",
+                "HRDASH_DB": str(Path(tmp) / "history.db"),  # a history of this run only
+            }
             running = start_hrdash(app_command(), env)
             running.wait_readings(4)
             time.sleep(20)  # a normal stretch: the sparklines have some history
