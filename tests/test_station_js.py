@@ -1216,6 +1216,82 @@ def test_ack_buttons_on_tiles_and_list_items(page: Any) -> None:
     assert [b["shown"] for b in got["tiles"].values()] == [False] * 3 and got["list"] == []
 
 
+def tile_boxes(page: Any) -> dict[str, Any]:
+    """Per tile: the rects of its parts and of its ack button (left, top, right, bottom), the
+    button's visibility, and its sparkline's canvas size."""
+    return dict(
+        page.evaluate(
+            """(cls) => {
+                 const box = (el) => { const r = el.getBoundingClientRect();
+                   return [r.left, r.top, r.right, r.bottom]; };
+                 const out = {};
+                 for (const t of document.querySelectorAll('[data-patient]')) {
+                   const parts = {};
+                   for (const c of ['name', 'state', 'bpm', 'age', 'spark']) {
+                     parts[c] = box(t.querySelector('.hr-tile-' + c));
+                   }
+                   const b = t.parentElement.querySelector(':scope > button.' + cls);
+                   const canvas = t.querySelector('.hr-tile-spark');
+                   out[t.dataset.patient] = {parts, tile: box(t), ack: box(b),
+                     visible: b.getClientRects().length > 0 &&
+                              getComputedStyle(b).visibility === 'visible',
+                     canvas: [canvas.width, canvas.height]};
+                 }
+                 return out; }""",
+            ids.ACK_CLASS,
+        )
+    )
+
+
+def overlap(a: list[float], b: list[float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+@pytest.mark.parametrize("count", [16, 64])
+def test_the_tile_ack_button_moves_nothing(page: Any, count: int) -> None:
+    """Showing or hiding a tile's ack button lays out nothing else: every part of every tile
+    (the sparkline and its canvas included) keeps its box, and the button keeps its own. It sits
+    inside the tile over the sparkline's left (oldest) half, clear of the name, the state, the
+    number and the age."""
+    config = station_config(count)
+    reset(page, config)
+    set_clock(page, 1_000)
+    pids = patient_ids(count)
+    quiet = station(*[patient(pid, seq=20) for pid in pids])
+    send(page, quiet, config)
+    next_frame(page)
+    next_frame(page)
+    before = tile_boxes(page)
+    loud = station(
+        *[
+            patient(pid, seq=20, alarms=[{**alarm("high", "latched"), "id": f"a-{i}"}])
+            for i, pid in enumerate(pids)
+        ]
+    )
+    send(page, loud, config)
+    next_frame(page)
+    next_frame(page)
+    during = tile_boxes(page)
+    for pid in pids:
+        b, d = before[pid], during[pid]
+        assert not b["visible"] and d["visible"], (pid, b, d)
+        assert d["parts"] == b["parts"] and d["ack"] == b["ack"], (pid, b, d)
+        assert d["canvas"] == b["canvas"], (pid, b, d)
+        ack, tile, spark = d["ack"], d["tile"], d["parts"]["spark"]
+        assert tile[0] <= ack[0] and ack[2] <= tile[2] and tile[1] <= ack[1], (pid, d)
+        assert ack[3] <= tile[3] + 0.5, (pid, d)
+        assert ack[2] <= (spark[0] + spark[2]) / 2, (pid, d)
+        for part in ("name", "state", "bpm", "age"):
+            if d["parts"][part][2] > d["parts"][part][0]:  # the age is empty while live
+                assert not overlap(ack, d["parts"][part]), (pid, part, d)
+    send(page, quiet, config)
+    next_frame(page)
+    after = tile_boxes(page)
+    assert all(
+        not after[pid]["visible"] and after[pid]["ack"] == before[pid]["ack"] for pid in pids
+    )
+
+
 def test_an_ack_click_sends_the_ack_and_never_navigates(page: Any) -> None:
     """A click on a tile's ack button sends {"type": "ack", "alarm": ID} on the station's
     socket (with a nonce, as snapshot acks) and the page stays where it is; a second click on
