@@ -240,7 +240,7 @@ def alarms() -> None:
             with chromium_page(1280, 900, reduced_motion="reduce") as page:
                 page.goto(f"{running.url}patient/bed-1")
                 page.wait_for_function(
-                    "(id) => document.querySelectorAll(`#${id} tbody tr`).length >= 2",
+                    "(id) => document.querySelectorAll(`#${id} tbody tr`).length >= 1",
                     arg=ids.ALARM_LOG,
                     timeout=30000,
                 )
