@@ -18,6 +18,7 @@ from hrdash.callbacks import alarm_panel, session
 from hrdash.settings import Settings
 from hrdash.webapp import create_app
 from tests.support import free_port, routed, walk
+from tests.test_alarm_store import entry, write_log
 
 T0 = 1_764_324_000_000  # 2025-11-28T10:00:00Z
 PATIENT = "bed-01"
@@ -29,37 +30,6 @@ def settings_for(db: Path | str, **env: str) -> Settings:
     """Settings on the history ``db`` whose bridge nothing listens on (it cannot be asked)."""
     base = Settings.load(env={"HRDASH_SIMULATOR_PATIENTS": "2", **env})
     return base.replace(db=str(db), bridge_port=free_port())
-
-
-def entry(time_ms: int, event: str, patient: str = PATIENT, **fields: Any) -> dict[str, Any]:
-    base = {
-        "time": time_ms,
-        "patient": patient,
-        "alarm": f"{patient}:hr_high:{time_ms}",
-        "kind": "hr_high",
-        "priority": "medium",
-        "event": event,
-        "value": 131,
-        "limit": 120,
-        "origin": None,
-    }
-    return {**base, **fields}
-
-
-def write_log(path: Path, entries: list[dict[str, Any]]) -> None:
-    """``alarm_log`` rows as the recorder writes them (store.log_row), in the given order."""
-    conn = store.connect(path)
-    try:
-        store.ensure_schema(conn)
-        conn.execute("BEGIN")
-        rows = [store.log_row(e, store.patient_key(conn, e["patient"])) for e in entries]
-        conn.executemany(
-            f"INSERT INTO alarm_log ({store.LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
 
 
 def write_readings(path: Path, patient: str, rows: list[tuple[int, float]]) -> None:

@@ -63,11 +63,12 @@ def v1_file(path: Path, readings: list[tuple[int, int]]) -> None:
         conn.close()
 
 
-def entry(time_ms: int, event: str, **fields: Any) -> dict[str, Any]:
+def entry(time_ms: int, event: str, patient: str = PATIENT, **fields: Any) -> dict[str, Any]:
+    """A log entry of the contract's shape (a medium hr_high alarm's unless told otherwise)."""
     base = {
         "time": time_ms,
-        "patient": PATIENT,
-        "alarm": f"{PATIENT}:hr_high:{time_ms}",
+        "patient": patient,
+        "alarm": f"{patient}:hr_high:{time_ms}",
         "kind": "hr_high",
         "priority": "medium",
         "event": event,
@@ -79,7 +80,7 @@ def entry(time_ms: int, event: str, **fields: Any) -> dict[str, Any]:
 
 
 def write_log(path: Path, entries: list[dict[str, Any]]) -> None:
-    """Rows of ``alarm_log`` as the recorder writes them (store.log_row)."""
+    """Rows of ``alarm_log`` as the recorder writes them (store.log_row), in the given order."""
     conn = store.connect(path)
     try:
         store.ensure_schema(conn)
