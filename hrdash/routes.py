@@ -25,13 +25,17 @@ import http
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import dash
 import flask
 
-from hrdash import history, pages
+from hrdash import history
+
+if TYPE_CHECKING:
+    from hrdash.settings import Settings
 
 EXTENSION = "hrdash.routes"  # key of the app's Routes in its Flask server's extensions
 API = "api/patients/<patient_id>/"  # under the app's routes prefix
@@ -44,10 +48,11 @@ ALARMS_CSV = "alarms.csv"
 
 @dataclass
 class Routes:
-    """One app's history routes: its pages' :class:`hrdash.pages.Site` (settings, patients)
-    and the clock that ``range=`` and default ranges end at (Unix seconds)."""
+    """One app's history routes: its settings, the ids of its patients (the station's, as its
+    pages show them) and the clock that ``range=`` and default ranges end at (Unix seconds)."""
 
-    site: pages.Site
+    settings: Settings
+    patients: frozenset[str]
     clock: Callable[[], float] = time.time
 
     def now_ms(self) -> int:
@@ -88,7 +93,7 @@ def _answer(handler: Callable[[Routes, str], flask.Response]) -> Callable[[str],
 
     def view(patient_id: str) -> flask.Response:
         found: Routes = flask.current_app.extensions[EXTENSION]
-        if patient_id not in found.site.by_id:
+        if patient_id not in found.patients:
             return _text(http.HTTPStatus.NOT_FOUND, f"No patient {patient_id[:40]!r}")
         try:
             return handler(found, patient_id)
@@ -110,19 +115,19 @@ def _answer(handler: Callable[[Routes, str], flask.Response]) -> Callable[[str],
 
 def _readings_csv(found: Routes, patient_id: str) -> flask.Response:
     start, end = history.parse_range(flask.request.args, found.now_ms())
-    body = history.readings_csv(found.site.settings, patient_id, start, end)
+    body = history.readings_csv(found.settings, patient_id, start, end)
     return _csv(body, csv_filename(patient_id, start, end))
 
 
 def _trend_csv(found: Routes, patient_id: str) -> flask.Response:
     start, end = history.parse_range(flask.request.args, found.now_ms())
-    body = history.trend_csv(found.site.settings, patient_id, start, end)
+    body = history.trend_csv(found.settings, patient_id, start, end)
     return _csv(body, csv_filename(patient_id, start, end, "-trend"))
 
 
 def _trend(found: Routes, patient_id: str) -> flask.Response:
     query = history.trend_query(flask.request.args, found.now_ms())
-    body = history.trend(found.site.settings, patient_id, **query)
+    body = history.trend(found.settings, patient_id, **query)
     text = json.dumps(body, allow_nan=False, separators=(",", ":"))
     return flask.Response(text, status=http.HTTPStatus.OK, mimetype=JSON_TYPE)
 
@@ -141,24 +146,30 @@ def _limit(params: Mapping[str, str]) -> int:
 def _alarms(found: Routes, patient_id: str) -> flask.Response:
     args = flask.request.args
     start, end = history.parse_open_range(args)
-    body = history.alarm_log(found.site.settings, patient_id, start, end, _limit(args))
+    body = history.alarm_log(found.settings, patient_id, start, end, _limit(args))
     text = json.dumps(body, allow_nan=False, separators=(",", ":"))
     return flask.Response(text, status=http.HTTPStatus.OK, mimetype=JSON_TYPE)
 
 
 def _alarms_csv(found: Routes, patient_id: str) -> flask.Response:
     start, end = history.parse_open_range(flask.request.args)
-    body = history.alarm_log_csv(found.site.settings, patient_id, start, end)
+    body = history.alarm_log_csv(found.settings, patient_id, start, end)
     # Open ends are named by what they mean: from the first entry kept, up to now.
     name = csv_filename(patient_id, start or 0, found.now_ms() if end is None else end, "-alarms")
     return _csv(body, name)
 
 
-def register(app: dash.Dash, clock: Callable[[], float] = time.time) -> Routes:
-    """Add the history routes to ``app``'s Flask server (after :func:`hrdash.pages.register`,
-    whose Site they use), under the prefix the server sees (``routes_pathname_prefix``; the
-    same as ``requests_pathname_prefix`` unless a proxy strips it)."""
-    found = Routes(pages.site(app), clock)
+def register(
+    app: dash.Dash,
+    settings: Settings,
+    patients: Iterable[str],
+    clock: Callable[[], float] = time.time,
+) -> Routes:
+    """Add the history routes for ``patients`` (ids; others get 404) to ``app``'s Flask server,
+    under the prefix the server sees (``routes_pathname_prefix``; the same as
+    ``requests_pathname_prefix`` unless a proxy strips it). The pages link to these routes, so
+    this module does not import them: the app hands it their settings and patients."""
+    found = Routes(settings, frozenset(patients), clock)
     app.server.extensions[EXTENSION] = found
     prefix = app.config.routes_pathname_prefix or "/"
     base = prefix.rstrip("/") + "/" + API

@@ -58,7 +58,8 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
     )
     pages.register(app, settings, callbacks.extra_layout(settings))
     callbacks.register_all(app, settings)
-    routes.register(app)
+    site = pages.site(app)
+    routes.register(app, site.settings, site.by_id)
     return app
 
 
