@@ -285,19 +285,15 @@
     }
 
     var LISTED = {active: true, latched: true, acknowledged: true}; // states in the alarms list
-    var MARKERS = {high: "***", medium: "**", low: "*"};
-    var KIND_TEXT = {
-        hr_low: "HR low",
-        hr_high: "HR high",
-        hr_extreme_low: "HR extremely low",
-        hr_extreme_high: "HR extremely high",
-        no_signal: "No signal",
-        source_down: "Source down",
-    };
-
-    /** One alarm as text: "*** Bed 1 · HR high 141 (> 120)", " · latched" when not active. */
+    /**
+     * One alarm as text: "*** Bed 1 · HR high 141 (> 120)", " · latched" when not active. The
+     * markers and the kinds' labels are Python's (hrdash.alarms), in the page config.
+     */
     function alarmText(p, a) {
-        var what = KIND_TEXT[a.kind] || String(a.kind);
+        var config = S.config || {};
+        var markers = config.markers || {};
+        var kinds = config.kind_labels || {};
+        var what = kinds[a.kind] || String(a.kind);
         if (typeof a.value === "number" && typeof a.limit === "number") {
             var sign = a.kind === "hr_low" || a.kind === "hr_extreme_low" ? "<" : ">";
             what += " " + Math.round(a.value) + " (" + sign + " " + a.limit + ")";
@@ -305,7 +301,7 @@
         if (a.state !== "active") {
             what += " · " + a.state;
         }
-        return MARKERS[a.priority] + " " + String(p.name || p.id) + " · " + what;
+        return (markers[a.priority] || "") + " " + String(p.name || p.id) + " · " + what;
     }
 
     /**

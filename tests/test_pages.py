@@ -17,6 +17,7 @@ from dash import dcc, html
 from dash_extensions import WebSocket
 
 from hrdash import ids, pages
+from hrdash.alarms import KIND_LABELS, MARKERS
 from hrdash.callbacks import session
 from hrdash.layout import PLACEHOLDER
 from hrdash.pages import station
@@ -203,10 +204,13 @@ def test_station_components_and_config() -> None:
         "patients",
         "ids",
         "no_alarms",
+        "markers",
+        "kind_labels",
         "ack_class",
         "ack_text",
     }
     assert config["no_alarms"] == "No active alarms"  # what the list says once emptied again
+    assert (config["markers"], config["kind_labels"]) == (MARKERS, KIND_LABELS)
     assert (config["ack_class"], config["ack_text"]) == (ids.ACK_CLASS, station.ACK_TEXT)
     assert {ids.AUDIO, ids.AUDIO_COUNTDOWN, ids.STATION_MESSAGE} <= set(found)
     assert (config["ws_url"], config["ws_port"]) == ("/ws?station=1", 9876)

@@ -24,6 +24,7 @@ from dash import ClientsideFunction, Input, Output, State, dcc, html
 from dash_extensions import WebSocket
 
 from hrdash import ids
+from hrdash.alarms import KIND_LABELS, MARKERS
 from hrdash.hub import (
     SPARK_SECONDS,  # the sparkline: the bridge's first station frame holds this much
 )
@@ -112,6 +113,8 @@ def config(settings: Settings, patients: Sequence[Source]) -> dict[str, Any]:
         "patients": [{"id": p.id, "name": p.name} for p in patients],
         "ids": ids.STATION_IDS,
         "no_alarms": NO_ALARMS,  # the alarms list's text when it is empty
+        "markers": MARKERS,  # the alarms list's priority markers (***, **, *)
+        "kind_labels": KIND_LABELS,  # what the list and the ack buttons call each kind
         "ack_class": ids.ACK_CLASS,
         "ack_text": ACK_TEXT,
     }
