@@ -47,11 +47,10 @@ BATCH = 500  # readings per patient in one write at most
 STATE_KEPT = 100  # entries a status or alarm stream keeps (MAXLEN ~): readers need the newest
 LEASE_MS = 5000  # ms a lease taken back by a write lasts (the holder's keeper renews it)
 
-# KEYS[1] the lease, KEYS[2] the readings stream; ARGV[1] the holder ('' = no lease), ARGV[2]
-# the lease's ms when taken back, ARGV[3] the MAXLEN, then five per reading: id seq run time
-# bpm. Returns how many were added (the others were not newer than the top), -1 when another
-# holds the lease.
-APPEND_READINGS = """
+# The start of both scripts below: KEYS[1] the lease, ARGV[1] the writer's holder id ('' = no
+# lease), ARGV[2] the lease's ms when taken back. Another holder → -1, nothing written; no
+# holder (Redis came back empty) → the writer takes the lease back.
+LEASE_GUARD = """
 if ARGV[1] ~= '' then
   local holder = redis.call('GET', KEYS[1])
   if not holder then
@@ -60,6 +59,15 @@ if ARGV[1] ~= '' then
     return -1
   end
 end
+"""
+
+# KEYS[1] the lease, KEYS[2] the readings stream; ARGV[1] the holder ('' = no lease), ARGV[2]
+# the lease's ms when taken back, ARGV[3] the MAXLEN, then five per reading: id seq run time
+# bpm. Returns how many were added (the others were not newer than the top), -1 when another
+# holds the lease.
+APPEND_READINGS = (
+    LEASE_GUARD
+    + """
 local added = 0
 for i = 4, #ARGV, 5 do
   local r = redis.pcall('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], ARGV[i],
@@ -68,21 +76,17 @@ for i = 4, #ARGV, 5 do
 end
 return added
 """
+)
 
 # KEYS[1] the lease, KEYS[2] a status or alarm stream; ARGV[1] holder, ARGV[2] lease ms,
 # ARGV[3] MAXLEN, ARGV[4] the frame's JSON. Returns 1, or -1 when another holds the lease.
-APPEND_FRAME = """
-if ARGV[1] ~= '' then
-  local holder = redis.call('GET', KEYS[1])
-  if not holder then
-    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  elseif holder ~= ARGV[1] then
-    return -1
-  end
-end
+APPEND_FRAME = (
+    LEASE_GUARD
+    + """
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'frame', ARGV[4])
 return 1
 """
+)
 
 
 def _sha(script: str) -> str:
