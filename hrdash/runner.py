@@ -21,8 +21,11 @@ from hrdash.supervisor import Supervisor, check_port_free
 log = logging.getLogger("hrdash")
 
 
-class _Stop(Exception):
-    """Raised in the main thread by the SIGTERM handler."""
+class _Stop(BaseException):
+    """Raised in the main thread by the SIGTERM handler. A BaseException, like
+    KeyboardInterrupt: socketserver handles each request inside ``except Exception``, so a
+    SIGTERM landing while the server hands a request to its thread would otherwise be logged
+    as a request error and the server would go on serving."""
 
 
 def _raise_stop(signum: int, frame: FrameType | None) -> None:

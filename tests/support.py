@@ -26,6 +26,8 @@ from typing import Any
 
 import psutil
 
+from hrdash.supervisor import STOP_GRACE
+
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT_FACTOR = float(os.environ.get("HRDASH_TEST_TIMEOUT_FACTOR", "1"))
 CHROMIUM = os.environ.get("HRDASH_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -165,9 +167,10 @@ def hrdash_running(
     assert leftovers == [], f"processes left behind: {leftovers}"
 
 
-def stop(running: Running, timeout: float = 5.0) -> list[int]:
+def stop(running: Running, timeout: float = STOP_GRACE + 3.0) -> list[int]:
     """SIGTERM the main process; returns the pids of descendants still alive after ``timeout``
-    (then kills them, so that a failing test leaves nothing behind). ``timeout`` is scaled."""
+    (then kills them, so that a failing test leaves nothing behind). ``timeout`` is scaled; the
+    default is longer than the supervisor's own worst case (its thread, STOP_GRACE, a kill)."""
     timeout = scaled(timeout)
     try:
         family = psutil.Process(running.proc.pid).children(recursive=True)
@@ -179,7 +182,7 @@ def stop(running: Running, timeout: float = 5.0) -> list[int]:
     except subprocess.TimeoutExpired:
         running.proc.kill()
         running.proc.wait(timeout=5)
-    _, alive = psutil.wait_procs(family, timeout=0.5)
+    _, alive = psutil.wait_procs(family, timeout=scaled(1.0))
     leftovers = [p.pid for p in alive]
     for proc in alive:
         with contextlib.suppress(psutil.Error):

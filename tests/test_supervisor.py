@@ -201,3 +201,29 @@ def test_gives_up_on_a_child_that_keeps_dying_before_it_is_ready(
         ]
     finally:
         sup.stop()
+
+
+def test_sigterm_while_handing_over_a_request_stops_the_server() -> None:
+    """The SIGTERM handler's exception gets out of socketserver's per-request
+    ``except Exception`` (it used to be swallowed there, and `python app.py` went on serving)."""
+    from werkzeug.serving import make_server
+
+    from hrdash.runner import _raise_stop, _Stop
+
+    httpd = make_server("127.0.0.1", 0, lambda environ, start_response: [], threaded=True)
+    handed: list[object] = []
+
+    def process_request(request: object, client_address: object) -> None:
+        handed.append(request)
+        _raise_stop(signal.SIGTERM, None)
+
+    httpd.process_request = process_request  # type: ignore[method-assign]
+    try:
+        with (
+            socket.create_connection(httpd.server_address[:2], timeout=5),
+            pytest.raises(_Stop),
+        ):
+            httpd._handle_request_noblock()
+        assert len(handed) == 1
+    finally:
+        httpd.server_close()
