@@ -69,6 +69,26 @@ def check_sources(settings: Settings) -> None:
         fail(str(exc))
 
 
+def check_redis(settings: Settings) -> None:
+    """With HRDASH_REDIS_URL: Redis answers now, or one line and exit status 2 (a wrong URL or
+    a Redis not started is a configuration error; an outage later is ridden out). Imports
+    redis-py only when the URL is set."""
+    if not settings.uses_redis:
+        return
+    from hrdash.broker.client import check_reachable
+
+    try:
+        check_reachable(settings)
+    except SettingError as exc:
+        fail(str(exc))
+
+
+BRIDGE_WITH_REDIS = (
+    "HRDASH_REDIS_URL is set: `hrdash bridge` is the single process without Redis; with Redis "
+    "run `hrdash ingest` and `hrdash edge` (`python app.py` and gunicorn start both)"
+)
+
+
 def configure_logging(level: str) -> None:
     """Our loggers at ``level``; websockets' per-connection chatter only when debugging."""
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
@@ -105,6 +125,7 @@ def run(**flags: Any) -> None:
 
     settings = load_settings(flags)
     check_sources(settings)
+    check_redis(settings)
     try:
         run_all(settings)
     except PortInUseError as exc:
@@ -120,6 +141,8 @@ def bridge(**flags: Any) -> None:
     from hrdash.bridge import run_bridge
 
     settings = load_settings(flags)
+    if settings.uses_redis:
+        fail(BRIDGE_WITH_REDIS)
     check_sources(settings)
     _run_async(run_bridge(settings))
 

@@ -20,7 +20,7 @@ import signal
 import threading
 from typing import Any
 
-from hrdash.cli import configure_logging, fail
+from hrdash.cli import check_redis, configure_logging, fail
 from hrdash.settings import SettingError, Settings
 from hrdash.sources import station_sources
 from hrdash.supervise import START_TIMEOUT, SupervisorFailed, SupervisorProcess
@@ -59,6 +59,7 @@ def on_starting(server: Any) -> None:
     """Master, before it binds: start the supervising process once, wait until it is ready."""
     global _process
     configure_logging(_settings.log_level)
+    check_redis(_settings)  # Redis answers, or one line and exit 2 before anything starts
     settings = _settings
     port = _bound_port(server)
     if port is not None and port != settings.port:

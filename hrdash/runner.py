@@ -45,7 +45,11 @@ def start_line(settings: Settings) -> str:
     else:
         watched = f"source: {settings.display_source}"
     kept = "off" if settings.db == MEMORY else os.path.abspath(settings.db)
-    return f"{watched}; history: {kept}"
+    line = f"{watched}; history: {kept}"
+    if settings.uses_redis:
+        edges = "1 edge" if settings.edges == 1 else f"{settings.edges} edges"
+        line += f"; Redis {settings.shown_redis_url}, {edges}"
+    return line
 
 
 def run_all(settings: Settings) -> None:

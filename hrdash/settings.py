@@ -179,6 +179,35 @@ def _text(raw: str) -> str:
     return raw.strip()
 
 
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _redis_url(raw: str) -> str:
+    """Empty (no Redis), or a redis://, rediss:// or unix:// URL; errors show it redacted."""
+    value = raw.strip()
+    if not value:
+        return ""
+    parts = urlsplit(value) if "://" in value else None
+    if parts is None or parts.scheme not in REDIS_SCHEMES:
+        fits = False
+    elif parts.scheme == "unix":
+        fits = bool(parts.path.strip("/"))
+    else:
+        try:
+            fits = bool(parts.hostname) and (parts.port is None or parts.port > 0)
+        except ValueError:  # a port that is not a number 0-65535
+            fits = False
+    if not fits:
+        # Not a URL: shown as given, unless it could hold a password (user:pass@host).
+        bare = "***" if "@" in value else value
+        shown = redact_url(value) if parts is not None else bare
+        raise ValueError(
+            "expected a redis://, rediss:// or unix:// URL (or empty for one process), "
+            f"got {shown!r}"
+        )
+    return value
+
+
 def _raw_text(raw: str) -> str:
     return raw
 
@@ -297,6 +326,8 @@ _ALL = frozenset({"run", "bridge", "simulate"})
 _SIM = frozenset({"run", "simulate"})
 _WEB = frozenset({"run"})
 _UPSTREAM = frozenset({"run", "bridge", "probe"})
+_BROKER = frozenset({"run", "bridge", "ingest", "edge"})
+MAX_EDGES = 64
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -505,6 +536,22 @@ SETTINGS: tuple[Setting, ...] = (
         "How long minute trends are kept (at least HRDASH_RETENTION; 1h to 3660d).",
     ),
     Setting(
+        "redis_url",
+        "",
+        _redis_url,
+        "Redis for the fan-out (redis://, rediss:// or unix:// URL; it may hold a password: "
+        "always shown redacted). Set: the ingest writes Redis Streams, HRDASH_EDGES edge "
+        "processes serve viewers (README, Scale out). Empty: one bridge process, no Redis.",
+        _BROKER,
+    ),
+    Setting(
+        "edges",
+        "1",
+        _int_range(1, MAX_EDGES),
+        "Edge processes on this machine, all on the bridge port (only with HRDASH_REDIS_URL).",
+        _WEB,
+    ),
+    Setting(
         "log_level",
         "info",
         _choice("debug", "info", "warning", "error"),
@@ -562,6 +609,8 @@ class Settings:
     db: str = _default("db")
     retention: float = _default("retention")
     trend_retention: float = _default("trend_retention")
+    redis_url: str = _default("redis_url")
+    edges: int = _default("edges")
     log_level: str = _default("log_level")
 
     @classmethod
@@ -602,6 +651,8 @@ class Settings:
                 check_path_params(self.upstream_url, self.path_params)
             except ValueError as exc:
                 raise SettingError(f"HRDASH_PATH_PARAMS: {exc}") from None
+        if self.edges != 1 and not self.uses_redis:
+            raise SettingError("HRDASH_EDGES needs HRDASH_REDIS_URL")
         if self.buffer < self.window:
             raise SettingError(
                 f"HRDASH_BUFFER ({self.buffer}) must be at least HRDASH_WINDOW ({self.window})"
@@ -642,6 +693,16 @@ class Settings:
     def uses_simulator(self) -> bool:
         """True when neither a sources file nor an upstream URL is set."""
         return not self.upstream_url and not self.sources
+
+    @property
+    def uses_redis(self) -> bool:
+        """True when HRDASH_REDIS_URL is set: ingest and edges instead of one bridge process."""
+        return bool(self.redis_url)
+
+    @property
+    def shown_redis_url(self) -> str:
+        """HRDASH_REDIS_URL as it may be shown: without password or query values."""
+        return redact_url(self.redis_url)
 
     @property
     def effective_origins(self) -> tuple[str, ...]:

@@ -447,8 +447,11 @@ async def test_a_redis_url_pointing_nowhere_is_one_line() -> None:
     message = str(err.value)
     assert "\n" not in message and "s3cret" not in message
     assert message == (
-        f"HRDASH_REDIS_URL 'redis://***@127.0.0.1:{port}/0': cannot reach Redis: connection refused"
+        f"HRDASH_REDIS_URL: cannot reach Redis at 'redis://***@127.0.0.1:{port}/0': "
+        "connection refused"
     )
     with pytest.raises(BrokerError) as err:
         await connect("http://127.0.0.1:1/")
-    assert "\n" not in str(err.value) and str(err.value).startswith("HRDASH_REDIS_URL 'http://")
+    assert "\n" not in str(err.value) and str(err.value).startswith(
+        "HRDASH_REDIS_URL: cannot use 'http://"
+    )

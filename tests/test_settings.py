@@ -117,6 +117,14 @@ BAD = [
     ("HRDASH_PUBLIC_WS_URL", "http://example.org/ws"),
     ("HRDASH_LOG_LEVEL", "loud"),
     ("HRDASH_HOST", "my host"),
+    ("HRDASH_REDIS_URL", "http://127.0.0.1:6379/0"),
+    ("HRDASH_REDIS_URL", "localhost:6379"),
+    ("HRDASH_REDIS_URL", "redis://"),
+    ("HRDASH_REDIS_URL", "redis://127.0.0.1:99999/0"),
+    ("HRDASH_REDIS_URL", "unix://"),
+    ("HRDASH_EDGES", "0"),
+    ("HRDASH_EDGES", "65"),
+    ("HRDASH_EDGES", "two"),
 ]
 
 
@@ -234,3 +242,34 @@ def test_display_source_never_shows_secrets() -> None:
     assert Settings.load(env={}).display_source == "Embedded simulator"
     named = Settings.load(env={"HRDASH_UPSTREAM_URL": url, "HRDASH_SOURCE_NAME": "Bed 2"})
     assert named.display_source == "Bed 2"
+
+
+def test_redis_url_turns_the_fan_out_on() -> None:
+    """Empty: one process, no Redis. A redis://, rediss:// or unix:// URL: uses_redis, and the
+    URL is shown redacted (it may hold a password). Edges travel to children through to_env."""
+    assert not Settings.load(env={}).uses_redis
+    assert Settings.load(env={}).edges == 1
+    for url in ("redis://127.0.0.1:6379/0", "rediss://cache.example:6380", "unix:///run/r.sock"):
+        s = Settings.load(env={"HRDASH_REDIS_URL": f" {url} "})
+        assert s.uses_redis and s.redis_url == url
+    secret = "redis://:s3cret@10.0.0.5:6379/0?password=hunter2"
+    s = Settings.load(env={"HRDASH_REDIS_URL": secret, "HRDASH_EDGES": "4"})
+    assert s.shown_redis_url == "redis://***@10.0.0.5:6379/0?password=***"
+    assert s.edges == 4
+    assert Settings.load(env=s.to_env()) == s
+
+
+def test_edges_need_redis() -> None:
+    """Several edges mean nothing without Redis: one line naming both settings."""
+    assert one_line_error({"HRDASH_EDGES": "2"}) == "HRDASH_EDGES needs HRDASH_REDIS_URL"
+    assert one_line_error({}, {"edges": "3"}) == "HRDASH_EDGES needs HRDASH_REDIS_URL"
+    assert Settings.load(env={"HRDASH_EDGES": "1"}).edges == 1
+
+
+@pytest.mark.parametrize(
+    "raw", ["http://user:s3cret@example.org:6379/0", "redis://:s3cret@:6379/0", "u:s3cret@host:1"]
+)
+def test_a_bad_redis_url_is_refused_without_its_password(raw: str) -> None:
+    """The refusal names the setting and never shows the password it may hold."""
+    message = one_line_error({"HRDASH_REDIS_URL": raw})
+    assert message.startswith("HRDASH_REDIS_URL: ") and "s3cret" not in message

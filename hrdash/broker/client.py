@@ -2,6 +2,8 @@
 
 * :func:`connect` — a client for ``HRDASH_REDIS_URL`` that has answered a ``PING``, or
   :class:`BrokerError` with one line (the URL's secrets redacted).
+* :func:`check_reachable` — the start check: :func:`connect` from synchronous code, a
+  :class:`~hrdash.settings.SettingError` (one line, exit status 2) when Redis does not answer.
 * :func:`client_for` — the client without the ``PING``. It never retries a command by itself
   (redis-py's default would, and a retried ``XADD`` could be applied twice): the writer and
   the reader (:mod:`hrdash.broker.writer`, :mod:`hrdash.broker.reader`) retry, with backoff,
@@ -25,7 +27,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hrdash.ingest import reconnect_delays
-from hrdash.settings import redact_url
+from hrdash.settings import SettingError, Settings, redact_url
 
 __all__ = [
     "BLOCK_MS",
@@ -35,6 +37,7 @@ __all__ = [
     "Sleep",
     "aclose_quietly",
     "backoff",
+    "check_reachable",
     "client_for",
     "connect",
     "describe_error",
@@ -102,7 +105,7 @@ def client_for(url: str, *, connect_timeout: float = CONNECT_TIMEOUT) -> Redis:
         )
     except (ValueError, TypeError) as exc:
         cause = str(exc).splitlines()[0] if str(exc) else "not a Redis URL"
-        raise BrokerError(f"HRDASH_REDIS_URL {shown!r}: {cause}") from None
+        raise BrokerError(f"HRDASH_REDIS_URL: cannot use {shown!r}: {cause}") from None
 
 
 async def connect(url: str, *, connect_timeout: float = CONNECT_TIMEOUT) -> Redis:
@@ -116,9 +119,30 @@ async def connect(url: str, *, connect_timeout: float = CONNECT_TIMEOUT) -> Redi
         await client.aclose()
         cause = describe_error(exc)
         raise BrokerError(
-            f"HRDASH_REDIS_URL {redact_url(url)!r}: cannot reach Redis: {cause}"
+            f"HRDASH_REDIS_URL: cannot reach Redis at {redact_url(url)!r}: {cause}"
         ) from None
     return client
+
+
+def check_reachable(settings: Settings) -> None:
+    """The start check of ``python app.py``, the gunicorn master, ``hrdash ingest`` and
+    ``hrdash edge``: Redis at ``HRDASH_REDIS_URL`` answers a ``PING``, or :class:`SettingError`
+    with one line (``HRDASH_REDIS_URL: cannot reach Redis at '<redacted URL>': <cause>``).
+
+    A wrong URL or a Redis not started yet is a configuration error, shown at once; once Redis
+    has been reached, every process rides an outage out instead (hold, back off, reconnect).
+    Synchronous (it runs its own event loop): call it before anything starts. Without
+    ``HRDASH_REDIS_URL`` it does nothing."""
+    if not settings.uses_redis:
+        return
+
+    async def ping() -> None:
+        await aclose_quietly(await connect(settings.redis_url))
+
+    try:
+        asyncio.run(ping())
+    except BrokerError as exc:
+        raise SettingError(str(exc)) from None
 
 
 def round_trip(extra: float = 0.0) -> asyncio.Timeout:
