@@ -505,6 +505,12 @@ SETTINGS: tuple[Setting, ...] = (
         "How long minute trends are kept (at least HRDASH_RETENTION; 1h to 3660d).",
     ),
     Setting(
+        "redis_url",
+        "",
+        _text,
+        "Redis for the fan-out (redis://, rediss:// or unix://). Empty: one bridge process.",
+    ),
+    Setting(
         "log_level",
         "info",
         _choice("debug", "info", "warning", "error"),
@@ -562,6 +568,7 @@ class Settings:
     db: str = _default("db")
     retention: float = _default("retention")
     trend_retention: float = _default("trend_retention")
+    redis_url: str = _default("redis_url")
     log_level: str = _default("log_level")
 
     @classmethod
