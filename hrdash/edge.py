@@ -63,16 +63,21 @@ It serves what the pure hub (:mod:`hrdash.hub`) holds and what each patient's in
   logged with that Origin and sent out at once. Each connection may send ``STATE_CHANGE_BURST`` of
   them at once, then ``STATE_CHANGE_PER_S`` a second (a token bucket, apart from the resend limit);
   one beyond that is not applied but answered likewise (``"<type>: too many changes at once ...; try
-  again"``) and counted (``throttled_state_changes``). Counted in ``/healthz`` (``alarms``).
+  again"``) and counted (``throttled_state_changes``). Counted in ``/healthz`` (``alarms``). On
+  an edge of the Redis fan-out (:mod:`hrdash.broker.edge_node`) a valid one is handed on to the
+  ingests; when that fails it is answered ``"<type>: not applied: <cause>; try again"`` and
+  counted (``unsent_state_changes``).
 * ``GET /api/alarms`` — the active, latched and acknowledged ALARMs of all patients, highest
   priority first, then oldest first.
 * ``GET /api/alarms/log[?patient=ID][&limit=N]`` — the alarm log, newest first (N: 1 to
   ``LOG_KEPT``, default ``LOG_DEFAULT``); without ``patient`` every patient's entries and the
   station's (``audio_paused``). Kept in memory (the last ``LOG_KEPT`` per patient), and with a
-  history in its ``alarm_log`` too (read back at start, so the log survives a restart).
+  history in its ``alarm_log`` too (read back at start, so the log survives a restart). On an
+  edge of the Redis fan-out, read from the log streams (503 with one line while Redis is away).
 * ``GET /healthz`` — 200 with the first patient's status and counters, the origins,
   ``patients``: each patient's id, name, upstream, state and counters, and ``recorder``: the
-  history's status (:meth:`hrdash.ingest.recorder.Recorder.status`, or :func:`history_off`).
+  history's status (:meth:`hrdash.ingest.recorder.Recorder.status`, or :func:`history_off`);
+  on an edge of the Redis fan-out, ``broker`` too (the edge's id, Redis, its reader).
 * ``GET /api/patients`` — every patient's id, name, upstream, state, age, last reading, alarms
   and ``limits`` (``{"extreme_low", "low", "high", "extreme_high"}``, in effect).
 * ``GET /readings?patient=ID`` — everything the patient's ring holds (default: the first).
