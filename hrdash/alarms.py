@@ -540,11 +540,7 @@ class AudioPause:
         Raises ValueError (one line) for other seconds. Returns the ``audio_paused`` entry:
         ``patient`` None (the whole station), ``value`` the seconds, ``limit`` the longest
         pause allowed."""
-        _number("seconds", seconds)
-        if not 0 < seconds <= AUDIO_PAUSE_MAX:
-            raise ValueError(
-                f"seconds: expected more than 0 and at most {AUDIO_PAUSE_MAX:g}, got {seconds}"
-            )
+        self.check(seconds)
         self._until = now + seconds
         self._ceiling = max((_RANK[a["priority"]] for a in alarms if _sounds(a)), default=0)
         return [
@@ -560,6 +556,16 @@ class AudioPause:
                 "origin": origin,
             }
         ]
+
+    @staticmethod
+    def check(seconds: Any) -> None:
+        """ValueError (one line) unless a pause may last ``seconds`` (a number, 0 < seconds <=
+        AUDIO_PAUSE_MAX)."""
+        _number("seconds", seconds)
+        if not 0 < seconds <= AUDIO_PAUSE_MAX:
+            raise ValueError(
+                f"seconds: expected more than 0 and at most {AUDIO_PAUSE_MAX:g}, got {seconds}"
+            )
 
     def remaining(self, now: float) -> float:
         """Seconds of pause left at ``now`` (0 when not paused)."""

@@ -2,6 +2,9 @@
 
 ``seq`` starts at 1 for each bridge run and increases by exactly one per accepted reading, so a
 viewer can tell a hole from the numbers alone. The ring keeps the newest ``capacity`` readings.
+An edge of the Redis fan-out stores readings numbered by the ingest
+(:meth:`RingBuffer.append_numbered`): increasing, with a gap where the stream lost some; every
+answer below stays right with gaps.
 
 Every answer to a viewer's ``since`` (on connect, or a ``resend`` request) holds at most
 ``SINCE_LIMIT`` readings, the newest: however large the ring (``HRDASH_BUFFER``), one request
@@ -10,6 +13,7 @@ costs at most that much to encode and send.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterator
 from itertools import islice
@@ -47,6 +51,17 @@ class RingBuffer:
         self._items.append(item)
         return item
 
+    def append_numbered(self, seq: int, time: int, bpm: int | float) -> Stored:
+        """Store one reading that has its ``seq`` already (the ingest's, read from a stream):
+        above :attr:`last_seq`, gaps allowed; the next :meth:`append` follows it. Raises
+        ValueError for a seq not above ``last_seq``."""
+        if seq < self._next_seq:
+            raise ValueError(f"seq {seq}: expected more than {self._next_seq - 1}")
+        item = Stored(seq, time, bpm)
+        self._next_seq = seq + 1
+        self._items.append(item)
+        return item
+
     def __len__(self) -> int:
         return len(self._items)
 
@@ -70,11 +85,20 @@ class RingBuffer:
         start = max(0, len(self._items) - n)
         return list(islice(self._items, start, None))
 
+    def _index_after(self, seq: int) -> int:
+        """The index of the first reading held with a seq greater than ``seq``."""
+        items = self._items
+        if not items:
+            return 0
+        guess = max(0, seq + 1 - items[0].seq)  # the index when no seq is missing
+        if items[-1].seq - items[0].seq == len(items) - 1:  # none missing
+            return min(guess, len(items))
+        # With gaps a seq sits at or before its gapless index: search up to there.
+        return bisect_right(items, seq, 0, min(guess, len(items)), key=_seq)
+
     def held_after(self, seq: int) -> int:
         """How many readings with a seq greater than ``seq`` the ring holds."""
-        if not self._items:
-            return 0
-        return max(0, len(self._items) - max(0, seq + 1 - self._items[0].seq))
+        return len(self._items) - self._index_after(seq)
 
     def since(self, seq: int, limit: int = SINCE_LIMIT) -> list[Stored]:
         """Readings with a seq greater than ``seq``, oldest first, at most ``limit`` (the newest
@@ -82,7 +106,11 @@ class RingBuffer:
         have left the ring are simply absent."""
         if not self._items:
             return []
-        start = max(0, seq + 1 - self._items[0].seq, len(self._items) - max(0, limit))
+        start = max(self._index_after(seq), len(self._items) - max(0, limit))
         if start >= len(self._items):
             return []
         return list(islice(self._items, start, None))
+
+
+def _seq(item: Stored) -> int:
+    return item.seq

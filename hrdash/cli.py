@@ -1,4 +1,4 @@
-"""``hrdash`` command line: run, bridge, simulate, probe.
+"""``hrdash`` command line: run, bridge, edge, simulate, probe.
 
 Every option is a setting from :data:`hrdash.settings.SETTINGS` (flag > ``HRDASH_*`` variable >
 default). User mistakes end with one line on stderr and exit status 2, never a traceback.
@@ -145,6 +145,27 @@ def bridge(**flags: Any) -> None:
         fail(BRIDGE_WITH_REDIS)
     check_sources(settings)
     _run_async(run_bridge(settings))
+
+
+@cli.command()
+@settings_options("bridge")
+def edge(**flags: Any) -> None:
+    """Run one edge of the Redis fan-out: read every patient's streams from HRDASH_REDIS_URL
+    (written by `hrdash ingest`) and serve viewers on ws://BRIDGE_HOST:BRIDGE_PORT as the bridge
+    does. Several edges may share the port (SO_REUSEPORT), on this machine or others with the
+    same sources file. Redis must answer at the start (else one line, exit status 2); later
+    outages are ridden out."""
+    from hrdash.broker.client import BrokerError
+    from hrdash.broker.edge_node import run_edge
+
+    settings = load_settings(flags)
+    if not settings.redis_url:
+        fail("hrdash edge needs HRDASH_REDIS_URL (the Redis that hrdash ingest writes to)")
+    check_sources(settings)
+    try:
+        _run_async(run_edge(settings))
+    except BrokerError as exc:
+        fail(str(exc))
 
 
 @cli.command()

@@ -63,16 +63,21 @@ It serves what the pure hub (:mod:`hrdash.hub`) holds and what each patient's in
   logged with that Origin and sent out at once. Each connection may send ``STATE_CHANGE_BURST`` of
   them at once, then ``STATE_CHANGE_PER_S`` a second (a token bucket, apart from the resend limit);
   one beyond that is not applied but answered likewise (``"<type>: too many changes at once ...; try
-  again"``) and counted (``throttled_state_changes``). Counted in ``/healthz`` (``alarms``).
+  again"``) and counted (``throttled_state_changes``). Counted in ``/healthz`` (``alarms``). On
+  an edge of the Redis fan-out (:mod:`hrdash.broker.edge_node`) a valid one is handed on to the
+  ingests; when that fails it is answered ``"<type>: not applied: <cause>; try again"`` and
+  counted (``unsent_state_changes``).
 * ``GET /api/alarms`` — the active, latched and acknowledged ALARMs of all patients, highest
   priority first, then oldest first.
 * ``GET /api/alarms/log[?patient=ID][&limit=N]`` — the alarm log, newest first (N: 1 to
   ``LOG_KEPT``, default ``LOG_DEFAULT``); without ``patient`` every patient's entries and the
   station's (``audio_paused``). Kept in memory (the last ``LOG_KEPT`` per patient), and with a
-  history in its ``alarm_log`` too (read back at start, so the log survives a restart).
+  history in its ``alarm_log`` too (read back at start, so the log survives a restart). On an
+  edge of the Redis fan-out, read from the log streams (503 with one line while Redis is away).
 * ``GET /healthz`` — 200 with the first patient's status and counters, the origins,
   ``patients``: each patient's id, name, upstream, state and counters, and ``recorder``: the
-  history's status (:meth:`hrdash.ingest.recorder.Recorder.status`, or :func:`history_off`).
+  history's status (:meth:`hrdash.ingest.recorder.Recorder.status`, or :func:`history_off`);
+  on an edge of the Redis fan-out, ``broker`` too (the edge's id, Redis, its reader).
 * ``GET /api/patients`` — every patient's id, name, upstream, state, age, last reading, alarms
   and ``limits`` (``{"extreme_low", "low", "high", "extreme_high"}``, in effect).
 * ``GET /readings?patient=ID`` — everything the patient's ring holds (default: the first).
@@ -94,11 +99,12 @@ import asyncio
 import contextlib
 import errno
 import http
+import inspect
 import json
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
@@ -109,21 +115,22 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from hrdash.alarms import Limits
 from hrdash.hub import Hub, PatientHub, UpstreamState
 from hrdash.origins import RefusedOrigins, canonical_origin, origin_allowed
 from hrdash.settings import PortInUseError, Settings
-from hrdash.station_alarms import LOG_KEPT, StationAlarms
+from hrdash.station_alarms import LOG_KEPT, PATIENT_ID_SHOWN
 from hrdash.store import MEMORY
 
 __all__ = [
     "SNAPSHOT_REPEATS",
+    "Alarms",
     "Edge",
     "Feed",
     "Ingest",
     "RateWindow",
     "Station",
     "TokenBucket",
+    "Unavailable",
     "history_off",
 ]
 
@@ -150,7 +157,6 @@ SNAPSHOT_REPEATS = 10  # station frames a new viewer gets as snapshots at most, 
 # one (a viewer that never does, a plain client or an old page, costs this many snapshots)
 LOG_DEFAULT = 100  # log entries GET /api/alarms/log answers without ?limit=
 STATE_CHANGES = ("ack", "audio_pause", "limits")  # viewer messages that change alarm state
-PATIENT_ID_SHOWN = 64  # characters of an unknown patient id echoed in a 404
 # /healthz and status frames list the edge's, the hub's and the ingest's counters in this order.
 COUNTER_ORDER = (
     "frames",
@@ -243,6 +249,41 @@ class Ingest(Protocol):
     def rejected(self) -> dict[str, Any]: ...
 
     def source_detail(self) -> dict[str, Any]: ...
+
+
+class Unavailable(Exception):
+    """What the edge reads from or hands a state change on to cannot be reached now (Redis,
+    for an edge of the fan-out). ``str(err)`` is one line for the viewer, without secrets."""
+
+
+LogEntries = list[dict[str, Any]]
+
+
+class Alarms(Protocol):
+    """What the edge shows of the station's alarms and where a viewer's state change goes:
+    :class:`hrdash.station_alarms.StationAlarms` (the engines, in this process), or an edge of
+    the Redis fan-out's mirror (:class:`hrdash.broker.edge_node.RemoteAlarms`), whose log is
+    read from Redis (awaited) and whose state changes are written on to the ingests (awaited:
+    :class:`Unavailable` when that failed)."""
+
+    def alarm_frame(self, patient_id: str) -> dict[str, Any]: ...
+
+    def alarms(self, patient_id: str) -> list[dict[str, Any]]: ...
+
+    def limits(self, patient_id: str) -> dict[str, float]: ...
+
+    def all_alarms(self) -> list[dict[str, Any]]: ...
+
+    def paused_until(self) -> int | None: ...
+
+    def sounding(self, patient_id: str | None = None) -> str | None: ...
+
+    def log(self, patient_id: str | None, limit: int) -> LogEntries | Awaitable[LogEntries]: ...
+
+    def change(self, request: dict[str, Any], origin: str) -> Awaitable[None] | None:
+        """Apply (None) or hand on (an awaitable) a valid state change; ValueError (one line)
+        for one that is not valid, before anything is done."""
+        ...
 
 
 class Feed:
@@ -392,7 +433,11 @@ class Edge:
 
     ``clock`` gives Unix seconds (ages, status times); ``monotonic`` is the clock of the
     viewers' message rate limit; ``history`` gives the history's status (``/healthz`` and the
-    Source panel; default :func:`history_off`)."""
+    Source panel; default :func:`history_off`; an ingest's ``source_detail`` may carry its own
+    ``recorder``, which wins); ``alarms`` the station's alarms (none: no alarm frames, state
+    changes refused). ``broker`` gives the ``broker`` section of ``/healthz`` (an edge of the
+    Redis fan-out); ``reuse_port`` listens with ``SO_REUSEPORT``, so that several edge
+    processes share the port (the kernel spreads the connections)."""
 
     def __init__(
         self,
@@ -403,7 +448,9 @@ class Edge:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         history: Callable[[], dict[str, Any]] = history_off,
-        alarms: StationAlarms | None = None,
+        alarms: Alarms | None = None,
+        broker: Callable[[], dict[str, Any]] | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.settings = settings
         self.hub = hub
@@ -411,12 +458,16 @@ class Edge:
         self.monotonic = monotonic
         self.history = history
         self.alarms = alarms
+        self.broker = broker
+        self.reuse_port = reuse_port
         self.alarm_counters = {
             "state_changes": 0,  # accepted ack / audio_pause / limits messages
             "refused_state_changes": 0,  # from a connection without an allowed Origin
             "invalid_state_changes": 0,  # answered with an error frame
             "throttled_state_changes": 0,  # beyond STATE_CHANGE_BURST / STATE_CHANGE_PER_S
+            "unsent_state_changes": 0,  # valid, but could not be handed on: error frame
         }
+        self._sending: set[asyncio.Task[None]] = set()  # state changes being handed on
         self._origins: dict[ServerConnection, str | None] = {}  # allowed Origin, or None
         self.feeds: dict[str, Feed] = {i.id: Feed(hub[i.id], i) for i in ingests}
         if list(self.feeds) != list(hub):
@@ -434,6 +485,7 @@ class Edge:
     async def start(self) -> Server:
         """Listen for viewers and start the heartbeats and the station feed."""
         s = self.settings
+        listen: dict[str, Any] = {"reuse_port": True} if self.reuse_port else {}
         try:
             self.server = await serve(
                 self._handle_viewer,
@@ -445,6 +497,7 @@ class Edge:
                 ping_timeout=s.ping_timeout,
                 max_size=VIEWER_MAX_MESSAGE,
                 max_queue=4,
+                **listen,
             )
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
@@ -465,9 +518,10 @@ class Edge:
         return int(self.server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._sending]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         for feed in self.feeds.values():
@@ -588,7 +642,7 @@ class Edge:
     def detail_status(self, feed: Feed, status: dict[str, Any] | None = None) -> dict[str, Any]:
         """A status frame with ``source_detail`` (what the Source panel shows beyond the
         status): the ingest's, and the history's status as ``recorder``."""
-        detail = {**feed.ingest.source_detail(), "recorder": self.history()}
+        detail = {"recorder": self.history(), **feed.ingest.source_detail()}
         return {**(status or self.status(feed)), "source_detail": detail}
 
     def _broadcast_status(self, feed: Feed) -> None:
@@ -695,7 +749,7 @@ class Edge:
             "viewers_awaiting_ack": len(self.station.unacked),  # still getting snapshots
             **self.station.counters,
         }
-        return {
+        health = {
             "status": "ok",
             **self.status(),
             "origins": origins,
@@ -707,6 +761,9 @@ class Edge:
                 "audio_paused_until": self.alarms.paused_until() if self.alarms else None,
             },
         }
+        if self.broker is not None:
+            health["broker"] = self.broker()
+        return health
 
     def _feed_of(self, params: dict[str, list[str]]) -> Feed | None:
         """The feed a query names (``patient=ID``; none: the first); ``None`` if unknown."""
@@ -719,7 +776,7 @@ class Edge:
             http.HTTPStatus.NOT_FOUND, f"No patient {shown!r}: see GET /api/patients\n"
         )
 
-    def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+    async def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         parts = urlsplit(request.path)
         path, params = parts.path, parse_qs(parts.query)
         if path == "/healthz":
@@ -730,7 +787,7 @@ class Edge:
             alarms = self.alarms.all_alarms() if self.alarms is not None else []
             return self._json_response(http.HTTPStatus.OK, alarms)
         if path == "/api/alarms/log":
-            return self._alarm_log(ws, params)
+            return await self._alarm_log(ws, params)
         if path == "/readings":
             feed = self._feed_of(params)
             if feed is None:
@@ -752,8 +809,9 @@ class Edge:
             return self._not_found(ws, params)
         return None
 
-    def _alarm_log(self, ws: ServerConnection, params: dict[str, list[str]]) -> Response:
-        """``GET /api/alarms/log?patient=ID&limit=N``; a bad query gets 400 with one line."""
+    async def _alarm_log(self, ws: ServerConnection, params: dict[str, list[str]]) -> Response:
+        """``GET /api/alarms/log?patient=ID&limit=N``; a bad query gets 400 with one line, a log
+        that cannot be read now (:class:`Unavailable`) 503."""
         unknown = sorted(set(params) - {"patient", "limit"})
         if unknown or any(len(v) > 1 for v in params.values()):
             what = f"unknown parameter {unknown[0]!r}" if unknown else "a parameter repeated"
@@ -770,8 +828,15 @@ class Edge:
         patient_id = params.get("patient", [None])[0]
         if patient_id is not None and patient_id not in self.feeds:
             return self._not_found(ws, params)
-        log = self.alarms.log(patient_id, int(text)) if self.alarms is not None else []
-        return self._json_response(http.HTTPStatus.OK, log)
+        if self.alarms is None:
+            return self._json_response(http.HTTPStatus.OK, [])
+        entries = self.alarms.log(patient_id, int(text))
+        if inspect.isawaitable(entries):
+            try:
+                entries = await entries
+            except Unavailable as exc:
+                return ws.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, f"Alarm log: {exc}\n")
+        return self._json_response(http.HTTPStatus.OK, entries)
 
     def _refuse_origin(self, origin: str) -> None:
         suppressed = self.refused_origins.add(origin, time.monotonic())
@@ -888,31 +953,33 @@ class Edge:
             broadcast([ws], _json(refused))
             return
         try:
-            self._apply_state_change(request, origin, self.alarms)
+            sending = self.alarms.change(request, origin)
         except ValueError as exc:
             self.alarm_counters["invalid_state_changes"] += 1
             message = f"{kind}: {exc}".splitlines()[0]
             broadcast([ws], _json({"type": "error", "request": kind, "message": message}))
             return
-        self.alarm_counters["state_changes"] += 1
+        if sending is None:
+            self.alarm_counters["state_changes"] += 1
+            return
+        task = asyncio.create_task(self._hand_on(ws, str(kind), sending), name=f"{kind} sent")
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
 
-    @staticmethod
-    def _apply_state_change(request: dict[str, Any], origin: str, alarms: StationAlarms) -> None:
-        """Apply one state change; ValueError (one line) when it is not valid."""
-        kind = request["type"]
-        if kind == "ack":
-            alarm_id = request.get("alarm")
-            if not isinstance(alarm_id, str):
-                raise ValueError("alarm: expected an alarm id (a string)")
-            if not alarms.acknowledge(alarm_id, origin):
-                raise ValueError(f"alarm: no active or latched alarm {alarm_id[:100]!r}")
-        elif kind == "audio_pause":
-            alarms.pause(request.get("seconds"), origin)
-        else:
-            patient_id = request.get("patient")
-            if not isinstance(patient_id, str) or patient_id not in alarms.engines:
-                raise ValueError(f"patient: no patient {str(patient_id)[:PATIENT_ID_SHOWN]!r}")
-            alarms.set_limits(patient_id, Limits.from_mapping(request), origin)
+    async def _hand_on(self, ws: ServerConnection, kind: str, sending: Awaitable[None]) -> None:
+        """Wait for a valid state change to be handed on; one that was not is answered with an
+        error frame ("try again") and counted, never lost silently."""
+        try:
+            await sending
+        except Exception as exc:
+            self.alarm_counters["unsent_state_changes"] += 1
+            if not isinstance(exc, Unavailable):
+                log.exception("%s: not handed on", kind)
+            cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            message = f"{kind}: not applied: {cause}; try again"
+            self._send_all(_json({"type": "error", "request": kind, "message": message}), [ws])
+            return
+        self.alarm_counters["state_changes"] += 1
 
     def _on_station_message(self, ws: ServerConnection, message: str | bytes) -> None:
         """``{"type": "snapshot_ok", "run": RUN}`` naming this run ends the viewer's snapshots;

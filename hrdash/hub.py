@@ -47,10 +47,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hrdash.buffer import SINCE_LIMIT, RingBuffer, Stored
 from hrdash.readings import Reading
+
+if TYPE_CHECKING:
+    from hrdash.broker.entries import StreamReading
 
 __all__ = [
     "OVERLAP",
@@ -125,6 +128,7 @@ class PatientHub:
             "accepted": 0,
             "resends": 0,
             "since_truncated": 0,  # since/resend answers cut to SINCE_LIMIT readings
+            "duplicates": 0,  # numbered readings skipped: not above the last seq stored
         }
         self.last_reading_at: float | None = None  # clock of the last accepted reading
         self.flushed_seq = 0  # the last seq sent out
@@ -159,6 +163,36 @@ class PatientHub:
             return pending[start:]
         return []
 
+    def accept_numbered(
+        self, run: str, readings: Iterable[StreamReading], now: float
+    ) -> list[Stored]:
+        """Store readings numbered elsewhere (an edge of the Redis fan-out: the ingest's run and
+        seqs, in stream order), pending until :meth:`flush` as with :meth:`accept`; returns
+        those stored. Another ``run`` than this ring's starts the ring over under that run,
+        empty, nothing sent before its first reading (the old run's readings, pending ones
+        included, are gone: their seqs do not compare). A seq not above the last one stored is
+        skipped and counted (``duplicates``); gaps are kept as they are."""
+        items = list(readings)
+        if not items:
+            return []
+        if run != self.run_id:
+            self.run_id = run
+            self.buffer = RingBuffer(self.buffer.capacity)
+            self._pending = []
+            self.flushed_seq = items[0].seq - 1
+        buffer, pending, start = self.buffer, self._pending, len(self._pending)
+        for r in items:
+            if r.seq <= buffer.last_seq:
+                self.counters["duplicates"] += 1
+            else:
+                pending.append(buffer.append_numbered(r.seq, r.time, r.bpm))
+        count = len(pending) - start
+        if not count:
+            return []
+        self.counters["accepted"] += count
+        self.last_reading_at = now
+        return pending[start:]
+
     @property
     def pending(self) -> int:
         """Readings accepted and not yet taken by :meth:`flush`."""
@@ -181,14 +215,14 @@ class PatientHub:
         """What a new viewer gets without a usable ``since``: the last ``window`` readings sent
         out (the pending ones follow in the next live frame), so a whole window whenever the
         ring holds one."""
-        pending = self.buffer.last_seq - self.flushed_seq
+        pending = len(self._pending)
         items = self.flushed_only(self.buffer.last(self.window + pending))
         return items[len(items) - self.window :] if len(items) > self.window else items
 
     def since(self, seq: int) -> list[Stored]:
         """The readings after ``seq``, at most ``SINCE_LIMIT`` (the newest of those already
         sent out); an answer cut short is counted in ``since_truncated``."""
-        pending = self.buffer.last_seq - self.flushed_seq  # go out with the next live frame
+        pending = len(self._pending)  # go out with the next live frame
         items = self.flushed_only(self.buffer.since(seq, SINCE_LIMIT + pending))
         if self.buffer.held_after(seq) - pending > len(items):
             self.counters["since_truncated"] += 1

@@ -28,19 +28,63 @@ import heapq
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable, Mapping
 from typing import Any
 
 from hrdash.alarms import PRIORITIES, AudioPause, Limits, PatientAlarms
 
-__all__ = ["LOG_KEPT", "StationAlarms"]
+__all__ = [
+    "LOG_KEPT",
+    "PATIENT_ID_SHOWN",
+    "StationAlarms",
+    "check_change",
+    "no_such_alarm",
+    "ranked",
+]
 
 LOG_KEPT = 1000  # log entries kept per patient (and for the station's audio pauses)
+PATIENT_ID_SHOWN = 64  # characters of an unknown patient id echoed in an answer
+ALARM_ID_SHOWN = 100  # characters of an unknown alarm id echoed in an answer
 TIMER_MAX_SLEEP = 60.0  # seconds the timer sleeps at most before looking again
 TIMER_MIN_SLEEP = 0.001  # seconds the timer sleeps at least (a deadline already due: again)
 
 Entry = dict[str, Any]
 _RANK = {p: i for i, p in enumerate(PRIORITIES)}
+
+
+def check_change(request: Mapping[str, Any], patients: Container[str]) -> dict[str, Any]:
+    """A viewer's state change (``ack``, ``audio_pause`` or ``limits``) in its checked form,
+    only the fields it is made of: ``{"type": "ack", "alarm": ID}``, ``{"type": "audio_pause",
+    "seconds": S}`` or ``{"type": "limits", "patient": ID, <the four limits>}`` for a patient
+    among ``patients``. Raises ValueError (one line, naming the field) when it is not valid;
+    whether the alarm to acknowledge is active or latched is for the caller to see."""
+    kind = request.get("type")
+    if kind == "ack":
+        alarm_id = request.get("alarm")
+        if not isinstance(alarm_id, str):
+            raise ValueError("alarm: expected an alarm id (a string)")
+        return {"type": kind, "alarm": alarm_id}
+    if kind == "audio_pause":
+        seconds = request.get("seconds")
+        AudioPause.check(seconds)
+        return {"type": kind, "seconds": seconds}
+    if kind == "limits":
+        patient_id = request.get("patient")
+        if not isinstance(patient_id, str) or patient_id not in patients:
+            raise ValueError(f"patient: no patient {str(patient_id)[:PATIENT_ID_SHOWN]!r}")
+        limits = Limits.from_mapping(request)
+        return {"type": kind, "patient": patient_id, **limits.as_dict()}
+    raise ValueError(f"type: expected ack, audio_pause or limits, got {str(kind)[:20]!r}")
+
+
+def ranked(alarms: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``alarms`` highest priority first, then oldest first (``GET /api/alarms``'s order)."""
+    return sorted(alarms, key=lambda a: (_RANK[a["priority"]], a["since"]))
+
+
+def no_such_alarm(alarm_id: str) -> ValueError:
+    """The answer to an ``ack`` of an alarm that is not active or latched (one line)."""
+    return ValueError(f"alarm: no active or latched alarm {alarm_id[:ALARM_ID_SHOWN]!r}")
 
 
 class StationAlarms:
@@ -137,8 +181,7 @@ class StationAlarms:
     def pause(self, seconds: Any, origin: str | None) -> None:
         """Pause the station's audio (ValueError, one line, for seconds not a number in
         bounds)."""
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-            raise ValueError(f"seconds: expected a number, got {type(seconds).__name__}")
+        AudioPause.check(seconds)
         now = self.clock()
         for pid, engine in self.engines.items():  # the state the pause is judged on: now's
             self._after(pid, engine.tick(now))
@@ -159,6 +202,19 @@ class StationAlarms:
             self._pause_end = None
             self.on_change(None)
 
+    def change(self, request: Mapping[str, Any], origin: str | None) -> None:
+        """Apply a viewer's state change (:func:`check_change`): ValueError (one line) when it
+        is not valid or acknowledges no active or latched alarm (nothing changed then)."""
+        change = check_change(request, self.engines)
+        kind = change["type"]
+        if kind == "ack":
+            if not self.acknowledge(change["alarm"], origin):
+                raise no_such_alarm(change["alarm"])
+        elif kind == "audio_pause":
+            self.pause(change["seconds"], origin)
+        else:
+            self.set_limits(change["patient"], Limits.from_mapping(change), origin)
+
     # -- outputs ---------------------------------------------------------------------------
 
     def alarms(self, patient_id: str) -> list[dict[str, Any]]:
@@ -171,8 +227,7 @@ class StationAlarms:
 
     def all_alarms(self) -> list[dict[str, Any]]:
         """Every patient's alarms, highest priority first, then oldest first."""
-        every = [a for engine in self.engines.values() for a in engine.alarms()]
-        return sorted(every, key=lambda a: (_RANK[a["priority"]], a["since"]))
+        return ranked(a for engine in self.engines.values() for a in engine.alarms())
 
     def paused_until(self) -> int | None:
         """Unix ms when the running audio pause ends, None when none runs."""

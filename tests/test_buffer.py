@@ -122,3 +122,88 @@ def test_first_seq_follows_the_ring() -> None:
         ring.append(0, 80)
         seen.append((ring.first_seq, ring.last_seq))
     assert seen == [(1, 1), (1, 2), (1, 3), (2, 4), (3, 5)]
+
+
+def numbered(capacity: int, seqs: list[int]) -> RingBuffer:
+    """A ring given readings with these seqs (bpm = 60 + seq % 100, time = 1000 * seq)."""
+    ring = RingBuffer(capacity)
+    for seq in seqs:
+        ring.append_numbered(seq, 1000 * seq, 60 + seq % 100)
+    return ring
+
+
+GAPPED = [3, 4, 7, 8, 9, 15, 16, 20]  # as an edge stores a stream that lost some
+
+
+@pytest.mark.parametrize(
+    ("seq", "limit", "expected"),
+    [
+        (0, None, GAPPED),
+        (2, None, GAPPED),
+        (3, None, [4, 7, 8, 9, 15, 16, 20]),
+        (4, None, [7, 8, 9, 15, 16, 20]),
+        (5, None, [7, 8, 9, 15, 16, 20]),  # a seq in a gap: what follows it
+        (6, None, [7, 8, 9, 15, 16, 20]),
+        (9, None, [15, 16, 20]),
+        (12, None, [15, 16, 20]),
+        (16, None, [20]),
+        (19, None, [20]),
+        (20, None, []),
+        (99, None, []),
+        (-3, None, GAPPED),
+        (5, 2, [16, 20]),  # the limit keeps the newest
+        (5, 0, []),
+    ],
+)
+def test_since_with_gaps(seq: int, limit: int | None, expected: list[int]) -> None:
+    """With numbered readings and gaps, since(seq) still gives exactly the readings held after
+    seq, the newest ``limit``, and held_after counts them."""
+    ring = numbered(10, GAPPED)
+    items = ring.since(seq) if limit is None else ring.since(seq, limit)
+    assert [s.seq for s in items] == expected
+    assert all(s.time == 1000 * s.seq and s.bpm == 60 + s.seq for s in items)
+    after = [s for s in GAPPED if s > seq]
+    assert ring.held_after(seq) == len(after)
+
+
+def test_append_numbered_keeps_its_seqs_and_the_ring_bound() -> None:
+    """append_numbered stores the given seq; first_seq and last_seq follow the readings held
+    (gaps and all), the ring keeps the newest ``capacity``, and append goes on after it."""
+    ring = numbered(4, GAPPED)
+    assert [s.seq for s in ring] == [9, 15, 16, 20]
+    assert (ring.first_seq, ring.last_seq, len(ring)) == (9, 20, 4)
+    assert ring.since(10) == [Stored(15, 15000, 75), Stored(16, 16000, 76), Stored(20, 20000, 80)]
+    assert ring.append(1, 70).seq == 21
+    empty = RingBuffer(3)
+    assert empty.append_numbered(500, 1, 70) == Stored(500, 1, 70)
+    assert (empty.first_seq, empty.last_seq) == (500, 500)
+
+
+@pytest.mark.parametrize("seq", [20, 19, 1, 0])
+def test_append_numbered_refuses_a_seq_not_above_the_last(seq: int) -> None:
+    """A seq not above last_seq is refused (ValueError) and changes nothing."""
+    ring = numbered(10, GAPPED)
+    with pytest.raises(ValueError, match="expected more than 20"):
+        ring.append_numbered(seq, 0, 70)
+    assert [s.seq for s in ring] == GAPPED
+
+
+def test_since_with_gaps_matches_a_plain_filter() -> None:
+    """For random gaps, ring sizes and limits, since/held_after equal a plain filter of the
+    readings held."""
+    import random
+
+    rng = random.Random(7)
+    for _ in range(300):
+        capacity = rng.randint(1, 30)
+        seqs, seq = [], 0
+        for _ in range(rng.randint(0, 60)):
+            seq += rng.choice([1, 1, 1, 2, 5])
+            seqs.append(seq)
+        ring = numbered(capacity, seqs)
+        held = seqs[-capacity:]
+        for ask in range(-1, seq + 2):
+            limit = rng.randint(0, 40)
+            after = [s for s in held if s > ask]
+            assert [s.seq for s in ring.since(ask, limit)] == after[max(0, len(after) - limit) :]
+            assert ring.held_after(ask) == len(after)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from hrdash.bridge import Bridge
+from hrdash.broker.entries import StreamReading
 from hrdash.buffer import SINCE_LIMIT, Stored
 from hrdash.hub import (
     OVERLAP,
@@ -505,3 +506,80 @@ def test_listing_is_what_api_patients_answers() -> None:
             "alarms": [],
         },
     ]
+
+
+def stream_readings(run: str, seqs: list[int]) -> list[StreamReading]:
+    """Readings numbered by an ingest: ``run``, these seqs, time T0 + 500 * seq."""
+    return [StreamReading(seq, run, T0 + 500 * seq, 60 + seq % 50) for seq in seqs]
+
+
+def test_accept_numbered_keeps_the_ingests_seqs_and_run() -> None:
+    """An edge's ring takes the ingest's run and seqs as they are (gaps kept): pending until
+    flushed, counted, and every answer (snapshot, since, resend, first/last seq) follows
+    them."""
+    hub = PatientHub(100, 4, "edge0001", PATIENT)
+    stored = hub.accept_numbered("ing1", stream_readings("ing1", [41, 42, 45, 46]), now=7.0)
+    assert [s.seq for s in stored] == [41, 42, 45, 46]
+    assert (hub.run_id, hub.pending, hub.counters["accepted"], hub.last_reading_at) == (
+        "ing1",
+        4,
+        4,
+        7.0,
+    )
+    assert seqs(hub.first_frame(None, None)) == []  # all pending: nothing sent yet
+    assert hub.first_frame(None, None)["last_seq"] == 40
+    hub.flush()
+    hub.accept_numbered("ing1", stream_readings("ing1", [47, 50]), now=8.0)
+    frame = hub.first_frame(None, None)
+    assert (seqs(frame), frame["first_seq"], frame["last_seq"]) == ([41, 42, 45, 46], 41, 46)
+    hub.flush()
+    assert seqs(hub.first_frame(None, None)) == [45, 46, 47, 50]
+    assert seqs(hub.first_frame(43, "ing1")) == [45, 46, 47, 50]
+    assert seqs(hub.resend_frame(46, "ing1")) == [47, 50]
+    assert seqs(hub.first_frame(48, "ing1")) == [50]
+    assert seqs(hub.first_frame(43, "other")) == [45, 46, 47, 50]  # another run: snapshot
+
+
+def test_accept_numbered_skips_and_counts_duplicates() -> None:
+    """A seq not above the last one stored (a stream read again after Redis restarted) is
+    skipped and counted; the new ones after it are stored; last_reading_at moves only when
+    something was stored."""
+    hub = PatientHub(100, 10, "ing1", PATIENT)
+    hub.accept_numbered("ing1", stream_readings("ing1", [1, 2, 3]), now=1.0)
+    again = hub.accept_numbered("ing1", stream_readings("ing1", [2, 3]), now=2.0)
+    assert again == [] and hub.last_reading_at == 1.0
+    more = hub.accept_numbered("ing1", stream_readings("ing1", [1, 3, 4, 5]), now=3.0)
+    assert [s.seq for s in more] == [4, 5]
+    assert (hub.counters["duplicates"], hub.counters["accepted"]) == (4, 5)
+    assert [s.seq for s in hub.flush()] == [1, 2, 3, 4, 5]
+    assert hub.accept_numbered("ing1", [], now=4.0) == [] and hub.last_reading_at == 3.0
+
+
+def test_accept_numbered_starts_over_on_another_run() -> None:
+    """Readings of another run start the ring over under that run: the old readings (pending
+    ones too) are gone, nothing of the new run counts as sent before its first reading, and
+    seqs compare within the new run only."""
+    hub = PatientHub(100, 10, "ing1", PATIENT)
+    hub.accept_numbered("ing1", stream_readings("ing1", [10, 11, 12]), now=1.0)
+    hub.flush()
+    hub.accept_numbered("ing1", stream_readings("ing1", [13]), now=1.5)  # pending
+    stored = hub.accept_numbered("ing2", stream_readings("ing2", [1, 2]), now=2.0)
+    assert [s.seq for s in stored] == [1, 2]
+    assert hub.run_id == "ing2" and [s.seq for s in hub.buffer] == [1, 2]
+    assert hub.pending == 2 and hub.flushed_seq == 0
+    assert hub.counters["duplicates"] == 0  # seq 1 is not a duplicate of the old run's 10
+    assert [s.seq for s in hub.flush()] == [1, 2]
+    assert seqs(hub.first_frame(0, "ing2")) == [1, 2]
+    assert seqs(hub.first_frame(11, "ing1")) == [1, 2]  # the old run: the snapshot
+    frame = hub.status_frame(
+        3.0,
+        upstream="live",
+        since=0,
+        detail="",
+        source="s",
+        viewers=0,
+        counters={},
+        mapping={},
+        last_rejection=None,
+    )
+    assert (frame["run"], frame["first_seq"], frame["last_seq"]) == ("ing2", 1, 2)
