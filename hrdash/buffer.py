@@ -62,6 +62,14 @@ class RingBuffer:
         self._items.append(item)
         return item
 
+    def restart(self, next_seq: int) -> None:
+        """Empty the ring; the next reading appended gets ``next_seq`` (at least 1): a ring
+        that continues a sequence begun elsewhere (another ingest's, read from the stream)."""
+        if isinstance(next_seq, bool) or not isinstance(next_seq, int) or next_seq < 1:
+            raise ValueError(f"next_seq {next_seq!r}: expected a whole number from 1")
+        self._items.clear()
+        self._next_seq = next_seq
+
     def __len__(self) -> int:
         return len(self._items)
 

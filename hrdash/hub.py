@@ -151,6 +151,16 @@ class PatientHub:
         self.flushed_seq = self.buffer.last_seq
         return len(self.buffer)
 
+    def begin(self, run: str, next_seq: int) -> None:
+        """Continue a sequence begun elsewhere (an ingest taking the patient over: the
+        stream's run and the seq after its last reading): the ring and the pending readings
+        are emptied, ``run_id`` becomes ``run`` and the next reading accepted gets
+        ``next_seq``. The counters are kept."""
+        self.buffer.restart(next_seq)
+        self._pending = []
+        self.run_id = run
+        self.flushed_seq = next_seq - 1
+
     def accept(self, readings: Iterable[Reading], now: float) -> list[Stored]:
         """Store readings (pending until :meth:`flush`); returns them with their seq."""
         append, pending, start = self.buffer.append, self._pending, len(self._pending)

@@ -105,6 +105,7 @@ class StationAlarms:
         self.on_change = on_change
         self.on_log = on_log
         self.on_limits = on_limits
+        self.no_signal_after = no_signal_after
         now = clock()
         self.engines: dict[str, PatientAlarms] = {
             pid: PatientAlarms(pid, now, limits, no_signal_after) for pid, limits in patients
@@ -165,6 +166,27 @@ class StationAlarms:
             patient_id, self.clock(), limits, old.no_signal_after
         )
         self._after(patient_id, [])
+
+    def add_patient(self, patient_id: str, limits: Limits) -> None:
+        """Run an engine for ``patient_id`` from now, with ``limits`` (an ingest that took the
+        patient over: not logged, not handed to ``on_limits``); announced, so its alarm frame
+        goes out. ValueError for a patient it has already."""
+        if patient_id in self.engines:
+            raise ValueError(f"patient {patient_id!r} has an alarm engine already")
+        limits.check()
+        now = self.clock()
+        engine = PatientAlarms(patient_id, now, limits, self.no_signal_after)
+        self.engines[patient_id] = engine
+        self._logs.setdefault(patient_id, deque(maxlen=LOG_KEPT))
+        self._announced[patient_id] = engine.alarms()
+        self._after(patient_id, [], announce=True)
+
+    def remove_patient(self, patient_id: str) -> None:
+        """Stop the patient's engine (another ingest has it now): no timer of it fires from
+        now, no change of it is announced. Its log stays. Nothing for a patient it has not."""
+        self.engines.pop(patient_id, None)
+        self._announced.pop(patient_id, None)
+        self._wake.set()  # the timer's deadline may have been this patient's
 
     def preload_log(self, entries: Iterable[Entry]) -> int:
         """Put stored log entries (oldest first) in the in-memory log before what happens

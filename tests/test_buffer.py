@@ -207,3 +207,19 @@ def test_since_with_gaps_matches_a_plain_filter() -> None:
             after = [s for s in held if s > ask]
             assert [s.seq for s in ring.since(ask, limit)] == after[max(0, len(after) - limit) :]
             assert ring.held_after(ask) == len(after)
+
+def test_restart_empties_and_continues_from_next_seq() -> None:
+    """restart(n): the ring is empty, first_seq/last_seq say n / n - 1, the next reading gets n
+    and every answer counts from there."""
+    ring = filled(5, 12)
+    ring.restart(501)
+    assert len(ring) == 0
+    assert (ring.first_seq, ring.last_seq) == (501, 500)
+    assert ring.since(0) == []
+    assert ring.append(1, 70) == Stored(501, 1, 70)
+    assert ring.append(2, 71).seq == 502
+    assert [s.seq for s in ring.since(501)] == [502]
+    assert ring.held_after(500) == 2
+    for bad in (0, -3, True, 1.5):
+        with pytest.raises(ValueError):
+            ring.restart(bad)  # type: ignore[arg-type]

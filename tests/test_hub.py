@@ -583,3 +583,23 @@ def test_accept_numbered_starts_over_on_another_run() -> None:
         last_rejection=None,
     )
     assert (frame["run"], frame["first_seq"], frame["last_seq"]) == ("ing2", 1, 2)
+
+def test_begin_continues_another_run_and_keeps_the_counters() -> None:
+    """begin(run, next_seq): the ring and the pending readings are gone, the run is the one
+    given, the next accepted reading gets next_seq and no answer holds the old readings; the
+    counters go on."""
+    hub = hub_with(20)
+    hub.accept(readings(20, 2), now=101.0)  # pending
+    hub.begin("feed0042", 731)
+    assert hub.run_id == "feed0042"
+    assert (hub.pending, len(hub.buffer), hub.flushed_seq) == (0, 0, 730)
+    assert hub.snapshot() == []
+    stored = hub.accept(readings(0, 3), now=102.0)
+    assert [s.seq for s in stored] == [731, 732, 733]
+    assert hub.counters["accepted"] == 25
+    assert seqs(hub.first_frame(730, "feed0042")) == []  # pending until flushed
+    hub.flush()
+    frame = hub.first_frame(730, "feed0042")
+    assert seqs(frame) == [731, 732, 733]
+    assert (frame["first_seq"], frame["last_seq"], frame["run"]) == (731, 733, "feed0042")
+    assert seqs(hub.first_frame(0, RUN)) == [731, 732, 733]  # the old run: the snapshot

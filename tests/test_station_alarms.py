@@ -148,3 +148,31 @@ async def test_the_timer_announces_the_pause_end_with_no_message() -> None:
         assert changes == [None, None] and alarms.paused_until() is None
     finally:
         timer.cancel()
+
+
+def test_add_and_remove_a_patient() -> None:
+    """add_patient runs an engine from now with the limits given (announced, not logged, not
+    handed to on_limits); remove_patient stops it: no timer of it fires, nothing of it is
+    announced, an ack or limits for it are refused; the other patients go on."""
+    clock, sinks = Clock(), Sinks()
+    alarms = sinks.station(clock, ("a",))
+    limits = Limits(low=45, high=140)
+    alarms.add_patient("b", limits)
+    assert sinks.changes == ["b"] and sinks.logged == [] and sinks.limits == []
+    assert alarms.alarm_frame("b")["limits"] == limits.as_dict()
+    with pytest.raises(ValueError):
+        alarms.add_patient("b", limits)
+    due = alarms.next_deadline()
+    assert due is not None and due <= clock.now + 10.0  # b's (and a's) no-signal timers
+    alarms.remove_patient("b")
+    assert "b" not in alarms.engines
+    clock.now += 60  # far past every no-signal deadline
+    sinks.changes.clear()
+    alarms.tick()
+    assert sinks.changes == ["a"]  # only a's no_signal / source_down, nothing of b
+    assert {e["patient"] for e in sinks.logged} == {"a"}
+    assert not alarms.acknowledge("b:no_signal:1", ORIGIN)
+    assert all(alarm["patient"] == "a" for alarm in alarms.all_alarms())
+    alarms.remove_patient("b")  # again: nothing
+    alarms.add_patient("b", Limits())  # taken back: a fresh engine
+    assert alarms.alarms("b") == []
