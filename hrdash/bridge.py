@@ -43,7 +43,7 @@ import logging
 import secrets
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection
@@ -54,14 +54,24 @@ from hrdash.edge import Edge, history_off
 from hrdash.hub import OVERLAP, Hub, PatientHub
 from hrdash.ingest import PatientSource, reconnect_delays
 from hrdash.ingest.recorder import Recorder
+from hrdash.ingest.source import Callback, ReadingsCallback
 from hrdash.readings import Reading, RejectCounter
 from hrdash.settings import SettingError, Settings
-from hrdash.sources import source_settings, station_sources
+from hrdash.sources import Source, source_settings, station_sources
 from hrdash.station_alarms import LOG_KEPT, StationAlarms
 from hrdash.store import MEMORY, SOURCES_FILE, StoredLimits, limits_at_start
 from hrdash.upstream import UPSTREAM_MAX_SIZE, FrameReader
 
-__all__ = ["OVERLAP", "UPSTREAM_MAX_SIZE", "Bridge", "reconnect_delays", "run_bridge"]
+__all__ = [
+    "OVERLAP",
+    "UPSTREAM_MAX_SIZE",
+    "Bridge",
+    "close_recorder",
+    "history_recorder",
+    "patient_source",
+    "reconnect_delays",
+    "run_bridge",
+]
 
 log = logging.getLogger("hrdash.bridge")
 
@@ -69,6 +79,56 @@ HISTORY_LOAD_TIMEOUT = 5.0  # seconds the start waits for the history's alarm lo
 # newest readings (all patients); past it the bridge serves without those not yet read
 HISTORY_CLOSE_TIMEOUT = 3.0  # seconds the close waits for the last commit: within the
 # supervisor's STOP_GRACE (4 s between SIGTERM and SIGKILL)
+
+
+def patient_source(
+    settings: Settings,
+    source: Source,
+    patient: PatientHub,
+    *,
+    on_readings: ReadingsCallback,
+    on_change: Callback,
+    clock: Callable[[], float],
+) -> PatientSource:
+    """The :class:`PatientSource` of ``source`` (one patient of :func:`station_sources`) into
+    ``patient``, with that patient's own settings. Raises SettingError (one line naming the
+    sources file and the patient) when its transform hook cannot be loaded."""
+    try:
+        return PatientSource(
+            patient,
+            source_settings(settings, source),
+            on_readings=on_readings,
+            on_change=on_change,
+            clock=clock,
+        )
+    except SettingError as exc:  # its transform hook cannot be loaded
+        if not settings.sources:
+            raise
+        cause = str(exc).removeprefix("HRDASH_TRANSFORM: ")
+        where = f'{settings.sources}: patient "{source.id}"'
+        raise SettingError(f"{where}: transform: {cause}") from None
+
+
+def history_recorder(
+    settings: Settings, patients: Sequence[tuple[str, str]], clock: Callable[[], float]
+) -> Recorder | None:
+    """The history's recorder (``HRDASH_DB``) for ``patients`` (id, name), not started; None with
+    ``:memory:`` (no history). The file is opened by :meth:`Recorder.start`, in its thread."""
+    if settings.db == MEMORY:
+        return None
+    return Recorder(
+        settings.db,
+        patients,
+        retention=settings.retention,
+        trend_retention=settings.trend_retention,
+        clock=clock,
+    )
+
+
+async def close_recorder(recorder: Recorder) -> None:
+    """Commit what ``recorder`` accepted and close it, waiting ``HISTORY_CLOSE_TIMEOUT`` at
+    most (in a thread: the event loop goes on meanwhile)."""
+    await asyncio.to_thread(recorder.close, HISTORY_CLOSE_TIMEOUT)
 
 
 class Bridge:
@@ -102,30 +162,18 @@ class Bridge:
         )
         for source in patients:
             patient = self.hub.add(source.id, source.name)
-            try:
-                ingest = PatientSource(
+            self.sources.append(
+                patient_source(
+                    settings,
+                    source,
                     patient,
-                    source_settings(settings, source),
                     on_readings=self._on_readings,
                     on_change=self._on_change,
                     clock=clock,
                 )
-            except SettingError as exc:  # its transform hook cannot be loaded
-                if not settings.sources:
-                    raise
-                cause = str(exc).removeprefix("HRDASH_TRANSFORM: ")
-                where = f'{settings.sources}: patient "{source.id}"'
-                raise SettingError(f"{where}: transform: {cause}") from None
-            self.sources.append(ingest)
-        self.recorder: Recorder | None = None
-        if settings.db != MEMORY:  # the file is opened by start(), in the recorder's thread
-            self.recorder = Recorder(
-                settings.db,
-                [(source.id, source.name) for source in self.sources],
-                retention=settings.retention,
-                trend_retention=settings.trend_retention,
-                clock=clock,
             )
+        named = [(source.id, source.name) for source in self.sources]
+        self.recorder = history_recorder(settings, named, clock)
         self.edge = Edge(
             settings,
             self.hub,
@@ -256,9 +304,7 @@ class Bridge:
         recorder = self.recorder
         closing = None
         if recorder is not None:
-            closing = asyncio.create_task(
-                asyncio.to_thread(recorder.close, HISTORY_CLOSE_TIMEOUT), name="history close"
-            )
+            closing = asyncio.create_task(close_recorder(recorder), name="history close")
         await self.edge.close()
         if closing is not None:
             await closing
