@@ -169,6 +169,26 @@ def edge(**flags: Any) -> None:
 
 
 @cli.command()
+@settings_options("bridge")
+def ingest(**flags: Any) -> None:
+    """Run an ingest for the fan-out on Redis (HRDASH_REDIS_URL): read every patient whose lease
+    it gets and write each reading, status and alarm frame once to Redis Streams. Listens on no
+    port; run any number, on any machines, with the same sources file: one holds each patient,
+    another takes it over when it dies."""
+    from hrdash.broker import BrokerError
+    from hrdash.broker.ingest import run_ingest
+
+    settings = load_settings(flags)
+    if not settings.redis_url:
+        fail("hrdash ingest needs HRDASH_REDIS_URL (the Redis that hrdash edge reads)")
+    check_sources(settings)
+    try:
+        _run_async(run_ingest(settings))
+    except BrokerError as exc:
+        fail(str(exc))
+
+
+@cli.command()
 @settings_options("simulate")
 def simulate(**flags: Any) -> None:
     """Run only the embedded heart-rate service on ws://127.0.0.1:SIMULATOR_PORT/, sending
