@@ -331,7 +331,9 @@ class RedisIngest:
 
     def _on_fenced(self, patient_id: str) -> None:
         """A write found the patient's lease another's: as lost; the keeper tries it again."""
-        self.keeper.held.discard(patient_id)
+        if patient_id in self.keeper.held:
+            self.keeper.held.discard(patient_id)
+            self.keeper.counters["lost"] += 1
         self._on_lost(patient_id)
 
     def _stop_patient(self, patient_id: str) -> bool:
