@@ -175,13 +175,14 @@ def ingest(**flags: Any) -> None:
     it gets and write each reading, status and alarm frame once to Redis Streams. Listens on no
     port; run any number, on any machines, with the same sources file: one holds each patient,
     another takes it over when it dies."""
-    from hrdash.broker import BrokerError
+    from hrdash.broker.client import BrokerError
     from hrdash.broker.ingest import run_ingest
 
     settings = load_settings(flags)
     if not settings.redis_url:
         fail("hrdash ingest needs HRDASH_REDIS_URL (the Redis that hrdash edge reads)")
     check_sources(settings)
+    check_redis(settings)
     try:
         _run_async(run_ingest(settings))
     except BrokerError as exc:

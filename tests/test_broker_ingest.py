@@ -451,8 +451,10 @@ def test_ingest_with_redis_nowhere_says_so_in_one_line(userinfo: str) -> None:
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("hrdash: error: HRDASH_REDIS_URL"), lines
-    assert "cannot reach Redis: connection refused" in lines[0]
+    shown = f"redis://{'***@' if userinfo else ''}127.0.0.1:{url.rsplit(':', 1)[1]}"
+    assert lines == [
+        f"hrdash: error: HRDASH_REDIS_URL: cannot reach Redis at {shown!r}: connection refused"
+    ]
     assert "s3cret" not in proc.stderr and "user" not in proc.stderr
 
 
@@ -467,5 +469,5 @@ def test_ingest_without_a_redis_url_says_so_in_one_line() -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "hrdash: error: hrdash ingest needs HRDASH_REDIS_URL (redis://, rediss:// or unix://)"
+        "hrdash: error: hrdash ingest needs HRDASH_REDIS_URL (the Redis that hrdash edge reads)"
     ]

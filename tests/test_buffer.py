@@ -208,6 +208,7 @@ def test_since_with_gaps_matches_a_plain_filter() -> None:
             assert [s.seq for s in ring.since(ask, limit)] == after[max(0, len(after) - limit) :]
             assert ring.held_after(ask) == len(after)
 
+
 def test_restart_empties_and_continues_from_next_seq() -> None:
     """restart(n): the ring is empty, first_seq/last_seq say n / n - 1, the next reading gets n
     and every answer counts from there."""

@@ -584,6 +584,7 @@ def test_accept_numbered_starts_over_on_another_run() -> None:
     )
     assert (frame["run"], frame["first_seq"], frame["last_seq"]) == ("ing2", 1, 2)
 
+
 def test_begin_continues_another_run_and_keeps_the_counters() -> None:
     """begin(run, next_seq): the ring and the pending readings are gone, the run is the one
     given, the next accepted reading gets next_seq and no answer holds the old readings; the
