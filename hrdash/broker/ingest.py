@@ -89,7 +89,8 @@ class LogWriter:
     """The alarm log entries to their log streams (``XADD key MAXLEN ~ LOG_KEPT``), in order,
     held while Redis is unreachable (at most ``hold``; the oldest dropped beyond, counted). An
     entry with an explicit id that Redis refuses as not above the stream's top is one another
-    ingest wrote already (a station entry): counted ``duplicates``, not an error."""
+    ingest wrote already (a station entry): counted ``log_duplicates``, not an error; one
+    refused otherwise is dropped, counted and logged."""
 
     def __init__(
         self,
@@ -100,14 +101,15 @@ class LogWriter:
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.client, self.hold, self.rng, self.sleep = client, hold, rng, sleep
-        self._held: deque[tuple[str, str, dict[str, str]]] = deque()
+        self._held: deque[tuple[str, str, dict[Any, Any]]] = deque()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self.counters = {"log_written": 0, "log_duplicates": 0, "log_dropped": 0}
 
-    def add(self, key: str, entry_id: str, fields: dict[str, str]) -> None:
-        self._held.append((key, entry_id, fields))
+    def add(self, key: str, entry_id: str, fields: Mapping[str, str]) -> None:
+        """Write ``fields`` to stream ``key`` with ``entry_id`` (``*``: Redis's)."""
+        self._held.append((key, entry_id, dict(fields)))
         if len(self._held) > self.hold:
             self._held.popleft()
             self.counters["log_dropped"] += 1
@@ -137,7 +139,7 @@ class LogWriter:
         taken = list(self._held)
         pipe = self.client.pipeline(transaction=False)
         for key, entry_id, fields in taken:
-            pipe.xadd(key, fields, id=entry_id, maxlen=LOG_KEPT, approximate=True)  # type: ignore[arg-type]
+            pipe.xadd(key, fields, id=entry_id, maxlen=LOG_KEPT, approximate=True)
         async with round_trip():
             results = await pipe.execute(raise_on_error=False)
         for result in results:
@@ -145,9 +147,12 @@ class LogWriter:
                 raise result
         for _ in taken:
             self._held.popleft()
-        for result in results:
-            if isinstance(result, ResponseError):
+        for (key, _, _), result in zip(taken, results, strict=True):
+            if isinstance(result, ResponseError) and "equal or smaller" in str(result):
                 self.counters["log_duplicates"] += 1
+            elif isinstance(result, Exception):  # e.g. the key is not a stream
+                self.counters["log_dropped"] += 1
+                log.warning("redis: a log entry not written to %s: %s", key, result)
             else:
                 self.counters["log_written"] += 1
 
@@ -229,7 +234,8 @@ class RedisIngest:
             "control_failures": 0,  # reads of the control stream that failed
         }
         self._control_id: str | None = None  # the control entry being applied
-        self._tasks: list[asyncio.Task[None]] = []
+        self.tasks: list[asyncio.Task[None]] = []  # started by start(), in this order:
+        # stream writer, log writer, leases, control, status, alarm timers
 
     def _new_source(self, patient_id: str) -> PatientSource:
         return patient_source(
@@ -346,12 +352,18 @@ class RedisIngest:
     async def _hold(self, patient_id: str) -> None:
         """A patient held: its engine with the stored limits, then its source, until
         cancelled (lease lost, or the stop)."""
-        limits = await self._stored_limits(patient_id)
-        source = self._new_source(patient_id)
-        self.sources[patient_id] = source
-        self.alarms.add_patient(patient_id, limits)  # announced: its alarm frame goes out
-        self._write_status(patient_id)
-        await source.run()
+        try:
+            limits = await self._stored_limits(patient_id)
+            source = self._new_source(patient_id)
+            self.sources[patient_id] = source
+            self.alarms.add_patient(patient_id, limits)  # announced: its alarm frame goes out
+            self._write_status(patient_id)
+            await source.run()
+        except Exception:  # a bug: start the patient afresh at the keeper's next round
+            log.exception("%s: stopped by an error; starting it again", patient_id)
+            if self.held.get(patient_id) is asyncio.current_task():
+                self._stop_patient(patient_id)
+                self.keeper.held.discard(patient_id)
 
     async def _stored_limits(self, patient_id: str) -> Limits:
         """The limits of the newest frame in the patient's alarms stream (set on a page, or by
@@ -471,7 +483,7 @@ class RedisIngest:
             "status": self._status_forever(),
             "alarm timers": self.alarms.run(),
         }
-        self._tasks = [asyncio.create_task(job, name=name) for name, job in jobs.items()]
+        self.tasks = [asyncio.create_task(job, name=name) for name, job in jobs.items()]
 
     async def close(self) -> None:
         """Stop the sources, write what is held (``FLUSH_TIMEOUT`` at most), release the leases
@@ -483,7 +495,7 @@ class RedisIngest:
         self.held.clear()
         for task in held:
             task.cancel()
-        keeper, control, status, timers = self._tasks[2:]
+        keeper, control, status, timers = self.tasks[2:]
         for task in (keeper, control, status, timers):
             task.cancel()
         await _settle([*held, keeper, control, status, timers])
@@ -493,7 +505,7 @@ class RedisIngest:
                 await self.logs.drained()
         if self.writer.held():
             log.warning("redis: %d readings not written at the stop", self.writer.held())
-        writers = self._tasks[:2]
+        writers = self.tasks[:2]
         for task in writers:
             task.cancel()
         await _settle(writers)
@@ -536,7 +548,17 @@ async def run_ingest(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        stopping = asyncio.create_task(stop.wait(), name="stop")
+        # A task of the ingest that ends is a bug: stop (the supervisor starts it again)
+        # rather than hold leases without writing.
+        done, _ = await asyncio.wait([stopping, *ingest.tasks], return_when="FIRST_COMPLETED")
+        stopping.cancel()
+        failed = [task for task in done if task is not stopping]
+        for task in failed:
+            error = None if task.cancelled() else task.exception()
+            log.error("ingest: %s ended (%r); stopping", task.get_name(), error, exc_info=error)
         await ingest.close()
+        if failed:
+            raise SystemExit(1)
     finally:
         await aclose_quietly(client)
