@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -33,6 +34,7 @@ from hrdash.broker.ingest import RedisIngest
 from hrdash.broker.lease import LEASE_TTL
 from hrdash.readings import Rejected
 from hrdash.settings import Settings
+from hrdash.supervisor import STOP_GRACE
 from tests.conftest import free_port, timeout, wait_for
 from tests.redis_support import RedisServer
 from tests.support import ROOT, ScriptedService, scaled
@@ -471,3 +473,43 @@ def test_ingest_without_a_redis_url_says_so_in_one_line() -> None:
     assert proc.stderr.strip().splitlines() == [
         "hrdash: error: hrdash ingest needs HRDASH_REDIS_URL (the Redis that hrdash edge reads)"
     ]
+
+
+async def test_stops_within_the_grace_with_redis_down(
+    service: ScriptedService, tmp_path: Path, redis_server: RedisServer, redis: Redis
+) -> None:
+    """SIGTERM while Redis is unreachable: the ingest gives up on what it holds after its flush
+    bound and exits 0 well within the supervisor's grace, its history committed."""
+    sources = tmp_path / "sources.toml"
+    sources.write_text(service.sources())
+    db = tmp_path / "history.db"
+    env = {
+        "HRDASH_SOURCES": str(sources),
+        "HRDASH_REDIS_URL": redis_server.url,
+        "HRDASH_DB": str(db),
+    }
+    proc = ingest_process(env, tmp_path / "ingest.log")
+    try:
+        await until_readings(redis, "p1", 10)
+        redis_server.stop()
+        await asyncio.sleep(1.0)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout(10)) == 0, (tmp_path / "ingest.log").read_text()
+        took = time.monotonic() - started
+        assert took < STOP_GRACE, took
+        text = (tmp_path / "ingest.log").read_text()
+        assert "readings not written at the stop" in text and "stopped" in text
+        sent = {int(t * 1000) for t, _ in service.sent["p1"]}
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            rows = conn.execute(
+                "SELECT t FROM readings JOIN patients ON patients.key = readings.patient"
+                " WHERE patients.id = 'p1'"
+            ).fetchall()
+        recorded = {t for (t,) in rows}
+        assert len(sent - recorded) <= 1, len(sent - recorded)  # (one in flight at the stop)
+        assert recorded <= sent and len(recorded) >= 20  # with those of Redis's outage
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
