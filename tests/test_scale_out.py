@@ -3,12 +3,27 @@ gunicorn run with ``HRDASH_REDIS_URL`` (ingest + ``HRDASH_EDGES`` edges)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import subprocess
+import sys
+import time
+from pathlib import Path
 
+import psutil
 import pytest
 
 from hrdash.broker.client import check_reachable
-from hrdash.settings import SettingError, Settings
+from hrdash.settings import PortInUseError, SettingError, Settings
+from hrdash.supervisor import (
+    MAX_UNREADY_STARTS,
+    SUPERVISED_ENV,
+    Supervisor,
+    children_for,
+    listens_on,
+    port_open,
+)
 from tests.redis_support import RedisServer
 from tests.support import ROOT, app_command, free_port, gunicorn_command, scaled
 from tests.test_cli import assert_one_line_error, clean_env, hrdash
@@ -84,3 +99,207 @@ def test_edges_without_redis_is_one_line() -> None:
     """HRDASH_EDGES other than 1 needs Redis: `python app.py` says so and stops (exit 2)."""
     result = hrdash("run", env=clean_env(HRDASH_EDGES="2"))
     assert assert_one_line_error(result) == "hrdash: error: HRDASH_EDGES needs HRDASH_REDIS_URL"
+
+
+# -- supervision: the children with Redis ------------------------------------------------------
+
+REDIS = "redis://127.0.0.1:6379/0"
+
+
+def test_children_without_redis_are_simulator_and_bridge() -> None:
+    """Without Redis nothing changes: simulator (when used) and one bridge."""
+    names = [c.name for c in children_for(Settings.load(env={}), "py")]
+    assert names == ["simulator", "bridge"]
+    upstream = Settings.load(env={"HRDASH_UPSTREAM_URL": "ws://example.org/"})
+    (bridge,) = children_for(upstream, "py")
+    assert bridge.argv == ["py", "-m", "hrdash", "bridge"] and bridge.port == 8765
+
+
+def test_children_with_redis_are_one_ingest_and_n_edges_on_the_bridge_port() -> None:
+    """With Redis: the simulator (when used), one ingest without a port, HRDASH_EDGES edges all
+    on the bridge port; no bridge."""
+    settings = Settings.load(
+        env={"HRDASH_REDIS_URL": REDIS, "HRDASH_EDGES": "3", "HRDASH_BRIDGE_HOST": "0.0.0.0"}
+    )
+    children = children_for(settings, "py")
+    assert [c.name for c in children] == ["simulator", "ingest", "edge-1", "edge-2", "edge-3"]
+    simulator, ingest, *edges = children
+    assert simulator.port == settings.simulator_port
+    assert ingest.argv == ["py", "-m", "hrdash", "ingest"] and ingest.port is None
+    for edge in edges:
+        assert edge.argv == ["py", "-m", "hrdash", "edge"]
+        assert (edge.host, edge.port, edge.setting) == ("0.0.0.0", 8765, "HRDASH_BRIDGE_PORT")
+    one = Settings.load(env={"HRDASH_REDIS_URL": REDIS, "HRDASH_SOURCES": ""}).replace(
+        upstream_url="ws://example.org/"
+    )
+    assert [c.name for c in children_for(one, "py")] == ["ingest", "edge"]
+
+
+def test_children_get_the_redis_settings_and_skip_the_start_check() -> None:
+    """Children read HRDASH_REDIS_URL from their environment, and are told that their parent
+    checked Redis (a child restarted during an outage waits for it instead of exiting 2)."""
+    settings = Settings.load(env={"HRDASH_REDIS_URL": REDIS, "HRDASH_EDGES": "2"})
+    env = Supervisor(settings).env
+    assert env["HRDASH_REDIS_URL"] == REDIS and env["HRDASH_EDGES"] == "2"
+    assert env[SUPERVISED_ENV] == "1"
+    nowhere_env = clean_env(HRDASH_REDIS_URL=nowhere(), **{SUPERVISED_ENV: "1"})
+    # `hrdash bridge` is refused with Redis whoever starts it, but not for an unreachable URL:
+    line = assert_one_line_error(hrdash("bridge", env=nowhere_env))
+    assert "hrdash ingest" in line and "cannot reach" not in line
+
+
+def test_an_edge_is_ready_when_it_listens_itself() -> None:
+    """Edges share the bridge port (SO_REUSEPORT): the port answering says nothing of a given
+    edge, so readiness is that process's own listening socket."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        try:
+            assert port_open("127.0.0.1", port)
+            assert listens_on(os.getpid(), "127.0.0.1", port)
+            assert not listens_on(sleeper.pid, "127.0.0.1", port)
+            assert not listens_on(os.getpid(), "127.0.0.1", free_port())
+        finally:
+            sleeper.kill()
+            sleeper.wait()
+
+
+FAKE = """\
+import os, socket, sys, time
+
+role = sys.argv[3]
+if role == "ingest":
+    if os.environ.get("FAKE_INGEST_EXIT"):
+        sys.exit(int(os.environ["FAKE_INGEST_EXIT"]))
+elif role == "edge":
+    time.sleep(float(os.environ.get("FAKE_EDGE_DELAY", "0")))
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", int(os.environ["HRDASH_BRIDGE_PORT"])))
+    sock.listen()
+else:
+    sys.exit(3)
+time.sleep(3600)
+"""
+
+
+@pytest.fixture
+def fake_python(tmp_path: Path) -> str:
+    """A stand-in for ``python`` that runs `-m hrdash ingest|edge` as a process that lives (an
+    edge listens on the bridge port with SO_REUSEPORT, after FAKE_EDGE_DELAY s): supervision
+    on its own, whatever the commands do."""
+    script = tmp_path / "fake-python"
+    script.write_text(f"#!{sys.executable}\n{FAKE}")
+    script.chmod(0o755)
+    return str(script)
+
+
+def fake_settings(**env: str) -> Settings:
+    return Settings.load(
+        env={
+            "HRDASH_REDIS_URL": REDIS,
+            "HRDASH_UPSTREAM_URL": "ws://127.0.0.1:9/",  # no simulator
+            "HRDASH_PORT": str(free_port()),
+            "HRDASH_BRIDGE_PORT": str(free_port()),
+            **env,
+        }
+    )
+
+
+def test_supervisor_runs_ingest_and_every_edge_and_restarts_a_killed_edge(
+    fake_python: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """start() returns once the ingest has lived 1 s and each edge listens itself; a SIGKILLed
+    edge is restarted (the others untouched) and listens again; stop() leaves nothing."""
+    monkeypatch.setenv("FAKE_EDGE_DELAY", "0.3")
+    settings = fake_settings(HRDASH_EDGES="3")
+    sup = Supervisor(settings, python=fake_python)
+    started = time.monotonic()
+    sup.start()
+    try:
+        assert time.monotonic() - started >= 1.0 + 3 * 0.3  # waited for each, in turn
+        assert sup.all_ready()
+        port = settings.bridge_port
+        pids = {c.name: c.proc.pid for c in sup.children if c.proc is not None}
+        assert set(pids) == {"ingest", "edge-1", "edge-2", "edge-3"}
+        for name in ("edge-1", "edge-2", "edge-3"):
+            assert listens_on(pids[name], "127.0.0.1", port), name
+        os.kill(pids["edge-2"], signal.SIGKILL)
+        deadline = time.monotonic() + scaled(10)
+        while sup.pid("edge-2") == pids["edge-2"] or not sup.all_ready():
+            assert time.monotonic() < deadline, "edge-2 was not restarted"
+            time.sleep(0.05)
+        new_pid = sup.pid("edge-2")
+        assert new_pid is not None and listens_on(new_pid, "127.0.0.1", port)
+        assert "edge-2 killed by signal 9 (SIGKILL); restarting in 0.5 s" in caplog.messages
+        assert [c.restarts for c in sup.children] == [0, 0, 1, 0]
+        family = [psutil.Process(pid) for pid in (*pids.values(), new_pid) if pid != pids["edge-2"]]
+    finally:
+        sup.stop()
+    _, alive = psutil.wait_procs(family, timeout=1.0)
+    assert alive == []
+
+
+def test_an_ingest_that_keeps_dying_at_start_is_given_up(
+    fake_python: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ingest has no port: dying before it lived 1 s counts as dying before ready;
+    MAX_UNREADY_STARTS of those in a row and it is given up, with status 1."""
+    monkeypatch.setenv("FAKE_INGEST_EXIT", "1")
+    fatal: list[tuple[str, int]] = []
+    sup = Supervisor(
+        fake_settings(), python=fake_python, on_fatal=lambda m, s: fatal.append((m, s))
+    )
+    sup.start(wait=False)
+    try:
+        deadline = time.monotonic() + scaled(40)
+        while not fatal:
+            assert time.monotonic() < deadline, "the ingest was never given up"
+            time.sleep(0.05)
+    finally:
+        sup.stop()
+    ingest = sup.children[0]
+    assert ingest.exit_codes == [1] * MAX_UNREADY_STARTS
+    assert fatal == [
+        (
+            f"ingest died {MAX_UNREADY_STARTS} times in a row before living 1 s "
+            "(last: exited with status 1); giving up",
+            1,
+        )
+    ]
+
+
+def test_an_ingest_usage_error_is_not_restarted(
+    fake_python: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As for the bridge: an ingest exiting with status 2 is a usage error, fatal at once."""
+    monkeypatch.setenv("FAKE_INGEST_EXIT", "2")
+    fatal: list[tuple[str, int]] = []
+    sup = Supervisor(
+        fake_settings(), python=fake_python, on_fatal=lambda m, s: fatal.append((m, s))
+    )
+    sup.start()
+    try:
+        deadline = time.monotonic() + scaled(10)
+        while not fatal:
+            assert time.monotonic() < deadline, "on_fatal was not called"
+            time.sleep(0.05)
+    finally:
+        sup.stop()
+    assert fatal == [("ingest exited with status 2 (a usage error); not restarting it", 2)]
+
+
+def test_check_ports_checks_the_shared_bridge_port(fake_python: str) -> None:
+    """With N edges the bridge port is checked (once); the ingest has none."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        taken = sock.getsockname()[1]
+        sup = Supervisor(fake_settings(HRDASH_EDGES="2", HRDASH_BRIDGE_PORT=str(taken)))
+        with pytest.raises(PortInUseError) as info:
+            sup.check_ports()
+    assert str(taken) in str(info.value) and "HRDASH_BRIDGE_PORT" in str(info.value)
+    Supervisor(fake_settings(HRDASH_EDGES="2")).check_ports()
