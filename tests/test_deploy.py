@@ -65,11 +65,13 @@ def shown(page: Any) -> dict[str, Any]:
     return dict(page.evaluate(PAGE_JS, PAGE_IDS))
 
 
-def readme_nginx_block() -> str:
-    """The README's nginx server block, as a user would copy it."""
+def readme_nginx_block(scale_out: bool = False) -> str:
+    """The README's nginx block, as a user would copy it: the one in front of one machine, or
+    (``scale_out``) the one with an ``upstream`` of edges."""
     blocks = re.findall(r"```nginx\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
-    assert len(blocks) == 1, "the README must hold exactly one nginx block"
-    return str(blocks[0])
+    chosen = [b for b in blocks if ("upstream " in b) == scale_out]
+    assert len(chosen) == 1, "the README must hold one nginx block of each kind"
+    return str(chosen[0])
 
 
 def site_config(block: str, substitutions: dict[str, str]) -> str:
