@@ -132,11 +132,16 @@ http {{
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     """A certificate for localhost from a throwaway CA (trustme): (cert chain, key) paths."""
+    return make_certificate(tmp_path_factory.mktemp("nginx-tls"))
+
+
+def make_certificate(folder: Path) -> tuple[str, str]:
+    """A certificate for localhost and 127.0.0.1 from a throwaway CA (trustme), written to
+    ``folder``: (cert chain, key) paths."""
     import trustme
 
     ca = trustme.CA()
     cert = ca.issue_cert("localhost", "127.0.0.1")
-    folder = tmp_path_factory.mktemp("nginx-tls")
     chain, key = folder / "cert.pem", folder / "key.pem"
     cert.private_key_and_cert_chain_pem.write_to_path(str(chain))
     cert.private_key_pem.write_to_path(str(key))

@@ -3,21 +3,28 @@ gunicorn run with ``HRDASH_REDIS_URL`` (ingest + ``HRDASH_EDGES`` edges)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
 
 from hrdash.broker.client import check_reachable
 from hrdash.settings import PortInUseError, SettingError, Settings
 from hrdash.supervisor import (
     MAX_UNREADY_STARTS,
+    STOP_GRACE,
     SUPERVISED_ENV,
     Supervisor,
     children_for,
@@ -25,8 +32,25 @@ from hrdash.supervisor import (
     port_open,
 )
 from tests.redis_support import RedisServer
-from tests.support import ROOT, app_command, free_port, gunicorn_command, scaled
+from tests.support import (
+    ROOT,
+    Running,
+    app_command,
+    free_port,
+    get_json,
+    gunicorn_command,
+    hrdash_running,
+    scaled,
+    wait_port,
+)
 from tests.test_cli import assert_one_line_error, clean_env, hrdash
+from tests.test_deploy import (
+    make_certificate,
+    needs_nginx,
+    nginx_running,
+    readme_nginx_block,
+    site_config,
+)
 
 
 def nowhere() -> str:
@@ -303,3 +327,203 @@ def test_check_ports_checks_the_shared_bridge_port(fake_python: str) -> None:
             sup.check_ports()
     assert str(taken) in str(info.value) and "HRDASH_BRIDGE_PORT" in str(info.value)
     Supervisor(fake_settings(HRDASH_EDGES="2")).check_ports()
+
+
+# -- end to end: real redis-server, ingest, edges, nginx ---------------------------------------
+
+
+class Processes:
+    """hrdash commands started by a test, each in a session of its own, stopped at the end;
+    none may be left behind."""
+
+    def __init__(self, directory: Path, env: dict[str, str]) -> None:
+        self.dir = directory
+        self.env = env
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
+        log = open(self.dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hrdash", *args],
+            cwd=self.dir,
+            env={**self.env, **env},
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        self.procs[name] = proc
+        return proc
+
+    def log(self, name: str) -> str:
+        return (self.dir / f"{name}.log").read_text(errors="replace")
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {name}\n{self.log(name)[-3000:]}" for name in self.procs)
+
+    def stop(self) -> list[str]:
+        """SIGTERM every process still running, SIGKILL after the grace; the names of those
+        that needed the SIGKILL."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        killed = []
+        for name, proc in self.procs.items():
+            try:
+                proc.wait(timeout=scaled(STOP_GRACE + 2))
+            except subprocess.TimeoutExpired:
+                killed.append(name)
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        return killed
+
+
+def readings_of(ws: ClientConnection, want: int, seconds: float = 20.0) -> list[dict[str, Any]]:
+    """Readings frames from ``ws`` until they hold ``want`` readings in all."""
+    frames: list[dict[str, Any]] = []
+    deadline = time.monotonic() + scaled(seconds)
+    while sum(len(f["readings"]) for f in frames) < want:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"{want} readings did not come in {seconds} s: {frames[-3:]}")
+        frame = json.loads(ws.recv(timeout=remaining))
+        if frame.get("type") == "readings":
+            frames.append(frame)
+    return frames
+
+
+def until_closed(ws: ClientConnection, seconds: float = 10.0) -> list[dict[str, Any]]:
+    """Every readings frame left on ``ws`` until its edge is gone."""
+    frames: list[dict[str, Any]] = []
+    deadline = time.monotonic() + scaled(seconds)
+    while True:
+        try:
+            frame = json.loads(ws.recv(timeout=max(0.01, deadline - time.monotonic())))
+        except ConnectionClosed:
+            return frames
+        if frame.get("type") == "readings":
+            frames.append(frame)
+        assert time.monotonic() < deadline, "the connection outlived its edge"
+
+
+def edge_viewers(port: int) -> int:
+    """Viewers of the first patient on the edge at ``port``."""
+    return int(get_json(f"http://127.0.0.1:{port}/healthz")["viewers"])
+
+
+@needs_nginx
+def test_a_viewer_through_nginx_moves_to_the_other_edge_with_no_gap_and_no_duplicate(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The README's nginx block in front of two `hrdash edge` on two ports, one `hrdash ingest`,
+    a real redis-server and the simulator: a viewer through nginx gets readings; when the edge
+    it is on is SIGKILLed, it reconnects through nginx with since and run, lands on the other
+    edge and resumes: every seq once, none missing, same run."""
+    nginx_port, sim_port = free_port(), free_port()
+    edge_ports = [free_port(), free_port()]
+    origin = f"https://127.0.0.1:{nginx_port}"
+    env = clean_env(
+        HRDASH_REDIS_URL=redis_server.url,
+        HRDASH_SIMULATOR_PORT=str(sim_port),
+        HRDASH_SIMULATOR_PATIENTS="2",
+        HRDASH_SIMULATOR_PERIOD="0.1",
+        HRDASH_ALLOWED_ORIGINS=origin,
+        HRDASH_DB=":memory:",
+        HRDASH_PORT=str(free_port()),
+    )
+    procs = Processes(tmp_path, env)
+    try:
+        procs.start("simulator", "simulate")
+        wait_port(sim_port, 15, procs.procs["simulator"])
+        procs.start("ingest", "ingest")
+        for index, port in enumerate(edge_ports):
+            procs.start(f"edge-{index}", "edge", HRDASH_BRIDGE_PORT=str(port))
+        for index, port in enumerate(edge_ports):
+            wait_port(port, 20, procs.procs[f"edge-{index}"])
+        (tmp_path / "tls").mkdir()
+        chain, key = make_certificate(tmp_path / "tls")
+        site = site_config(
+            readme_nginx_block(scale_out=True),
+            {
+                "listen 443 ssl;": f"listen 127.0.0.1:{nginx_port} ssl;",
+                "/etc/ssl/certs/monitor.example.org.pem": chain,
+                "/etc/ssl/private/monitor.example.org.key": key,
+                "server 10.0.0.11:8765": f"server 127.0.0.1:{edge_ports[0]}",
+                "server 10.0.0.12:8765": f"server 127.0.0.1:{edge_ports[1]}",
+                "proxy_pass http://10.0.0.11:8050;": f"proxy_pass http://127.0.0.1:{free_port()};",
+            },
+        )
+        tls = ssl.create_default_context(cafile=None)
+        tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
+        url = f"wss://127.0.0.1:{nginx_port}/ws?patient=bed-01"
+        with nginx_running(site, nginx_port):
+            with connect(url, ssl=tls, origin=origin, open_timeout=scaled(5)) as ws:
+                before = readings_of(ws, 10)
+                on = [edge_viewers(port) for port in edge_ports]
+                assert sorted(on) == [0, 1], on  # the viewer is on exactly one edge
+                victim = on.index(1)
+                procs.procs[f"edge-{victim}"].send_signal(signal.SIGKILL)
+                before += until_closed(ws)
+            run = before[0]["run"]
+            last = before[-1]["readings"][-1]["seq"]
+            resume = f"{url}&since={last}&run={run}"
+            with connect(resume, ssl=tls, origin=origin, open_timeout=scaled(5)) as ws:
+                after = readings_of(ws, 20)
+                assert edge_viewers(edge_ports[1 - victim]) == 1
+        seqs = [r["seq"] for f in before + after for r in f["readings"]]
+        assert {f["run"] for f in before + after} == {run}
+        assert len(seqs) == len(set(seqs)), "a reading came twice"
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a reading is missing"
+        assert after[0]["readings"][0]["seq"] == last + 1
+    except BaseException:
+        print(procs.logs())
+        raise
+    finally:
+        killed = procs.stop()
+    assert killed == [], f"needed SIGKILL: {killed}"
+
+
+def assert_pages_and_broker_health(running: Running, edges: int) -> None:
+    """The pages are served, /healthz has the broker section, readings flow, and the processes
+    are one ingest and ``edges`` edges (no bridge)."""
+    running.wait_readings(3)
+    health = running.health()
+    broker = health["broker"]
+    assert broker["role"] == "edge" and broker["redis"].startswith("redis://127.0.0.1:")
+    assert broker["reader"]["state"] == "up"
+    for path in ("", "patient/bed-01"):
+        with urllib.request.urlopen(running.url + path, timeout=scaled(10)) as response:
+            assert response.status == 200
+    commands = [
+        p.cmdline()[-1]
+        for p in psutil.Process(running.proc.pid).children(recursive=True)
+        if p.cmdline()[-3:-1] == ["-m", "hrdash"]
+    ]
+    assert sorted(c for c in commands if c in ("bridge", "ingest", "edge")) == ["edge"] * edges + [
+        "ingest"
+    ]
+
+
+def test_app_py_with_redis_runs_ingest_and_two_edges(redis_server: RedisServer) -> None:
+    """`python app.py` with HRDASH_REDIS_URL and HRDASH_EDGES=2: the pages, /healthz with the
+    broker section, readings; stops with no process left behind (hrdash_running checks)."""
+    env = {
+        "HRDASH_REDIS_URL": redis_server.url,
+        "HRDASH_EDGES": "2",
+        "HRDASH_SIMULATOR_PATIENTS": "2",
+    }
+    with hrdash_running(app_command(), env) as running:
+        assert_pages_and_broker_health(running, 2)
+        assert "Redis redis://127.0.0.1:" in running.log() and "2 edges" in running.log()
+
+
+def test_gunicorn_with_redis_runs_ingest_and_two_edges(redis_server: RedisServer) -> None:
+    """gunicorn likewise: its supervising process runs the ingest and the two edges."""
+    env = {
+        "HRDASH_REDIS_URL": redis_server.url,
+        "HRDASH_EDGES": "2",
+        "HRDASH_SIMULATOR_PATIENTS": "2",
+    }
+    with hrdash_running(gunicorn_command(2), env) as running:
+        assert_pages_and_broker_health(running, 2)
