@@ -124,8 +124,8 @@ def cli() -> None:
 @settings_options("run")
 def run(**flags: Any) -> None:
     """Run everything: the simulator (when neither an upstream URL nor a sources file is set),
-    the bridge and the Dash server. The same as `python app.py`. Ctrl-C or SIGTERM stops them
-    all."""
+    the bridge and the Dash server. The same as `python app.py`. With HRDASH_REDIS_URL: one
+    ingest and HRDASH_EDGES edges in place of the bridge. Ctrl-C or SIGTERM stops them all."""
     from hrdash.runner import run_all
 
     settings = load_settings(flags)
