@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -72,8 +73,12 @@ def check_sources(settings: Settings) -> None:
 def check_redis(settings: Settings) -> None:
     """With HRDASH_REDIS_URL: Redis answers now, or one line and exit status 2 (a wrong URL or
     a Redis not started is a configuration error; an outage later is ridden out). Imports
-    redis-py only when the URL is set."""
-    if not settings.uses_redis:
+    redis-py only when the URL is set. A supervised child (``hrdash ingest``/``edge`` under
+    ``python app.py`` or gunicorn) skips it: its parent checked, and one restarted during an
+    outage must start and wait for Redis, not stop."""
+    from hrdash.supervisor import SUPERVISED_ENV
+
+    if not settings.uses_redis or os.environ.get(SUPERVISED_ENV) == "1":
         return
     from hrdash.broker.client import check_reachable
 
@@ -119,8 +124,8 @@ def cli() -> None:
 @settings_options("run")
 def run(**flags: Any) -> None:
     """Run everything: the simulator (when neither an upstream URL nor a sources file is set),
-    the bridge and the Dash server. The same as `python app.py`. Ctrl-C or SIGTERM stops them
-    all."""
+    the bridge and the Dash server. The same as `python app.py`. With HRDASH_REDIS_URL: one
+    ingest and HRDASH_EDGES edges in place of the bridge. Ctrl-C or SIGTERM stops them all."""
     from hrdash.runner import run_all
 
     settings = load_settings(flags)

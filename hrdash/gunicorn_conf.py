@@ -1,7 +1,8 @@
 """gunicorn configuration shipped with the package: ``gunicorn -c python:hrdash.gunicorn_conf
 hrdash.wsgi:server`` (an installed hrdash), or through the checkout's ``gunicorn.conf.py``.
 
-The gunicorn master starts exactly one simulator (when no upstream URL is set) and one bridge,
+The gunicorn master starts exactly one simulator (when no upstream URL is set) and one bridge
+(with ``HRDASH_REDIS_URL``: one ingest and ``HRDASH_EDGES`` edges, once Redis has answered),
 whatever the number of workers, and stops them when gunicorn stops. They run under one small
 supervising process (:mod:`hrdash.supervise`), not under the master, because the master reaps
 every child it has and would hide their exit status. When the supervisor gives up on the bridge

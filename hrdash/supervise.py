@@ -4,8 +4,9 @@ gunicorn's master reaps every child it has (``os.waitpid(-1, WNOHANG)`` in
 ``Arbiter.reap_workers`` on SIGCHLD), so a :class:`~hrdash.supervisor.Supervisor` running inside
 it would read a wrong exit status for the bridge: 0 for a SIGKILL, 0 for a usage error. The
 master therefore starts one small process, ``python -m hrdash supervise``, which is the parent of
-the simulator and the bridge: it reaps them, logs their true exit causes and restarts them. The
-master holds :class:`SupervisorProcess`, which watches that process through a pipe:
+the simulator and the bridge (with ``HRDASH_REDIS_URL``: the ingest and the edges, see
+:func:`hrdash.supervisor.children_for`): it reaps them, logs their true exit causes and restarts
+them. The master holds :class:`SupervisorProcess`, which watches that process through a pipe:
 
 - the supervising process writes ``ready`` once every child's port is open, and
   ``fatal <status> <message>`` when it gave a child up (a usage error, or ``MAX_UNREADY_STARTS``
@@ -177,14 +178,14 @@ class SupervisorProcess:
             self._started = True
             fatal, ready = self._fatal, self._ready
         if not settled:
-            log.warning("simulator and bridge not ready within %g s; serving anyway", timeout)
+            log.warning("background processes not ready within %g s; serving anyway", timeout)
         elif fatal is not None:
             raise SupervisorFailed(*fatal)
         elif not ready:
-            raise SupervisorFailed(
-                f"the supervising process (pid {self.pid}) ended before the bridge was ready",
-                GAVE_UP,
-            )
+            raise SupervisorFailed(self._ended_early(), GAVE_UP)
+
+    def _ended_early(self) -> str:
+        return f"the supervising process (pid {self.pid}) ended before its children were ready"
 
     def _watch(self) -> None:
         while True:
@@ -202,10 +203,7 @@ class SupervisorProcess:
                     return
                 ready = self._ready
             if not ready:
-                self._fail(
-                    f"the supervising process (pid {self.pid}) ended before the bridge was ready",
-                    GAVE_UP,
-                )
+                self._fail(self._ended_early(), GAVE_UP)
                 return
             log.error(
                 "the supervising process (pid %s) ended without a report; starting it again",
@@ -249,7 +247,7 @@ class SupervisorProcess:
                 return True
             except PortInUseError:
                 if time.monotonic() > deadline:
-                    self._fail("the bridge's or simulator's port stayed in use", GAVE_UP)
+                    self._fail("the bridge's or the simulator's port stayed in use", GAVE_UP)
                     return False
                 time.sleep(0.1)
         return False

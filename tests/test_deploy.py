@@ -65,11 +65,13 @@ def shown(page: Any) -> dict[str, Any]:
     return dict(page.evaluate(PAGE_JS, PAGE_IDS))
 
 
-def readme_nginx_block() -> str:
-    """The README's nginx server block, as a user would copy it."""
+def readme_nginx_block(scale_out: bool = False) -> str:
+    """The README's nginx block, as a user would copy it: the one in front of one machine, or
+    (``scale_out``) the one with an ``upstream`` of edges."""
     blocks = re.findall(r"```nginx\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
-    assert len(blocks) == 1, "the README must hold exactly one nginx block"
-    return str(blocks[0])
+    chosen = [b for b in blocks if ("upstream " in b) == scale_out]
+    assert len(chosen) == 1, "the README must hold one nginx block of each kind"
+    return str(chosen[0])
 
 
 def site_config(block: str, substitutions: dict[str, str]) -> str:
@@ -130,11 +132,16 @@ http {{
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     """A certificate for localhost from a throwaway CA (trustme): (cert chain, key) paths."""
+    return make_certificate(tmp_path_factory.mktemp("nginx-tls"))
+
+
+def make_certificate(folder: Path) -> tuple[str, str]:
+    """A certificate for localhost and 127.0.0.1 from a throwaway CA (trustme), written to
+    ``folder``: (cert chain, key) paths."""
     import trustme
 
     ca = trustme.CA()
     cert = ca.issue_cert("localhost", "127.0.0.1")
-    folder = tmp_path_factory.mktemp("nginx-tls")
     chain, key = folder / "cert.pem", folder / "key.pem"
     cert.private_key_and_cert_chain_pem.write_to_path(str(chain))
     cert.private_key_pem.write_to_path(str(key))
