@@ -254,8 +254,8 @@ class RedisIngest:
         return self.recorder.status() if self.recorder is not None else history_off()
 
     def status(self) -> dict[str, Any]:
-        """The ingest's part of every status frame: its holder, its writer's and its keeper's
-        state (and its log writer's and control reader's counters with the writer's)."""
+        """The ingest's part of every status frame: its holder, its writer's state (with the
+        log writer's counters), its keeper's, and its control reader's state and counters."""
         writer = {**self.writer.status(), **self.logs.counters}
         control = {"state": self.control_state, "detail": self.control_detail, **self.counters}
         return {
@@ -558,6 +558,7 @@ async def run_ingest(
             error = None if task.cancelled() else task.exception()
             log.error("ingest: %s ended (%r); stopping", task.get_name(), error, exc_info=error)
         await ingest.close()
+        log.info("ingest %s stopped", ingest.holder)
         if failed:
             raise SystemExit(1)
     finally:
