@@ -159,7 +159,7 @@ async def test_two_edges_serve_the_same_readings_with_the_same_seqs_and_run(
 ) -> None:
     """Two edges reading the same streams send every viewer the same readings under the
     ingest's run and seqs: the same snapshot, then the same live frames."""
-    writer.add("bed-01", readings(1, 30))
+    writer.add("bed-01", readings(101, 30))  # a run begun at 101 (a takeover)
     await written(writer)
     a, b = await start_edge(), await start_edge()
     async with (
@@ -169,18 +169,18 @@ async def test_two_edges_serve_the_same_readings_with_the_same_seqs_and_run(
         first_a, first_b = json.loads(await va.recv()), json.loads(await vb.recv())
         for first in (first_a, first_b):
             assert first["run"] == RUN and first["snapshot"] is True
-            assert [r["seq"] for r in first["readings"]] == list(range(11, 31))  # the window
-            assert (first["first_seq"], first["last_seq"]) == (1, 30)
+            assert [r["seq"] for r in first["readings"]] == list(range(111, 131))  # the window
+            assert (first["first_seq"], first["last_seq"]) == (101, 130)
         assert first_a["readings"] == first_b["readings"]
-        writer.add("bed-01", readings(31, 5))
-        frames_a = await read_until(va, lambda f: 35 in [r["seq"] for r in f.get("readings", [])])
-        frames_b = await read_until(vb, lambda f: 35 in [r["seq"] for r in f.get("readings", [])])
+        writer.add("bed-01", readings(131, 5))
+        frames_a = await read_until(va, lambda f: 135 in [r["seq"] for r in f.get("readings", [])])
+        frames_b = await read_until(vb, lambda f: 135 in [r["seq"] for r in f.get("readings", [])])
     live_a = [f for f in frames_a if f["type"] == "readings"]
     live_b = [f for f in frames_b if f["type"] == "readings"]
-    assert seqs_of(live_a) == seqs_of(live_b) == list(range(31, 36))
+    assert seqs_of(live_a) == seqs_of(live_b) == list(range(131, 136))
     assert {f["run"] for f in live_a + live_b} == {RUN}
     assert [r for f in live_a for r in f["readings"]] == [
-        {"seq": r.seq, "time": r.time, "bpm": r.bpm} for r in readings(31, 5)
+        {"seq": r.seq, "time": r.time, "bpm": r.bpm} for r in readings(131, 5)
     ]
 
 
@@ -594,3 +594,25 @@ def test_edge_without_redis_is_one_line_and_exit_2(with_url: bool) -> None:
     assert lines[0].startswith("hrdash: error: ") and "HRDASH_REDIS_URL" in lines[0]
     if with_url:
         assert "cannot reach Redis" in lines[0] and "secret" not in lines[0]
+
+
+async def test_the_audio_pause_is_the_newest_alarm_frames_while_it_lasts(
+    writer: StreamWriter, start_edge: StartEdge
+) -> None:
+    """The station's audio pause is what the newest alarm frame says, while it is ahead of the
+    edge's clock: in every patient's alarm frame, the station frames and /healthz."""
+    edge = await start_edge()
+    until = int(edge.clock() * 1000) + 60_000
+    writer.add_alarm("bed-02", {**alarm_frame("bed-02", []), "audio_paused_until": until})
+    await written(writer)
+    await wait_for(lambda: edge.alarms.paused_until() == until)
+    assert edge.alarms.alarm_frame("bed-01")["audio_paused_until"] == until
+    async with connect(ws_url(edge, "station=1")) as station:
+        frames = await read_until(station, lambda f: f["type"] == "station")
+        assert frames[-1]["audio_paused_until"] == until
+    assert (await healthz(edge.port))["alarms"]["audio_paused_until"] == until
+    past = int(edge.clock() * 1000) - 1
+    writer.add_alarm("bed-01", {**alarm_frame("bed-01", []), "audio_paused_until": past})
+    await written(writer)
+    await wait_for(lambda: edge.alarms.frames.get("bed-01") is not None)
+    assert edge.alarms.paused_until() is None  # a newer pause that has ended
