@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
 
 from hrdash.broker import StreamReading, StreamWriter
-from hrdash.broker.client import aclose_quietly
+from hrdash.broker.client import aclose_quietly, client_for
 from hrdash.broker.client import connect as redis_connect
 from hrdash.broker.control import CONTROL_KEY, STATION_LOG_KEY, decode_control, encode_log, log_key
 from hrdash.broker.edge_node import INGEST_SILENT_AFTER, RedisEdge
@@ -616,3 +616,45 @@ async def test_the_audio_pause_is_the_newest_alarm_frames_while_it_lasts(
     await written(writer)
     await wait_for(lambda: edge.alarms.frames.get("bed-01") is not None)
     assert edge.alarms.paused_until() is None  # a newer pause that has ended
+
+
+async def test_an_edge_started_while_redis_is_down_serves_and_reads_once_it_is_back(
+    redis_server: RedisServer,
+) -> None:
+    """An edge (re)started during an outage (a supervised one skips the start check) opens its
+    port at once, shows every patient down with the cause, and reads once Redis is back."""
+    redis_server.stop()
+    redis = client_for(redis_server.url)
+    edge = RedisEdge(
+        edge_settings(redis_server), redis, block_ms=200, rng=random.Random(3), sleep=fast_sleep
+    )
+    try:
+        async with asyncio.timeout(timeout(5)):
+            await edge.start()
+        await wait_for(lambda: {i.upstream_state.state for i in edge.ingests.values()} == {"down"})
+        health = await healthz(edge.port)
+        assert {p["upstream"] for p in health["patients"]} == {"down"}
+        assert health["broker"]["reader"]["state"] == "down"
+        async with connect(ws_url(edge, "patient=bed-01")) as viewer:
+            down = await read_until(viewer, lambda f: f.get("type") == "status")
+            assert down[-1]["detail"].startswith("Redis unreachable: ")
+            redis_server.start()
+            writer_client = await redis_connect(redis_server.url)
+            stream_writer = StreamWriter(writer_client, buffer=100, rng=random.Random(1))
+            stream_writer.add("bed-01", readings(1, 3))
+            stream_writer.add_status("bed-01", status_frame("bed-01"))
+            task = asyncio.create_task(stream_writer.run())
+            try:
+                got = await read_until(
+                    viewer, lambda f: 3 in [r["seq"] for r in f.get("readings", [])], seconds=15
+                )
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                await aclose_quietly(writer_client)
+        assert seqs_of(got) == [1, 2, 3]
+    finally:
+        async with asyncio.timeout(timeout(5)):
+            await edge.close()
+        await aclose_quietly(redis)
