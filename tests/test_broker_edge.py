@@ -24,7 +24,8 @@ from hrdash.broker import StreamReading, StreamWriter
 from hrdash.broker.client import aclose_quietly, client_for
 from hrdash.broker.client import connect as redis_connect
 from hrdash.broker.control import CONTROL_KEY, STATION_LOG_KEY, decode_control, encode_log, log_key
-from hrdash.broker.edge_node import INGEST_SILENT_AFTER, RedisEdge
+from hrdash.broker.edge_node import INGEST_SILENT_AFTER, RedisEdge, RemoteIngest
+from hrdash.hub import UpstreamState
 from hrdash.settings import Settings, redact_url
 from hrdash.store import MEMORY
 from tests.conftest import healthz, http_get, read_until, seqs_of, strict_json, timeout, wait_for
@@ -658,3 +659,34 @@ async def test_an_edge_started_while_redis_is_down_serves_and_reads_once_it_is_b
         async with asyncio.timeout(timeout(5)):
             await edge.close()
         await aclose_quietly(redis)
+
+
+def test_remote_ingest_states_on_a_fake_clock() -> None:
+    """A RemoteIngest shows: connecting before any frame, then the frame's state (live from
+    when this edge saw it go live), down when silent or when Redis is unreachable (Redis's
+    cause first), and says each time what changed, a new ``since`` of the same state too."""
+    clock, wall = Clock(), Clock()
+    cause: list[str | None] = [None]
+    ingest = RemoteIngest("bed-01", lambda: cause[0], clock=wall, monotonic=clock)
+    assert ingest.refresh() is False and ingest.upstream_state.state == "connecting"
+    assert ingest.update(status_frame("bed-01")) is True
+    assert ingest.upstream_state == UpstreamState("live", "", wall.now)
+    assert ingest.status_fields()["since"] == T0 and ingest.counters["frames"] == 7
+    assert ingest.rejected() == {"rejected": 2, "rejected_by_reason": {}}
+    wall.now += 5
+    assert ingest.update(status_frame("bed-01")) is False  # the heartbeat: nothing new
+    assert ingest.upstream_state.live_since == wall.now - 5
+    assert ingest.update({**status_frame("bed-01"), "since": T0 + 9}) is True  # reconnected
+    assert ingest.upstream_state.live_since == wall.now
+    clock.now += INGEST_SILENT_AFTER + 0.01
+    assert ingest.refresh() is True
+    assert ingest.upstream_state.state == "down" and "has reported" in ingest.upstream_state.detail
+    assert ingest.status_fields()["since"] == int(wall.now * 1000)
+    cause[0] = "connection refused"
+    assert ingest.refresh() is True
+    assert ingest.upstream_state == UpstreamState("down", "Redis unreachable: connection refused")
+    cause[0] = None
+    ingest.reconnected()  # Redis back: the silence counts from now
+    assert ingest.refresh() is True and ingest.upstream_state.state == "live"
+    assert ingest.source_detail()["recorder"] == {"db": "x.db", "state": "ok"}
+    assert ingest.heard() == {"holder": "host:1:abcd", "heard": 0.0}

@@ -120,6 +120,7 @@ class RemoteIngest:
         self.heard_at = monotonic()  # the last frame (or the start, or Redis back)
         self.counters: dict[str, int] = {}
         self._shown = UpstreamState()
+        self._shown_key: tuple[str, str, int | None] = ("connecting", "", None)
         self._shown_since = int(clock() * 1000)  # Unix ms of the last change shown
         self._mapping: Any = None
 
@@ -145,17 +146,21 @@ class RemoteIngest:
         self.heard_at = max(self.heard_at, self.monotonic())
 
     def refresh(self) -> bool:
-        """Judge the state now; true when it changed."""
+        """Judge the state now; true when it changed (a new ``since`` from the ingest, a
+        reconnect between two frames read, included)."""
         state = self._judge()
-        if (state.state, state.detail) == (self._shown.state, self._shown.detail):
+        frame = self.frame
+        since = frame.get("since") if frame and state.state == frame.get("upstream") else None
+        since = since if isinstance(since, int) else None  # the frame's, when its state shows
+        key = (state.state, state.detail, since)
+        if key == self._shown_key:
             return False
+        self._shown_key = key
         now = self.clock()
         if state.state == "live":  # this edge saw it go live: readings count from now
             state = UpstreamState("live", state.detail, now)
         self._shown = state
-        from_frame = self.frame is not None and state.state == self.frame.get("upstream")
-        since = self.frame.get("since") if from_frame and self.frame else None
-        self._shown_since = since if isinstance(since, int) else int(now * 1000)
+        self._shown_since = since if since is not None else int(now * 1000)
         return True
 
     def _judge(self) -> UpstreamState:
