@@ -164,9 +164,10 @@ def edge(**flags: Any) -> None:
     from hrdash.broker.edge_node import run_edge
 
     settings = load_settings(flags)
-    if not settings.redis_url:
+    if not settings.uses_redis:
         fail("hrdash edge needs HRDASH_REDIS_URL (the Redis that hrdash ingest writes to)")
     check_sources(settings)
+    check_redis(settings)
     try:
         _run_async(run_edge(settings))
     except BrokerError as exc:

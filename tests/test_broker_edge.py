@@ -21,10 +21,11 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
 
 from hrdash.broker import StreamReading, StreamWriter
-from hrdash.broker.client import aclose_quietly
+from hrdash.broker.client import aclose_quietly, client_for
 from hrdash.broker.client import connect as redis_connect
 from hrdash.broker.control import CONTROL_KEY, STATION_LOG_KEY, decode_control, encode_log, log_key
-from hrdash.broker.edge_node import INGEST_SILENT_AFTER, RedisEdge
+from hrdash.broker.edge_node import INGEST_SILENT_AFTER, RedisEdge, RemoteIngest
+from hrdash.hub import UpstreamState
 from hrdash.settings import Settings, redact_url
 from hrdash.store import MEMORY
 from tests.conftest import healthz, http_get, read_until, seqs_of, strict_json, timeout, wait_for
@@ -159,7 +160,7 @@ async def test_two_edges_serve_the_same_readings_with_the_same_seqs_and_run(
 ) -> None:
     """Two edges reading the same streams send every viewer the same readings under the
     ingest's run and seqs: the same snapshot, then the same live frames."""
-    writer.add("bed-01", readings(1, 30))
+    writer.add("bed-01", readings(101, 30))  # a run begun at 101 (a takeover)
     await written(writer)
     a, b = await start_edge(), await start_edge()
     async with (
@@ -169,18 +170,18 @@ async def test_two_edges_serve_the_same_readings_with_the_same_seqs_and_run(
         first_a, first_b = json.loads(await va.recv()), json.loads(await vb.recv())
         for first in (first_a, first_b):
             assert first["run"] == RUN and first["snapshot"] is True
-            assert [r["seq"] for r in first["readings"]] == list(range(11, 31))  # the window
-            assert (first["first_seq"], first["last_seq"]) == (1, 30)
+            assert [r["seq"] for r in first["readings"]] == list(range(111, 131))  # the window
+            assert (first["first_seq"], first["last_seq"]) == (101, 130)
         assert first_a["readings"] == first_b["readings"]
-        writer.add("bed-01", readings(31, 5))
-        frames_a = await read_until(va, lambda f: 35 in [r["seq"] for r in f.get("readings", [])])
-        frames_b = await read_until(vb, lambda f: 35 in [r["seq"] for r in f.get("readings", [])])
+        writer.add("bed-01", readings(131, 5))
+        frames_a = await read_until(va, lambda f: 135 in [r["seq"] for r in f.get("readings", [])])
+        frames_b = await read_until(vb, lambda f: 135 in [r["seq"] for r in f.get("readings", [])])
     live_a = [f for f in frames_a if f["type"] == "readings"]
     live_b = [f for f in frames_b if f["type"] == "readings"]
-    assert seqs_of(live_a) == seqs_of(live_b) == list(range(31, 36))
+    assert seqs_of(live_a) == seqs_of(live_b) == list(range(131, 136))
     assert {f["run"] for f in live_a + live_b} == {RUN}
     assert [r for f in live_a for r in f["readings"]] == [
-        {"seq": r.seq, "time": r.time, "bpm": r.bpm} for r in readings(31, 5)
+        {"seq": r.seq, "time": r.time, "bpm": r.bpm} for r in readings(131, 5)
     ]
 
 
@@ -594,3 +595,98 @@ def test_edge_without_redis_is_one_line_and_exit_2(with_url: bool) -> None:
     assert lines[0].startswith("hrdash: error: ") and "HRDASH_REDIS_URL" in lines[0]
     if with_url:
         assert "cannot reach Redis" in lines[0] and "secret" not in lines[0]
+
+
+async def test_the_audio_pause_is_the_newest_alarm_frames_while_it_lasts(
+    writer: StreamWriter, start_edge: StartEdge
+) -> None:
+    """The station's audio pause is what the newest alarm frame says, while it is ahead of the
+    edge's clock: in every patient's alarm frame, the station frames and /healthz."""
+    edge = await start_edge()
+    until = int(edge.clock() * 1000) + 60_000
+    writer.add_alarm("bed-02", {**alarm_frame("bed-02", []), "audio_paused_until": until})
+    await written(writer)
+    await wait_for(lambda: edge.alarms.paused_until() == until)
+    assert edge.alarms.alarm_frame("bed-01")["audio_paused_until"] == until
+    async with connect(ws_url(edge, "station=1")) as station:
+        frames = await read_until(station, lambda f: f["type"] == "station")
+        assert frames[-1]["audio_paused_until"] == until
+    assert (await healthz(edge.port))["alarms"]["audio_paused_until"] == until
+    past = int(edge.clock() * 1000) - 1
+    writer.add_alarm("bed-01", {**alarm_frame("bed-01", []), "audio_paused_until": past})
+    await written(writer)
+    await wait_for(lambda: edge.alarms.frames.get("bed-01") is not None)
+    assert edge.alarms.paused_until() is None  # a newer pause that has ended
+
+
+async def test_an_edge_started_while_redis_is_down_serves_and_reads_once_it_is_back(
+    redis_server: RedisServer,
+) -> None:
+    """An edge (re)started during an outage (a supervised one skips the start check) opens its
+    port at once, shows every patient down with the cause, and reads once Redis is back."""
+    redis_server.stop()
+    redis = client_for(redis_server.url)
+    edge = RedisEdge(
+        edge_settings(redis_server), redis, block_ms=200, rng=random.Random(3), sleep=fast_sleep
+    )
+    try:
+        async with asyncio.timeout(timeout(5)):
+            await edge.start()
+        await wait_for(lambda: {i.upstream_state.state for i in edge.ingests.values()} == {"down"})
+        health = await healthz(edge.port)
+        assert {p["upstream"] for p in health["patients"]} == {"down"}
+        assert health["broker"]["reader"]["state"] == "down"
+        async with connect(ws_url(edge, "patient=bed-01")) as viewer:
+            down = await read_until(viewer, lambda f: f.get("type") == "status")
+            assert down[-1]["detail"].startswith("Redis unreachable: ")
+            redis_server.start()
+            writer_client = await redis_connect(redis_server.url)
+            stream_writer = StreamWriter(writer_client, buffer=100, rng=random.Random(1))
+            stream_writer.add("bed-01", readings(1, 3))
+            stream_writer.add_status("bed-01", status_frame("bed-01"))
+            task = asyncio.create_task(stream_writer.run())
+            try:
+                got = await read_until(
+                    viewer, lambda f: 3 in [r["seq"] for r in f.get("readings", [])], seconds=15
+                )
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                await aclose_quietly(writer_client)
+        assert seqs_of(got) == [1, 2, 3]
+    finally:
+        async with asyncio.timeout(timeout(5)):
+            await edge.close()
+        await aclose_quietly(redis)
+
+
+def test_remote_ingest_states_on_a_fake_clock() -> None:
+    """A RemoteIngest shows: connecting before any frame, then the frame's state (live from
+    when this edge saw it go live), down when silent or when Redis is unreachable (Redis's
+    cause first), and says each time what changed, a new ``since`` of the same state too."""
+    clock, wall = Clock(), Clock()
+    cause: list[str | None] = [None]
+    ingest = RemoteIngest("bed-01", lambda: cause[0], clock=wall, monotonic=clock)
+    assert ingest.refresh() is False and ingest.upstream_state.state == "connecting"
+    assert ingest.update(status_frame("bed-01")) is True
+    assert ingest.upstream_state == UpstreamState("live", "", wall.now)
+    assert ingest.status_fields()["since"] == T0 and ingest.counters["frames"] == 7
+    assert ingest.rejected() == {"rejected": 2, "rejected_by_reason": {}}
+    wall.now += 5
+    assert ingest.update(status_frame("bed-01")) is False  # the heartbeat: nothing new
+    assert ingest.upstream_state.live_since == wall.now - 5
+    assert ingest.update({**status_frame("bed-01"), "since": T0 + 9}) is True  # reconnected
+    assert ingest.upstream_state.live_since == wall.now
+    clock.now += INGEST_SILENT_AFTER + 0.01
+    assert ingest.refresh() is True
+    assert ingest.upstream_state.state == "down" and "has reported" in ingest.upstream_state.detail
+    assert ingest.status_fields()["since"] == int(wall.now * 1000)
+    cause[0] = "connection refused"
+    assert ingest.refresh() is True
+    assert ingest.upstream_state == UpstreamState("down", "Redis unreachable: connection refused")
+    cause[0] = None
+    ingest.reconnected()  # Redis back: the silence counts from now
+    assert ingest.refresh() is True and ingest.upstream_state.state == "live"
+    assert ingest.source_detail()["recorder"] == {"db": "x.db", "state": "ok"}
+    assert ingest.heard() == {"holder": "host:1:abcd", "heard": 0.0}

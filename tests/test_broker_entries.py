@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from hrdash.broker import continue_from, holder_id, new_run
@@ -241,3 +241,56 @@ def test_the_default_path_imports_no_redis() -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
+
+
+@st.composite
+def _near_valid(draw: st.DrawFn) -> tuple[bytes | str, dict[bytes | str, bytes]]:
+    """Entries close to the writer's own: each field a good value or a nearly good one, the
+    id mostly the seq's."""
+    digits = st.text("0123456789", min_size=0, max_size=34).map(str.encode)
+    odd = st.sampled_from([b"71.5", b"5.", b".5", b"1e2", b"-7", b" 7", b"07", b"\xff", b"1.2.3"])
+
+    def near(low: int, high: int) -> st.SearchStrategy[bytes]:
+        whole = st.integers(low - 2, high + 2).map(lambda n: str(n).encode())
+        real = st.floats(low - 2, min(high + 2, 2**53)).map(lambda f: repr(f).encode())
+        return st.one_of(whole, whole, whole, real, digits, odd)
+
+    good_run = st.text("ab-_09", min_size=1, max_size=64).map(str.encode)
+    bad_run = st.one_of(st.sampled_from([b"a{b}", b"", b"x" * 65, b"\xff"]), st.binary())
+    runs = st.one_of(good_run, good_run, good_run, bad_run)
+    fields: dict[bytes | str, bytes] = {
+        b"seq": draw(near(1, 2**53 - 1)),
+        b"run": draw(runs),
+        b"time": draw(near(0, 2**53 - 1)),
+        b"bpm": draw(near(20, 300)),
+    }
+    if draw(st.integers(0, 9)) == 0:
+        fields[draw(st.sampled_from([b"note", "seq"]))] = draw(st.binary(max_size=4))
+    how = draw(st.integers(0, 9))
+    entry_id: bytes | str = fields[b"seq"] + b"-0"
+    if how == 0:
+        entry_id = draw(st.sampled_from([b"7-0", b"7-1", "7-0", b"x"]))
+    return entry_id, fields
+
+
+@settings(max_examples=500)
+@given(_near_valid())
+@example((b"7-0", {**GOOD}))
+@example((b"7-0", {**GOOD, b"bpm": b"0000000000000000000000000000071"}))
+@example((b"007-0", {**GOOD, b"seq": b"007"}))
+@example((b"7-0", {**GOOD, b"bpm": b"71.5"}))
+@example((b"7-0", {**GOOD, b"bpm": b"5."}))
+def test_the_quick_decoding_agrees_with_the_full_one(
+    entry: tuple[bytes | str, dict[bytes | str, bytes]],
+) -> None:
+    """The quick path for the writer's own entries decodes exactly as the full path (same
+    values, same types), and leaves everything else to it."""
+    from hrdash.broker import entries
+
+    entry_id, fields = entry
+    quick = entries._writers_own(entry_id, fields)
+    if quick is None:
+        return
+    full = entries._decode_reading(entry_id, fields)
+    assert quick == full
+    assert [type(v) for v in quick] == [type(v) for v in full]

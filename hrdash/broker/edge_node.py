@@ -50,7 +50,7 @@ from hrdash.broker.client import (
     DOWN_ERRORS,
     Sleep,
     aclose_quietly,
-    connect,
+    client_for,
     describe_error,
     round_trip,
 )
@@ -67,7 +67,7 @@ from hrdash.broker.reader import StreamReader
 from hrdash.edge import Edge, Unavailable
 from hrdash.hub import Hub, UpstreamState
 from hrdash.readings import Rejected
-from hrdash.settings import Settings, redact_url
+from hrdash.settings import Settings
 from hrdash.sources import station_sources
 from hrdash.station_alarms import check_change, no_such_alarm, ranked
 
@@ -120,6 +120,7 @@ class RemoteIngest:
         self.heard_at = monotonic()  # the last frame (or the start, or Redis back)
         self.counters: dict[str, int] = {}
         self._shown = UpstreamState()
+        self._shown_key: tuple[str, str, int | None] = ("connecting", "", None)
         self._shown_since = int(clock() * 1000)  # Unix ms of the last change shown
         self._mapping: Any = None
 
@@ -145,17 +146,21 @@ class RemoteIngest:
         self.heard_at = max(self.heard_at, self.monotonic())
 
     def refresh(self) -> bool:
-        """Judge the state now; true when it changed."""
+        """Judge the state now; true when it changed (a new ``since`` from the ingest, a
+        reconnect between two frames read, included)."""
         state = self._judge()
-        if (state.state, state.detail) == (self._shown.state, self._shown.detail):
+        frame = self.frame
+        since = frame.get("since") if frame and state.state == frame.get("upstream") else None
+        since = since if isinstance(since, int) else None  # the frame's, when its state shows
+        key = (state.state, state.detail, since)
+        if key == self._shown_key:
             return False
+        self._shown_key = key
         now = self.clock()
         if state.state == "live":  # this edge saw it go live: readings count from now
             state = UpstreamState("live", state.detail, now)
         self._shown = state
-        from_frame = self.frame is not None and state.state == self.frame.get("upstream")
-        since = self.frame.get("since") if from_frame and self.frame else None
-        self._shown_since = since if isinstance(since, int) else int(now * 1000)
+        self._shown_since = since if since is not None else int(now * 1000)
         return True
 
     def _judge(self) -> UpstreamState:
@@ -248,6 +253,7 @@ class RemoteAlarms:
         self.frames: dict[str, dict[str, Any]] = {}
         self._paused_until: int | None = None  # the newest frame's
         self.counters = {"log_rejected": 0}  # log entries refused when read
+        self._writing = asyncio.Lock()  # state changes written one by one, in order (FIFO)
 
     def update(self, patient_id: str, frame: dict[str, Any]) -> None:
         """The patient's newest alarm frame (its malformed alarms left out)."""
@@ -341,9 +347,11 @@ class RemoteAlarms:
         return self._write(change, origin)
 
     async def _write(self, change: dict[str, Any], origin: str) -> None:
+        """Write one change; one at a time, in the order they were taken (each write on its
+        own connection could overtake another: an ack before the pause sent after it)."""
         fields: Mapping[Any, Any] = encode_control(change, origin, self.edge_id)
         try:
-            async with round_trip():
+            async with round_trip(), self._writing:  # the bound covers the wait in line
                 await self.client.xadd(
                     CONTROL_KEY, dict(fields), maxlen=CONTROL_KEPT, approximate=True
                 )
@@ -464,7 +472,7 @@ class RedisEdge:
         return {
             "role": "edge",
             "edge": self.edge_id,
-            "redis": redact_url(self.settings.redis_url),
+            "redis": self.settings.shown_redis_url,
             "reader": self.reader.status(),
             "ingests": {pid: ingest.heard() for pid, ingest in self.ingests.items()},
         }
@@ -555,9 +563,11 @@ def _patients_shown(ids: list[str], most: int = 8) -> str:
 
 
 async def run_edge(settings: Settings, ready: Callable[[RedisEdge], None] | None = None) -> None:
-    """Run an edge until SIGINT/SIGTERM. Raises :class:`hrdash.broker.client.BrokerError` (one
-    line) when Redis does not answer at the start."""
-    client = await connect(settings.redis_url)
+    """Run an edge until SIGINT/SIGTERM. Redis need not answer now (the command's start check,
+    :func:`hrdash.cli.check_redis`, is skipped by a supervised edge restarted during an outage:
+    it serves its patients as down and reads once Redis is back). Raises
+    :class:`hrdash.broker.client.BrokerError` (one line) for a URL it cannot use."""
+    client = client_for(settings.redis_url)
     try:
         edge = RedisEdge(settings, client)
         await edge.start()
@@ -566,7 +576,7 @@ async def run_edge(settings: Settings, ready: Callable[[RedisEdge], None] | None
             edge.edge_id,
             settings.bridge_host,
             edge.port,
-            redact_url(settings.redis_url),
+            settings.shown_redis_url,
             _patients_shown(list(edge.ingests)),
         )
         if ready is not None:
