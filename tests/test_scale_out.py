@@ -475,7 +475,7 @@ def test_a_viewer_through_nginx_moves_to_the_other_edge_with_no_gap_and_no_dupli
         assert {f["run"] for f in before + after} == {run}
         assert len(seqs) == len(set(seqs)), "a reading came twice"
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a reading is missing"
-        assert after[0]["readings"][0]["seq"] == last + 1
+        assert next(f for f in after if f["readings"])["readings"][0]["seq"] == last + 1
     except BaseException:
         print(procs.logs())
         raise
