@@ -3,6 +3,7 @@ gunicorn run with ``HRDASH_REDIS_URL`` (ingest + ``HRDASH_EDGES`` edges)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -484,6 +485,17 @@ def test_a_viewer_through_nginx_moves_to_the_other_edge_with_no_gap_and_no_dupli
     assert killed == [], f"needed SIGKILL: {killed}"
 
 
+def hrdash_children(running: Running) -> list[tuple[psutil.Process, str, float]]:
+    """Every ``python -m hrdash COMMAND`` under ``running``: (process, COMMAND, seconds alive)."""
+    out = []
+    for proc in psutil.Process(running.proc.pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            argv = proc.cmdline()
+            if argv[-3:-1] == ["-m", "hrdash"]:
+                out.append((proc, argv[-1], time.time() - proc.create_time()))
+    return out
+
+
 def assert_pages_and_broker_health(running: Running, edges: int) -> None:
     """The pages are served, /healthz has the broker section, readings flow, and the processes
     are one ingest and ``edges`` edges (no bridge)."""
@@ -495,14 +507,8 @@ def assert_pages_and_broker_health(running: Running, edges: int) -> None:
     for path in ("", "patient/bed-01"):
         with urllib.request.urlopen(running.url + path, timeout=scaled(10)) as response:
             assert response.status == 200
-    commands = [
-        p.cmdline()[-1]
-        for p in psutil.Process(running.proc.pid).children(recursive=True)
-        if p.cmdline()[-3:-1] == ["-m", "hrdash"]
-    ]
-    assert sorted(c for c in commands if c in ("bridge", "ingest", "edge")) == ["edge"] * edges + [
-        "ingest"
-    ]
+    commands = sorted(word for _, word, _ in hrdash_children(running) if word != "simulate")
+    assert commands == ["edge"] * edges + ["ingest"]
 
 
 def test_app_py_with_redis_runs_ingest_and_two_edges(redis_server: RedisServer) -> None:
@@ -527,3 +533,37 @@ def test_gunicorn_with_redis_runs_ingest_and_two_edges(redis_server: RedisServer
     }
     with hrdash_running(gunicorn_command(2), env) as running:
         assert_pages_and_broker_health(running, 2)
+
+
+def test_children_restarted_during_a_redis_outage_wait_for_it(redis_server: RedisServer) -> None:
+    """Once Redis has answered, an outage is ridden out: an ingest and an edge killed while
+    Redis is down are restarted and wait for it (they skip the start check: their parent made
+    it), `python app.py` goes on, and readings flow again once Redis is back."""
+    env = {"HRDASH_REDIS_URL": redis_server.url, "HRDASH_EDGES": "2"}
+    with hrdash_running(app_command(), env) as running:
+        running.wait_readings(3)
+        redis_server.stop()
+        killed = [running.child("ingest"), running.child("edge")]
+        for proc in killed:
+            proc.kill()
+        gone = {proc.pid for proc in killed}
+        deadline = time.monotonic() + scaled(15)
+        while True:  # both restarted, and alive past the start check
+            found = hrdash_children(running)
+            words = sorted(word for _, word, _ in found if word != "simulate")
+            fresh = [age for proc, _, age in found if proc.pid not in gone]
+            if words == ["edge", "edge", "ingest"] and all(age > 2 for age in fresh):
+                break
+            assert running.proc.poll() is None, running.log()[-2000:]
+            assert time.monotonic() < deadline, f"not restarted: {words}\n{running.log()[-2000:]}"
+            time.sleep(0.2)
+        assert running.proc.poll() is None
+        redis_server.start()
+        deadline = time.monotonic() + scaled(30)
+        while True:
+            health = running.health()
+            if health["broker"]["reader"]["state"] == "up" and health["upstream"] == "live":
+                break
+            assert time.monotonic() < deadline, f"no readings after the outage: {health}"
+            time.sleep(0.2)
+    assert "not restarting it" not in running.log()
