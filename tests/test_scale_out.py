@@ -200,7 +200,14 @@ if role == "ingest":
     if os.environ.get("FAKE_INGEST_EXIT"):
         sys.exit(int(os.environ["FAKE_INGEST_EXIT"]))
 elif role == "edge":
-    time.sleep(float(os.environ.get("FAKE_EDGE_DELAY", "0")))
+    # The n-th edge to start (n = 0, 1, ...) listens after n x FAKE_EDGE_DELAY s.
+    for n in range(64):
+        try:
+            os.close(os.open(f"{os.environ['FAKE_DIR']}/edge-{n}", os.O_CREAT | os.O_EXCL))
+            break
+        except FileExistsError:
+            continue
+    time.sleep(n * float(os.environ.get("FAKE_EDGE_DELAY", "0")))
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind(("127.0.0.1", int(os.environ["HRDASH_BRIDGE_PORT"])))
@@ -212,10 +219,11 @@ time.sleep(3600)
 
 
 @pytest.fixture
-def fake_python(tmp_path: Path) -> str:
-    """A stand-in for ``python`` that runs `-m hrdash ingest|edge` as a process that lives (an
-    edge listens on the bridge port with SO_REUSEPORT, after FAKE_EDGE_DELAY s): supervision
-    on its own, whatever the commands do."""
+def fake_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A stand-in for ``python`` that runs `-m hrdash ingest|edge` as a process that lives (the
+    n-th edge started listens on the bridge port with SO_REUSEPORT after n x FAKE_EDGE_DELAY
+    s): supervision on its own, whatever the commands do."""
+    monkeypatch.setenv("FAKE_DIR", str(tmp_path))  # the supervisor passes its environment on
     script = tmp_path / "fake-python"
     script.write_text(f"#!{sys.executable}\n{FAKE}")
     script.chmod(0o755)
@@ -237,15 +245,16 @@ def fake_settings(**env: str) -> Settings:
 def test_supervisor_runs_ingest_and_every_edge_and_restarts_a_killed_edge(
     fake_python: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """start() returns once the ingest has lived 1 s and each edge listens itself; a SIGKILLed
+    """start() returns once the ingest has lived 1 s and each edge listens itself (the edges
+    start side by side and listen 0.6 s apart: the port answering is not enough); a SIGKILLed
     edge is restarted (the others untouched) and listens again; stop() leaves nothing."""
-    monkeypatch.setenv("FAKE_EDGE_DELAY", "0.3")
+    monkeypatch.setenv("FAKE_EDGE_DELAY", "0.6")
     settings = fake_settings(HRDASH_EDGES="3")
     sup = Supervisor(settings, python=fake_python)
     started = time.monotonic()
     sup.start()
     try:
-        assert time.monotonic() - started >= 1.0 + 3 * 0.3  # waited for each, in turn
+        assert time.monotonic() - started >= 1.0  # the ingest lived 1 s
         assert sup.all_ready()
         port = settings.bridge_port
         pids = {c.name: c.proc.pid for c in sup.children if c.proc is not None}
