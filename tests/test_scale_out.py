@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -576,3 +577,32 @@ def test_children_restarted_during_a_redis_outage_wait_for_it(redis_server: Redi
             assert time.monotonic() < deadline, f"no readings after the outage: {health}"
             time.sleep(0.2)
     assert "not restarting it" not in running.log()
+
+
+def scale_out_section() -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index("\n## Scale out\n")
+    return text[start : text.index("\n## ", start + 1)]
+
+
+def test_readme_scale_out_names_only_real_settings_and_commands() -> None:
+    """Every HRDASH_* the Scale out section names is a setting, every `hrdash X` a command, and
+    each command line of its shell blocks loads as settings (the values as written)."""
+    from hrdash.cli import cli
+    from hrdash.settings import SETTINGS
+
+    section = scale_out_section()
+    named = set(re.findall(r"HRDASH_[A-Z_]+", section))
+    assert named and named <= {s.env for s in SETTINGS}, named - {s.env for s in SETTINGS}
+    commands = set(re.findall(r"\bhrdash (\w+)", section))
+    assert {"ingest", "edge"} <= commands and commands <= set(cli.commands), commands
+    blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
+    lines = [line for b in blocks for line in b.replace("\\\n", " ").splitlines()]
+    lines = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    assert len(lines) == 4, lines
+    for line in lines:
+        env = dict(re.findall(r"(HRDASH_[A-Z_]+)=(\S+)", line))
+        env.pop("HRDASH_SOURCES", None)  # ward.toml is the reader's own file
+        settings = Settings.load(env=env)
+        assert settings.uses_redis, line
+        assert line.split()[-1] in ("app.py", "app:server", "edge"), line
