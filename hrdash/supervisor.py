@@ -274,22 +274,26 @@ class Supervisor:
         child.ready = False
 
     def start(self, wait: bool = True) -> None:
-        """Start every child (simulator first) and the watcher thread. With ``wait``, wait until
-        each child is ready (at most ``READY_TIMEOUT`` s, less if the child exits) before
-        starting the next."""
+        """Start every child and the watcher thread. With ``wait``: the simulator first, ready
+        before the others start (they connect to it), then the others all at once (N edges
+        start side by side), and wait until each is ready (at most ``READY_TIMEOUT`` s each,
+        less if it exits)."""
         for child in self.children:
             self._spawn(child)
-            if wait:
-                child.ready = self._wait_ready(child)
-                if not child.ready and child.proc is not None and child.proc.poll() is None:
-                    log.warning(
-                        "%s did not finish %s within %g s",
-                        child.name,
-                        child.readiness,
-                        READY_TIMEOUT,
-                    )
+            if wait and child.name == "simulator":
+                self._await_ready(child)
+        if wait:
+            for child in self.children:
+                if child.name != "simulator":
+                    self._await_ready(child)
         self._thread = threading.Thread(target=self._watch, name="hrdash-supervisor", daemon=True)
         self._thread.start()
+
+    def _await_ready(self, child: Child) -> None:
+        child.ready = self._wait_ready(child)
+        if not child.ready and child.proc is not None and child.proc.poll() is None:
+            what = (child.name, child.readiness, READY_TIMEOUT)
+            log.warning("%s did not finish %s within %g s", *what)
 
     @staticmethod
     def _wait_ready(child: Child) -> bool:

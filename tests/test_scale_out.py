@@ -3,8 +3,10 @@ gunicorn run with ``HRDASH_REDIS_URL`` (ingest + ``HRDASH_EDGES`` edges)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -199,7 +201,14 @@ if role == "ingest":
     if os.environ.get("FAKE_INGEST_EXIT"):
         sys.exit(int(os.environ["FAKE_INGEST_EXIT"]))
 elif role == "edge":
-    time.sleep(float(os.environ.get("FAKE_EDGE_DELAY", "0")))
+    # The n-th edge to start (n = 0, 1, ...) listens after n x FAKE_EDGE_DELAY s.
+    for n in range(64):
+        try:
+            os.close(os.open(f"{os.environ['FAKE_DIR']}/edge-{n}", os.O_CREAT | os.O_EXCL))
+            break
+        except FileExistsError:
+            continue
+    time.sleep(n * float(os.environ.get("FAKE_EDGE_DELAY", "0")))
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind(("127.0.0.1", int(os.environ["HRDASH_BRIDGE_PORT"])))
@@ -211,10 +220,11 @@ time.sleep(3600)
 
 
 @pytest.fixture
-def fake_python(tmp_path: Path) -> str:
-    """A stand-in for ``python`` that runs `-m hrdash ingest|edge` as a process that lives (an
-    edge listens on the bridge port with SO_REUSEPORT, after FAKE_EDGE_DELAY s): supervision
-    on its own, whatever the commands do."""
+def fake_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A stand-in for ``python`` that runs `-m hrdash ingest|edge` as a process that lives (the
+    n-th edge started listens on the bridge port with SO_REUSEPORT after n x FAKE_EDGE_DELAY
+    s): supervision on its own, whatever the commands do."""
+    monkeypatch.setenv("FAKE_DIR", str(tmp_path))  # the supervisor passes its environment on
     script = tmp_path / "fake-python"
     script.write_text(f"#!{sys.executable}\n{FAKE}")
     script.chmod(0o755)
@@ -236,15 +246,16 @@ def fake_settings(**env: str) -> Settings:
 def test_supervisor_runs_ingest_and_every_edge_and_restarts_a_killed_edge(
     fake_python: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """start() returns once the ingest has lived 1 s and each edge listens itself; a SIGKILLed
+    """start() returns once the ingest has lived 1 s and each edge listens itself (the edges
+    start side by side and listen 0.6 s apart: the port answering is not enough); a SIGKILLed
     edge is restarted (the others untouched) and listens again; stop() leaves nothing."""
-    monkeypatch.setenv("FAKE_EDGE_DELAY", "0.3")
+    monkeypatch.setenv("FAKE_EDGE_DELAY", "0.6")
     settings = fake_settings(HRDASH_EDGES="3")
     sup = Supervisor(settings, python=fake_python)
     started = time.monotonic()
     sup.start()
     try:
-        assert time.monotonic() - started >= 1.0 + 3 * 0.3  # waited for each, in turn
+        assert time.monotonic() - started >= 1.0  # the ingest lived 1 s
         assert sup.all_ready()
         port = settings.bridge_port
         pids = {c.name: c.proc.pid for c in sup.children if c.proc is not None}
@@ -475,13 +486,24 @@ def test_a_viewer_through_nginx_moves_to_the_other_edge_with_no_gap_and_no_dupli
         assert {f["run"] for f in before + after} == {run}
         assert len(seqs) == len(set(seqs)), "a reading came twice"
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a reading is missing"
-        assert after[0]["readings"][0]["seq"] == last + 1
+        assert next(f for f in after if f["readings"])["readings"][0]["seq"] == last + 1
     except BaseException:
         print(procs.logs())
         raise
     finally:
         killed = procs.stop()
     assert killed == [], f"needed SIGKILL: {killed}"
+
+
+def hrdash_children(running: Running) -> list[tuple[psutil.Process, str, float]]:
+    """Every ``python -m hrdash COMMAND`` under ``running``: (process, COMMAND, seconds alive)."""
+    out = []
+    for proc in psutil.Process(running.proc.pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            argv = proc.cmdline()
+            if argv[-3:-1] == ["-m", "hrdash"]:
+                out.append((proc, argv[-1], time.time() - proc.create_time()))
+    return out
 
 
 def assert_pages_and_broker_health(running: Running, edges: int) -> None:
@@ -495,14 +517,8 @@ def assert_pages_and_broker_health(running: Running, edges: int) -> None:
     for path in ("", "patient/bed-01"):
         with urllib.request.urlopen(running.url + path, timeout=scaled(10)) as response:
             assert response.status == 200
-    commands = [
-        p.cmdline()[-1]
-        for p in psutil.Process(running.proc.pid).children(recursive=True)
-        if p.cmdline()[-3:-1] == ["-m", "hrdash"]
-    ]
-    assert sorted(c for c in commands if c in ("bridge", "ingest", "edge")) == ["edge"] * edges + [
-        "ingest"
-    ]
+    commands = sorted(word for _, word, _ in hrdash_children(running) if word != "simulate")
+    assert commands == ["edge"] * edges + ["ingest"]
 
 
 def test_app_py_with_redis_runs_ingest_and_two_edges(redis_server: RedisServer) -> None:
@@ -527,3 +543,66 @@ def test_gunicorn_with_redis_runs_ingest_and_two_edges(redis_server: RedisServer
     }
     with hrdash_running(gunicorn_command(2), env) as running:
         assert_pages_and_broker_health(running, 2)
+
+
+def test_children_restarted_during_a_redis_outage_wait_for_it(redis_server: RedisServer) -> None:
+    """Once Redis has answered, an outage is ridden out: an ingest and an edge killed while
+    Redis is down are restarted and wait for it (they skip the start check: their parent made
+    it), `python app.py` goes on, and readings flow again once Redis is back."""
+    env = {"HRDASH_REDIS_URL": redis_server.url, "HRDASH_EDGES": "2"}
+    with hrdash_running(app_command(), env) as running:
+        running.wait_readings(3)
+        redis_server.stop()
+        killed = [running.child("ingest"), running.child("edge")]
+        for proc in killed:
+            proc.kill()
+        gone = {proc.pid for proc in killed}
+        deadline = time.monotonic() + scaled(15)
+        while True:  # both restarted, and alive past the start check
+            found = hrdash_children(running)
+            words = sorted(word for _, word, _ in found if word != "simulate")
+            fresh = [age for proc, _, age in found if proc.pid not in gone]
+            if words == ["edge", "edge", "ingest"] and all(age > 2 for age in fresh):
+                break
+            assert running.proc.poll() is None, running.log()[-2000:]
+            assert time.monotonic() < deadline, f"not restarted: {words}\n{running.log()[-2000:]}"
+            time.sleep(0.2)
+        assert running.proc.poll() is None
+        redis_server.start()
+        deadline = time.monotonic() + scaled(30)
+        while True:
+            health = running.health()
+            if health["broker"]["reader"]["state"] == "up" and health["upstream"] == "live":
+                break
+            assert time.monotonic() < deadline, f"no readings after the outage: {health}"
+            time.sleep(0.2)
+    assert "not restarting it" not in running.log()
+
+
+def scale_out_section() -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index("\n## Scale out\n")
+    return text[start : text.index("\n## ", start + 1)]
+
+
+def test_readme_scale_out_names_only_real_settings_and_commands() -> None:
+    """Every HRDASH_* the Scale out section names is a setting, every `hrdash X` a command, and
+    each command line of its shell blocks loads as settings (the values as written)."""
+    from hrdash.cli import cli
+    from hrdash.settings import SETTINGS
+
+    section = scale_out_section()
+    named = set(re.findall(r"HRDASH_[A-Z_]+", section))
+    assert named and named <= {s.env for s in SETTINGS}, named - {s.env for s in SETTINGS}
+    commands = set(re.findall(r"\bhrdash (\w+)", section))
+    assert {"ingest", "edge"} <= commands and commands <= set(cli.commands), commands
+    blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
+    lines = [line for b in blocks for line in b.replace("\\\n", " ").splitlines()]
+    lines = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    assert len(lines) == 4, lines
+    for line in lines:
+        env = dict(re.findall(r"(HRDASH_[A-Z_]+)=(\S+)", line))
+        env.pop("HRDASH_SOURCES", None)  # ward.toml is the reader's own file
+        settings = Settings.load(env=env)
+        assert settings.uses_redis, line
+        assert line.split()[-1] in ("app.py", "app:server", "edge"), line

@@ -51,7 +51,7 @@ from hrdash.broker.client import (
     Sleep,
     aclose_quietly,
     backoff,
-    connect,
+    client_for,
     describe_error,
     raise_if_cancelled,
     round_trip,
@@ -529,9 +529,12 @@ def _text(value: str | bytes) -> str:
 async def run_ingest(
     settings: Settings, ready: Callable[[RedisIngest], None] | None = None
 ) -> None:
-    """Run an ingest until SIGINT/SIGTERM. Raises :class:`hrdash.broker.BrokerError` (one
-    line) when ``HRDASH_REDIS_URL`` does not answer at start."""
-    client = await connect(settings.redis_url)
+    """Run an ingest until SIGINT/SIGTERM. Connects without waiting for Redis: the start check
+    (``PING``, one line and exit status 2) is the command's, :func:`hrdash.cli.check_redis`,
+    skipped by a supervised ingest, which a Redis outage may find restarting: it must start
+    and wait for Redis (every task backs off), not stop the whole app. Raises
+    :class:`hrdash.broker.BrokerError` (one line) for a URL redis-py cannot use."""
+    client = client_for(settings.redis_url)
     try:
         ingest = RedisIngest(settings, client)
         await ingest.start()
