@@ -47,13 +47,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from hrdash.buffer import SINCE_LIMIT, RingBuffer, Stored
 from hrdash.readings import Reading
 
-if TYPE_CHECKING:
-    from hrdash.broker.entries import StreamReading
+
+class Numbered(Protocol):
+    """A reading numbered elsewhere (:class:`hrdash.broker.entries.StreamReading` is one)."""
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def time(self) -> int: ...
+
+    @property
+    def bpm(self) -> int | float: ...
+
 
 __all__ = [
     "OVERLAP",
@@ -173,9 +184,7 @@ class PatientHub:
             return pending[start:]
         return []
 
-    def accept_numbered(
-        self, run: str, readings: Iterable[StreamReading], now: float
-    ) -> list[Stored]:
+    def accept_numbered(self, run: str, readings: Iterable[Numbered], now: float) -> list[Stored]:
         """Store readings numbered elsewhere (an edge of the Redis fan-out: the ingest's run and
         seqs, in stream order), pending until :meth:`flush` as with :meth:`accept`; returns
         those stored. Another ``run`` than this ring's starts the ring over under that run,
