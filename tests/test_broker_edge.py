@@ -20,7 +20,7 @@ import pytest
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
 
-from hrdash.broker import StreamReading, StreamWriter
+from hrdash.broker import StreamReading, StreamWriter, encode_frame, keys_for
 from hrdash.broker.client import aclose_quietly, client_for
 from hrdash.broker.client import connect as redis_connect
 from hrdash.broker.control import CONTROL_KEY, STATION_LOG_KEY, decode_control, encode_log, log_key
@@ -690,3 +690,19 @@ def test_remote_ingest_states_on_a_fake_clock() -> None:
     assert ingest.refresh() is True and ingest.upstream_state.state == "live"
     assert ingest.source_detail()["recorder"] == {"db": "x.db", "state": "ok"}
     assert ingest.heard() == {"holder": "host:1:abcd", "heard": 0.0}
+
+
+async def test_a_status_frame_long_written_shows_the_patient_down_from_the_start(
+    client: Redis, writer: StreamWriter, start_edge: StartEdge
+) -> None:
+    """An edge started after the ingest went silent long ago shows that patient down from its
+    first frame (the frame's age on Redis's clock counts), not live for INGEST_SILENT_AFTER; a
+    patient whose ingest reports shows live."""
+    old_id = f"{T0}-0"  # written at T0 on Redis's clock (long before its TIME now)
+    await client.xadd(keys_for("bed-01").status, encode_frame(status_frame("bed-01")), id=old_id)  # type: ignore[arg-type]
+    writer.add_status("bed-02", status_frame("bed-02"))
+    await written(writer)
+    edge = await start_edge()
+    first = edge.ingests["bed-01"].upstream_state
+    assert first.state == "down" and "no ingest has reported" in first.detail
+    assert edge.ingests["bed-02"].upstream_state.state == "live"

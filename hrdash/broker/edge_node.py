@@ -140,6 +140,11 @@ class RemoteIngest:
         self._mapping = mapping
         return self.refresh() or changed
 
+    def heard_before(self, age: float) -> None:
+        """The newest frame read at the start was written ``age`` seconds ago (Redis's clock):
+        the silence counts from then, not from when this edge read it."""
+        self.heard_at = min(self.heard_at, self.monotonic() - age)
+
     def reconnected(self) -> None:
         """Redis answers again: the silence counts from now (the ingest's frames held while
         Redis was away are on their way)."""
@@ -493,7 +498,12 @@ class RedisEdge:
         return server
 
     async def _read_backlog(self) -> None:
-        """Read until every readings stream is read up to where its top was at the start."""
+        """Read until every readings stream is read up to where its top was at the start.
+
+        A status frame read now may be old (its ingest gone long ago): its age on Redis's own
+        clock (``TIME`` against the entry's id, both Redis's, so no two machines' clocks are
+        compared) counts toward the ingest's silence, so such a patient shows down at once
+        rather than live for INGEST_SILENT_AFTER."""
         reader = self.reader
         keys = [keys_for(pid).readings for pid in self.ingests]
         block, reader.block_ms = reader.block_ms, FIRST_BLOCK_MS
@@ -502,8 +512,18 @@ class RedisEdge:
                 pipe = self.client.pipeline(transaction=False)
                 for key in keys:
                     pipe.xrevrange(key, "+", "-", count=1)
+                for pid in self.ingests:
+                    pipe.xrevrange(keys_for(pid).status, "+", "-", count=1)
+                pipe.time()
                 async with round_trip():
-                    tops = [parse_id(top[0][0]) if top else None for top in await pipe.execute()]
+                    *replies, (seconds, micros) = await pipe.execute()
+                tops = [parse_id(top[0][0]) if top else None for top in replies[: len(keys)]]
+                redis_ms = int(seconds) * 1000 + int(micros) // 1000
+                ages = {
+                    pid: max(0.0, (redis_ms - at[0]) / 1000)
+                    for pid, top in zip(self.ingests, replies[len(keys) :], strict=True)
+                    if top and (at := parse_id(top[0][0])) is not None
+                }
                 while True:
                     await reader.read_once()
                     behind = [
@@ -514,6 +534,8 @@ class RedisEdge:
                     if not behind:
                         break
             reader.state = "up"  # it has read (its task goes on from here)
+            for pid, age in ages.items():
+                self.ingests[pid].heard_before(age)
         except TimeoutError:
             log.warning(
                 "redis: the streams not read to their end within %g s; serving what was read"
