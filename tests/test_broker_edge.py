@@ -706,3 +706,21 @@ async def test_a_status_frame_long_written_shows_the_patient_down_from_the_start
     first = edge.ingests["bed-01"].upstream_state
     assert first.state == "down" and "no ingest has reported" in first.detail
     assert edge.ingests["bed-02"].upstream_state.state == "live"
+
+
+async def test_the_streams_readings_do_not_make_a_patient_live_at_the_start(
+    writer: StreamWriter, start_edge: StartEdge
+) -> None:
+    """Readings an edge read at its start are served but not taken as just received (their age
+    is unknown): the patient is live from its next reading, never a stored number as live."""
+    writer.add("bed-01", readings(1, 5))
+    writer.add_status("bed-01", status_frame("bed-01"))
+    await written(writer)
+    edge = await start_edge()
+    _, body = await asyncio.to_thread(http_get, edge.port, "/api/patients")
+    entry = strict_json(body)[0]
+    assert (entry["state"], entry["age"], entry["last"]["seq"]) == ("connecting", None, 5)
+    writer.add("bed-01", readings(6, 1))
+    await wait_for(lambda: edge.hub["bed-01"].last_reading_at is not None)
+    _, body = await asyncio.to_thread(http_get, edge.port, "/api/patients")
+    assert strict_json(body)[0]["state"] == "live"

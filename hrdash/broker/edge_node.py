@@ -13,6 +13,7 @@ patients' services:
   reading and a viewer resumes on any edge (``?since=&run=``) with no gap and no duplicate. The
   port opens only once the first reads delivered what the streams hold (at most
   ``BACKLOG_WAIT``; then it serves with a warning), so the rings hold the streams' readings;
+  none of those counts as just received (a patient is live from its next reading);
 * each patient's :class:`RemoteIngest` (the edge's :class:`hrdash.edge.Ingest`) is its newest
   status frame, but ``down`` with a one-line cause while the reader cannot reach Redis, or when
   no status frame came for ``INGEST_SILENT_AFTER`` (the ingest writes one every second): a
@@ -488,8 +489,11 @@ class RedisEdge:
         """Read what the streams hold (at most ``backlog_wait``), then listen for viewers and
         go on reading."""
         await self._read_backlog()
-        for ingest in self.ingests.values():
+        for patient_id, ingest in self.ingests.items():
             ingest.refresh()
+            # Read now, not received now: how old they are is not known (their times are the
+            # services'), so none counts as fresh; the next reading does.
+            self.hub[patient_id].last_reading_at = None
         server = await self.edge.start()
         self._tasks = [
             asyncio.create_task(self.reader.run(), name="stream reader"),
