@@ -41,7 +41,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import signal
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -57,6 +56,7 @@ from hrdash.ingest.recorder import Recorder
 from hrdash.ingest.source import Callback, ReadingsCallback
 from hrdash.readings import Reading, RejectCounter
 from hrdash.settings import SettingError, Settings
+from hrdash.signals import stop_requested
 from hrdash.sources import Source, source_settings, station_sources
 from hrdash.station_alarms import LOG_KEPT, StationAlarms
 from hrdash.store import MEMORY, SOURCES_FILE, StoredLimits, limits_at_start
@@ -399,9 +399,5 @@ async def run_bridge(settings: Settings, ready: Callable[[Bridge], None] | None 
     )
     if ready is not None:
         ready(bridge)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await stop_requested()
     await bridge.close()

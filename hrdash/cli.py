@@ -11,7 +11,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -88,6 +88,24 @@ def check_redis(settings: Settings) -> None:
         fail(str(exc))
 
 
+def _run_broker_process(
+    flags: dict[str, Any], run: Callable[[Settings], Coroutine[Any, Any, None]], no_url: str
+) -> None:
+    """`hrdash ingest` / `hrdash edge`: ``no_url`` (one line, exit 2) without HRDASH_REDIS_URL;
+    the sources file and Redis checked (one line, exit 2); then ``run`` until stopped."""
+    from hrdash.broker.client import BrokerError
+
+    settings = load_settings(flags)
+    if not settings.uses_redis:
+        fail(no_url)
+    check_sources(settings)
+    check_redis(settings)
+    try:
+        _run_async(run(settings))
+    except BrokerError as exc:
+        fail(str(exc))
+
+
 BRIDGE_WITH_REDIS = (
     "HRDASH_REDIS_URL is set: `hrdash bridge` is the single process without Redis; with Redis "
     "run `hrdash ingest` and `hrdash edge` (`python app.py` and gunicorn start both)"
@@ -160,18 +178,13 @@ def edge(**flags: Any) -> None:
     does. Several edges may share the port (SO_REUSEPORT), on this machine or others with the
     same sources file. Redis must answer at the start (else one line, exit status 2); later
     outages are ridden out."""
-    from hrdash.broker.client import BrokerError
     from hrdash.broker.edge_node import run_edge
 
-    settings = load_settings(flags)
-    if not settings.uses_redis:
-        fail("hrdash edge needs HRDASH_REDIS_URL (the Redis that hrdash ingest writes to)")
-    check_sources(settings)
-    check_redis(settings)
-    try:
-        _run_async(run_edge(settings))
-    except BrokerError as exc:
-        fail(str(exc))
+    _run_broker_process(
+        flags,
+        run_edge,
+        "hrdash edge needs HRDASH_REDIS_URL (the Redis that hrdash ingest writes to)",
+    )
 
 
 @cli.command()
@@ -181,18 +194,11 @@ def ingest(**flags: Any) -> None:
     it gets and write each reading, status and alarm frame once to Redis Streams. Listens on no
     port; run any number, on any machines, with the same sources file: one holds each patient,
     another takes it over when it dies."""
-    from hrdash.broker.client import BrokerError
     from hrdash.broker.ingest import run_ingest
 
-    settings = load_settings(flags)
-    if not settings.redis_url:
-        fail("hrdash ingest needs HRDASH_REDIS_URL (the Redis that hrdash edge reads)")
-    check_sources(settings)
-    check_redis(settings)
-    try:
-        _run_async(run_ingest(settings))
-    except BrokerError as exc:
-        fail(str(exc))
+    _run_broker_process(
+        flags, run_ingest, "hrdash ingest needs HRDASH_REDIS_URL (the Redis that hrdash edge reads)"
+    )
 
 
 @cli.command()

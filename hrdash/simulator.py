@@ -23,7 +23,6 @@ import json
 import logging
 import math
 import random
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.http11 import Request, Response
 
 from hrdash.settings import MAX_SIMULATOR_PATIENTS, PortInUseError
+from hrdash.signals import stop_requested
 
 log = logging.getLogger("hrdash.simulator")
 
@@ -275,9 +275,5 @@ async def run_simulator(
         paths,
         period,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await stop_requested()
     await sim.close()

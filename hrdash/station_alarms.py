@@ -29,14 +29,16 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Callable, Container, Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from hrdash.alarms import PRIORITIES, AudioPause, Limits, PatientAlarms
 
 __all__ = [
     "LOG_KEPT",
     "PATIENT_ID_SHOWN",
+    "AlarmState",
     "StationAlarms",
+    "alarm_frame",
     "check_change",
     "no_such_alarm",
     "ranked",
@@ -85,6 +87,34 @@ def ranked(alarms: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 def no_such_alarm(alarm_id: str) -> ValueError:
     """The answer to an ``ack`` of an alarm that is not active or latched (one line)."""
     return ValueError(f"alarm: no active or latched alarm {alarm_id[:ALARM_ID_SHOWN]!r}")
+
+
+class AlarmState(Protocol):
+    """What an alarm frame is made of: :class:`StationAlarms`, or an edge's mirror of the
+    ingests' frames (:class:`hrdash.broker.edge_node.RemoteAlarms`)."""
+
+    def alarms(self, patient_id: str) -> list[dict[str, Any]]: ...
+
+    def limits(self, patient_id: str) -> dict[str, float]: ...
+
+    def sounding(self, patient_id: str | None = None) -> str | None: ...
+
+    def paused_until(self) -> int | None: ...
+
+
+def alarm_frame(state: AlarmState, patient_id: str, now: float) -> dict[str, Any]:
+    """The patient's ``alarm`` frame at ``now`` (Unix s): the clock (``now``, Unix ms, as
+    station frames carry it: a page counts the audio pause down against it), the patient's
+    whole alarm state, its limits in effect, what of it sounds and the station's audio pause."""
+    return {
+        "type": "alarm",
+        "patient": patient_id,
+        "now": int(now * 1000),
+        "alarms": state.alarms(patient_id),
+        "limits": state.limits(patient_id),
+        "sounding": state.sounding(patient_id),
+        "audio_paused_until": state.paused_until(),
+    }
 
 
 class StationAlarms:
@@ -265,18 +295,8 @@ class StationAlarms:
         return self.audio.should_sound(alarms, self.clock())
 
     def alarm_frame(self, patient_id: str) -> dict[str, Any]:
-        """The patient's ``alarm`` frame: the clock (``now``, Unix ms, as station frames carry
-        it: a page counts the audio pause down against it), the patient's whole alarm state, its
-        limits in effect, what of it sounds and the station's audio pause."""
-        return {
-            "type": "alarm",
-            "patient": patient_id,
-            "now": int(self.clock() * 1000),
-            "alarms": self.alarms(patient_id),
-            "limits": self.limits(patient_id),
-            "sounding": self.sounding(patient_id),
-            "audio_paused_until": self.paused_until(),
-        }
+        """The patient's ``alarm`` frame (:func:`alarm_frame`) on this station's clock."""
+        return alarm_frame(self, patient_id, self.clock())
 
     def log(self, patient_id: str | None, limit: int) -> list[Entry]:
         """The newest ``limit`` log entries, newest first: the patient's, or (None) every

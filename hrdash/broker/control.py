@@ -28,7 +28,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from hrdash.broker.entries import KEY_PREFIX, MAX_FRAME_BYTES, keys_for, parse_id
+from hrdash.broker.entries import KEY_PREFIX, json_field, keys_for
 from hrdash.readings import Rejected
 
 __all__ = [
@@ -77,32 +77,18 @@ def encode_control(request: Mapping[str, Any], origin: str, edge: str) -> dict[s
     return {CONTROL_FIELD: _dumps({**request, "origin": origin, "edge": edge})}
 
 
-def _loads(entry_id: str | bytes, fields: Mapping[Any, Any], field: str) -> Any:
-    text_id = entry_id.decode("ascii", "replace") if isinstance(entry_id, bytes) else entry_id
-    if parse_id(text_id) is None:
-        return Rejected("bad_id", f"entry id {text_id[:40]!r}")
-    raw = fields.get(field.encode(), fields.get(field))
-    if raw is None:
-        return Rejected("missing_field", f"entry {text_id}: no {field!r}")
-    if len(raw) > MAX_FRAME_BYTES:
-        return Rejected("too_large", f"entry {text_id}: {len(raw)} bytes")
-    try:
-        value = json.loads(raw, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError):
-        return Rejected("not_json", f"entry {text_id}: not strict JSON")
-    if not isinstance(value, dict):
-        return Rejected("bad_frame", f"entry {text_id}: not a JSON object")
-    return value
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"non-standard JSON constant {name}")
+def _object(entry_id: str | bytes, fields: Mapping[Any, Any], field: str) -> Any:
+    """The JSON object in ``field``, or why the entry is refused."""
+    value = json_field(entry_id, fields, field)
+    if isinstance(value, Rejected | dict):
+        return value
+    return Rejected("bad_frame", f"entry {entry_id!r}: not a JSON object")
 
 
 def decode_control(entry_id: str | bytes, fields: Mapping[Any, Any]) -> dict[str, Any] | Rejected:
     """A control entry as the message (with ``origin`` and ``edge``), or why it is refused. The
     message's own fields are checked by whoever applies it (as a viewer's would be)."""
-    value = _loads(entry_id, fields, CONTROL_FIELD)
+    value = _object(entry_id, fields, CONTROL_FIELD)
     if isinstance(value, Rejected):
         return value
     if value.get("type") not in CONTROL_KINDS or not isinstance(value.get("origin"), str):
@@ -119,7 +105,7 @@ def encode_log(entry: Mapping[str, Any]) -> dict[str, str]:
 
 def decode_log(entry_id: str | bytes, fields: Mapping[Any, Any]) -> dict[str, Any] | Rejected:
     """A log stream's entry, or why it is refused."""
-    value = _loads(entry_id, fields, LOG_FIELD)
+    value = _object(entry_id, fields, LOG_FIELD)
     if isinstance(value, Rejected):
         return value
     if not isinstance(value.get("event"), str) or not isinstance(value.get("time"), int):

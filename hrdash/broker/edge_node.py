@@ -36,7 +36,6 @@ import contextlib
 import itertools
 import logging
 import random
-import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
@@ -69,8 +68,9 @@ from hrdash.edge import Edge, Unavailable
 from hrdash.hub import Hub, UpstreamState
 from hrdash.readings import Rejected
 from hrdash.settings import Settings
+from hrdash.signals import stop_requested
 from hrdash.sources import station_sources
-from hrdash.station_alarms import check_change, no_such_alarm, ranked
+from hrdash.station_alarms import alarm_frame, check_change, no_such_alarm, ranked
 
 __all__ = [
     "BACKLOG_WAIT",
@@ -295,15 +295,7 @@ class RemoteAlarms:
 
     def alarm_frame(self, patient_id: str) -> dict[str, Any]:
         """The patient's alarm frame as the ingest wrote it, with this edge's clock."""
-        return {
-            "type": "alarm",
-            "patient": patient_id,
-            "now": int(self.clock() * 1000),
-            "alarms": self.alarms(patient_id),
-            "limits": self.limits(patient_id),
-            "sounding": self.sounding(patient_id),
-            "audio_paused_until": self.paused_until(),
-        }
+        return alarm_frame(self, patient_id, self.clock())
 
     async def log(self, patient_id: str | None, limit: int) -> list[dict[str, Any]]:
         """The newest ``limit`` log entries, newest first, from the log streams: the patient's,
@@ -607,11 +599,7 @@ async def run_edge(settings: Settings, ready: Callable[[RedisEdge], None] | None
         )
         if ready is not None:
             ready(edge)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await stop_requested()
         await edge.close()
     finally:
         await aclose_quietly(client)

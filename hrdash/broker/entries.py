@@ -284,6 +284,23 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"non-standard JSON constant {name}")
 
 
+def json_field(entry_id: str | bytes, fields: Mapping[Any, Any], field: str) -> Any:
+    """The strict JSON held in ``field`` of an entry (any JSON value), or why it is refused:
+    a bad id, the field missing, over ``MAX_FRAME_BYTES``, not strict JSON."""
+    text_id = entry_id.decode("ascii", "replace") if isinstance(entry_id, bytes) else entry_id
+    if parse_id(text_id) is None:
+        return Rejected("bad_id", f"entry id {text_id[:40]!r}")
+    raw = fields.get(field.encode(), fields.get(field))
+    if raw is None:
+        return Rejected("missing_field", f"entry {text_id}: no {field!r}")
+    if len(raw) > MAX_FRAME_BYTES:
+        return Rejected("too_large", f"entry {text_id}: {len(raw)} bytes")
+    try:
+        return json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return Rejected("not_json", f"entry {text_id}: not strict JSON")
+
+
 def encode_frame(frame: Mapping[str, Any]) -> dict[str, str]:
     """The fields of a status or alarm entry: the frame as strict JSON. Raises ValueError for a
     frame that is not one (``type`` not in :data:`FRAME_KINDS`, no ``patient``, NaN...)."""
@@ -304,18 +321,10 @@ def decode_frame(
     frame's ``alarms`` a list."""
     if kind not in FRAME_KINDS:
         raise ValueError(f"kind {kind!r}: expected one of {FRAME_KINDS}")
+    frame = json_field(entry_id, fields, FRAME_FIELD)
+    if isinstance(frame, Rejected):
+        return frame
     text_id = entry_id.decode("ascii", "replace") if isinstance(entry_id, bytes) else entry_id
-    if parse_id(text_id) is None:
-        return Rejected("bad_id", f"entry id {text_id[:40]!r}")
-    raw = fields.get(FRAME_FIELD.encode(), fields.get(FRAME_FIELD))
-    if raw is None:
-        return Rejected("missing_field", f"entry {text_id}: no {FRAME_FIELD!r}")
-    if len(raw) > MAX_FRAME_BYTES:
-        return Rejected("too_large", f"entry {text_id}: {len(raw)} bytes")
-    try:
-        frame = json.loads(raw, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-        return Rejected("not_json", f"entry {text_id}: not strict JSON")
     if not isinstance(frame, dict) or frame.get("type") != kind:
         return Rejected("bad_frame", f"entry {text_id}: not a {kind} frame")
     if frame.get("patient") != patient_id:

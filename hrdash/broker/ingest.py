@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import signal
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Mapping
@@ -71,6 +70,7 @@ from hrdash.hub import Hub
 from hrdash.ingest import PatientSource
 from hrdash.readings import Reading, RejectCounter, Rejected
 from hrdash.settings import Settings, redact_url
+from hrdash.signals import stop_requested
 from hrdash.sources import Source, station_sources
 from hrdash.station_alarms import LOG_KEPT, StationAlarms
 
@@ -547,11 +547,7 @@ async def run_ingest(
         )
         if ready is not None:
             ready(ingest)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        stopping = asyncio.create_task(stop.wait(), name="stop")
+        stopping = asyncio.create_task(stop_requested(), name="stop")
         # A task of the ingest that ends is a bug: stop (the supervisor starts it again)
         # rather than hold leases without writing.
         done, _ = await asyncio.wait([stopping, *ingest.tasks], return_when="FIRST_COMPLETED")
