@@ -14,6 +14,8 @@
  *   {"type":"readings","run":R,"readings":[{"seq","time","bpm"}...],"first_seq":N,"last_seq":M}
  *   {"type":"status","run":R,"upstream":"connecting"|"live"|"down","detail":"...",
  *    "first_seq":N,"last_seq":M,...}                       on change and at least once a second
+ *    (an edge of the Redis fan-out adds "relay":"up"|"down": "down" when Redis or the ingest
+ *    is what is away, shown as "Relay down" rather than blaming the patient's service)
  *   browser → bridge: {"type":"resend","since":N,"run":R,"nonce":k}  (reply: readings after N)
  *   reconnect URL:    <ws_url>?since=<seq>&run=<run>&n=<nonce>
  * config.ws_url may be a path (HRDASH_PUBLIC_WS_URL=/ws): it is resolved here, against the page's
@@ -459,6 +461,9 @@
             var everOpen = sock.everOpen || rows.length > 0;
             text = everOpen || rs === WS_CLOSED ? "Reconnecting…" : "Connecting…";
             cls = rs === WS_CLOSED || everOpen ? "hr-badge--reconnecting" : "hr-badge--connecting";
+        } else if (status && status.relay === "down") {
+            text = "Relay down"; // Redis unreachable or no ingest: not the patient's service
+            cls = "hr-badge--down";
         } else if (upstream === "down" || (upstream === "connecting" && title)) {
             text = "Upstream down";
             cls = "hr-badge--down";

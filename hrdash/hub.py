@@ -300,8 +300,10 @@ class PatientHub:
         counters: dict[str, Any],
         mapping: dict[str, Any],
         last_rejection: dict[str, Any] | None,
+        **extra: Any,
     ) -> dict[str, Any]:
-        """The status frame: the edge's fields around this ring's seqs and reading age."""
+        """The status frame: the edge's fields around this ring's seqs and reading age (and
+        ``extra``: an edge of the Redis fan-out says whether it is the ``relay`` that is down)."""
         return {
             "type": "status",
             "run": self.run_id,
@@ -318,6 +320,7 @@ class PatientHub:
             "counters": counters,
             "mapping": mapping,
             "last_rejection": last_rejection,
+            **extra,
         }
 
     # -- the station --------------------------------------------------------------------------

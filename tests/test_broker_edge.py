@@ -672,6 +672,7 @@ def test_remote_ingest_states_on_a_fake_clock() -> None:
     assert ingest.update(status_frame("bed-01")) is True
     assert ingest.upstream_state == UpstreamState("live", "", wall.now)
     assert ingest.status_fields()["since"] == T0 and ingest.counters["frames"] == 7
+    assert ingest.status_fields()["relay"] == "up"
     assert ingest.rejected() == {"rejected": 2, "rejected_by_reason": {}}
     wall.now += 5
     assert ingest.update(status_frame("bed-01")) is False  # the heartbeat: nothing new
@@ -682,12 +683,17 @@ def test_remote_ingest_states_on_a_fake_clock() -> None:
     assert ingest.refresh() is True
     assert ingest.upstream_state.state == "down" and "has reported" in ingest.upstream_state.detail
     assert ingest.status_fields()["since"] == int(wall.now * 1000)
+    assert ingest.status_fields()["relay"] == "down"  # the fan-out's fault, not the service's
     cause[0] = "connection refused"
     assert ingest.refresh() is True
     assert ingest.upstream_state == UpstreamState("down", "Redis unreachable: connection refused")
+    assert ingest.status_fields()["relay"] == "down"
     cause[0] = None
     ingest.reconnected()  # Redis back: the silence counts from now
     assert ingest.refresh() is True and ingest.upstream_state.state == "live"
+    assert ingest.status_fields()["relay"] == "up"
+    assert ingest.update({**status_frame("bed-01"), "upstream": "down", "detail": "refused"})
+    assert ingest.status_fields()["relay"] == "up"  # the service is down: the relay is fine
     assert ingest.source_detail()["recorder"] == {"db": "x.db", "state": "ok"}
     assert ingest.heard() == {"holder": "host:1:abcd", "heard": 0.0}
 

@@ -685,12 +685,16 @@ def badge(
     rows: int = 3,
     arrived_ms_ago: float | None = 100,
     ever_open: bool = True,
+    relay: str | None = None,
 ) -> dict[str, Any]:
     """badgeState for a socket in ``ready``, a status frame (None: none yet), a window of
-    ``rows`` readings, the newest having arrived ``arrived_ms_ago`` (None: never noted)."""
+    ``rows`` readings, the newest having arrived ``arrived_ms_ago`` (None: never noted);
+    ``relay``: the frame's field from an edge of the Redis fan-out (None: a bridge's frame)."""
     now = 50_000.0
     store = merge_all(page, readings("r1", range(1, rows + 1))) if rows else None
     frame = None if upstream is None else status("r1", upstream=upstream, detail=detail)
+    if frame is not None and relay is not None:
+        frame["relay"] = relay
     sock = {
         "readyState": ready,
         "everOpen": ever_open,
@@ -728,6 +732,15 @@ def test_badge_states(page: Any) -> None:
         "connection refused",
     )
     assert text(upstream="connecting", detail="timed out") == ("Upstream down", "hr-badge--down")
+    cause = "Redis unreachable: connection refused"
+    relay = badge(page, upstream="down", detail=cause, relay="down")
+    assert (relay["text"], relay["cls"], relay["title"]) == (
+        "Relay down",
+        "hr-badge--down",
+        cause,
+    )
+    assert text(upstream="down", relay="up") == ("Upstream down", "hr-badge--down")
+    assert text(relay="up") == ("Live", "hr-badge--live")
     assert text(upstream="connecting") == ("Connecting…", "hr-badge--connecting")
     assert text(upstream=None, rows=0) == ("Connecting…", "hr-badge--connecting")
     assert text(upstream=None) == ("Live", "hr-badge--live")

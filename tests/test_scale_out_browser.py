@@ -89,6 +89,7 @@ def redis_up(ward: Ward) -> Iterator[Ward]:
             ward.redis.start()
 
 
+BADGE_TEXT_JS = "id => document.getElementById(id).textContent.trim()"
 TITLES_JS = """
 () => Object.fromEntries(Array.from(document.querySelectorAll('[data-patient]'))
   .map((t) => [t.getAttribute('data-patient'),
@@ -220,6 +221,8 @@ def test_redis_away_and_back_is_shown_and_nothing_is_lost(redis_up: Ward) -> Non
         view.click(f"#{ids.SOURCE_PANEL} summary")
         told = view.evaluate(CAUSE_JS, CAUSE_IDS)
         assert told["badge"].startswith("Redis unreachable"), told
+        # The badge blames the relay, not the patient's service (which is fine).
+        assert view.evaluate(BADGE_TEXT_JS, ids.STATUS) == "Relay down"
         assert told["detail"].startswith("Redis unreachable"), told
         shoot(station, "redis-down-station")
         shoot(view, "redis-down-monitor")

@@ -124,6 +124,9 @@ class RemoteIngest:
         self._shown_key: tuple[str, str, int | None] = ("connecting", "", None)
         self._shown_since = int(clock() * 1000)  # Unix ms of the last change shown
         self._mapping: Any = None
+        # The state shown is the fan-out's fault (Redis unreachable, the ingest silent), not the
+        # patient's service's: status frames say so ("relay": "down"), and the page with them.
+        self.relay_down = False
 
     # -- in --------------------------------------------------------------------------------
 
@@ -170,12 +173,14 @@ class RemoteIngest:
         return True
 
     def _judge(self) -> UpstreamState:
+        self.relay_down = True
         cause = self.link()
         if cause is not None:
             return UpstreamState("down", f"Redis unreachable: {cause}")
         frame = self.frame
         if self.monotonic() - self.heard_at > self.silent_after:
             return UpstreamState("down", self.silent_detail)
+        self.relay_down = False
         if frame is None:
             return UpstreamState()
         detail = frame.get("detail")
@@ -203,6 +208,7 @@ class RemoteIngest:
             "source": self._field("source", ""),
             "mapping": self._field("mapping", {}),
             "last_rejection": self._field("last_rejection", None),
+            "relay": "down" if self.relay_down else "up",
         }
 
     def rejected(self) -> dict[str, Any]:
