@@ -1,7 +1,9 @@
 """Load, probe and slow-viewer processes for the fan-out benchmark (run by ``benchmarks/fanout.py``
 and ``benchmarks/soak.py``).
 
-``python -m benchmarks._load load URL N``: open N bridge viewers as raw non-blocking TCP sockets,
+``python -m benchmarks._load load URL N [SOURCE]``: open N bridge viewers as raw non-blocking TCP
+sockets (from the address SOURCE when given, e.g. ``127.0.0.2``: each source address has its own
+~28,000 ephemeral ports per destination; ``IP_BIND_ADDRESS_NO_PORT`` leaves the port to connect),
 all in ONE thread with one epoll selector: each does the WebSocket handshake (request written as
 soon as the TCP connect completes; the response must start with ``HTTP/1.1 101``), then its bytes
 are drained with ``sock.recv(65536)`` whenever it is readable. Frames are not parsed: the only
@@ -30,7 +32,16 @@ N more viewers and prints the same kind of line; ``stats`` prints the counters (
 starts an arrival window (readings stamped from now on), ``end`` closes it to readings stamped
 later, ``arrivals`` (once they have arrived) stops recording and prints
 ``{"kernel_ms": [...], "read_ms": [...], "by_seq": {seq: [min, max, viewers]}, "gaps",
-"viewers", "viewers_with_readings"}`` (raw ages, ms). SIGTERM
+"duplicates", "viewers", "viewers_with_readings", "viewers_with_gaps"}`` (raw ages, ms;
+duplicates: seqs a viewer got again, e.g. in a resume answer). ``reconnect`` makes
+every viewer the server closes from then on come back as the page does: after
+``BACKOFF_MIN`` s (doubling per failed attempt up to ``BACKOFF_MAX``), with ``?since=<its last
+seq>&run=<the run of its last readings frame>`` (a new run in a viewer's frames, counted in
+``run_changes``, starts its seqs afresh); it keeps its last seq, so a reading the resumed
+connection skips is a gap, and a repeat is not a new arrival. ``reconnects`` prints, for each
+close so far, ``[closed, opened, first]``: wall times (s) when this loop saw the close, when the
+new handshake's response arrived, and the kernel arrival time of the first new reading after it
+(null when not yet). SIGTERM
 or SIGINT: close every socket (RST, no TIME_WAIT), print the counters, exit.
 
 ``python -m benchmarks._load probe URL N SECONDS``: open N websockets clients (they parse every
@@ -49,6 +60,7 @@ import asyncio
 import base64
 import contextlib
 import errno
+import heapq
 import json
 import os
 import re
@@ -68,22 +80,29 @@ WINDOW = 200  # handshakes in flight at most
 CONNECT_TIMEOUT = 30.0
 RETRIES = 3
 RECV = 65536
+BACKOFF_MIN = 0.5  # s: a closed viewer's first reconnect delay (assets/hrdash.js BACKOFF_MIN_MS)
+BACKOFF_MAX = 5.0  # s: doubled per failed attempt up to this (BACKOFF_MAX_MS)
+RECONNECT_TRIES = 20  # attempts per close at most, then the viewer counts as failed
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 
 CONNECTING, HANDSHAKE, OPEN = 0, 1, 2
 PING = b"\x89\x04"
 PONG_HEAD = b"\x8a\x84\x00\x00\x00\x00"  # FIN+pong, masked, 4 bytes, mask key 0 (payload as is)
 READING = re.compile(rb'\{"seq":(\d+),"time":(\d+(?:\.\d+)?)')
+RUN = re.compile(rb'"type":"readings","run":"([^"]*)"')
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 ANCBUF = socket.CMSG_SPACE(16)  # one struct timespec
 
 
-def _request(url: str) -> tuple[tuple[str, int], bytes]:
+def _request(url: str, query: str = "") -> tuple[tuple[str, int], bytes]:
+    """The server's address and the handshake request for ``url`` (``query`` appended)."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     key = base64.b64encode(os.urandom(16)).decode()
     path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
+    query = "&".join(q for q in (parts.query, query) if q)
+    if query:
+        path += "?" + query
     req = (
         f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -92,16 +111,37 @@ def _request(url: str) -> tuple[tuple[str, int], bytes]:
 
 
 class _Conn:
-    __slots__ = ("attempt", "buf", "last_seq", "seen_in_window", "sock", "started", "state")
+    __slots__ = (
+        "attempt",
+        "buf",
+        "gaps",
+        "last_seq",
+        "req",
+        "resumed",
+        "run",
+        "seen_in_window",
+        "sock",
+        "started",
+        "state",
+    )
 
-    def __init__(self, sock: socket.socket, attempt: int) -> None:
+    def __init__(self, sock: socket.socket, attempt: int, req: bytes) -> None:
         self.sock = sock
         self.state = CONNECTING
         self.buf = b""
         self.attempt = attempt
+        self.req = req
         self.started = time.monotonic()
         self.last_seq = -1  # newest seq this viewer has seen
         self.seen_in_window = False
+        self.gaps = 0  # seqs this viewer missed in the window
+        self.run = ""  # the run of its newest readings frame
+        self.resumed: list[float | None] | None = None  # [closed, opened, first] on a reconnect
+
+    def carry(self, old: _Conn) -> None:
+        """Take over a closed connection's viewer: its seqs, run and window state."""
+        self.last_seq, self.seen_in_window, self.gaps = old.last_seq, old.seen_in_window, old.gaps
+        self.run, self.resumed = old.run, old.resumed
 
 
 class Arrivals:
@@ -115,11 +155,13 @@ class Arrivals:
         self.read: list[float] = []
         self.by_seq: dict[int, list[float]] = {}
         self.gaps = 0
+        self.duplicates = 0  # seqs a viewer got again (a resume that overlapped): never in a run
 
     def start(self, viewers: list[_Conn]) -> None:
-        self.kernel, self.read, self.by_seq, self.gaps = [], [], {}, 0
+        self.kernel, self.read, self.by_seq, self.gaps, self.duplicates = [], [], {}, 0, 0
         for conn in viewers:
             conn.seen_in_window = False
+            conn.gaps = 0
         self.active = True
         self.since_ms = time.time() * 1000
         self.until_ms = float("inf")
@@ -134,8 +176,11 @@ class Arrivals:
             seq = int(m.group(1))
             prev = conn.last_seq
             if seq <= prev:
-                continue  # a snapshot or resend repeat: not a new arrival
+                self.duplicates += 1  # not a new arrival
+                continue
             conn.last_seq = seq
+            if conn.resumed is not None and conn.resumed[2] is None:
+                conn.resumed[2] = round(kernel_ms / 1000, 4)
             if not self.active:
                 continue
             t = float(m.group(2))
@@ -143,6 +188,7 @@ class Arrivals:
                 continue
             if conn.seen_in_window and seq > prev + 1:
                 self.gaps += seq - prev - 1
+                conn.gaps += seq - prev - 1
             conn.seen_in_window = True
             self.kernel.append(kernel_ms - t)
             self.read.append(read_ms - t)
@@ -159,23 +205,37 @@ class Arrivals:
                 for seq, v in self.by_seq.items()
             },
             "gaps": self.gaps,
+            "duplicates": self.duplicates,
             "viewers": len(viewers),
             "viewers_with_readings": sum(1 for c in viewers if c.seen_in_window),
+            "viewers_with_gaps": sum(1 for c in viewers if c.gaps),
         }
 
 
 class Load:
     """N raw viewers in one thread, one epoll selector."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, source: str | None = None) -> None:
+        self.url = url
         self.addr, self.req = _request(url)
+        self.source = source
         self.sel = selectors.EpollSelector()
         self.stop = False
         self.todo: deque[int] = deque()  # attempts numbers of connects still to start
+        self.reconnect = False  # closed viewers come back with ?since=&run= (the page's way)
+        self.later: list[tuple[float, int, _Conn]] = []  # (due, tie, closed viewer): a heap
+        self.resumes: list[list[float | None]] = []  # [closed, opened, first] per close
         self.inflight: dict[int, _Conn] = {}
         self.open: dict[int, _Conn] = {}
         self.batch = {"ready": 0, "failed": 0, "retried": 0, "t0": 0.0, "active": False}
-        self.counters = {"closed": 0, "bytes": 0, "recvs": 0, "pongs": 0, "failed_total": 0}
+        self.counters = {
+            "closed": 0,
+            "bytes": 0,
+            "recvs": 0,
+            "pongs": 0,
+            "failed_total": 0,
+            "run_changes": 0,
+        }
         self.arrivals = Arrivals()
 
     # -- connecting -------------------------------------------------------------------------
@@ -185,12 +245,21 @@ class Load:
         self.todo.extend([0] * n)
         self._check_batch_done()
 
-    def _start(self, attempt: int) -> None:
+    def _start(self, attempt: int, old: _Conn | None = None) -> None:
+        """Connect a new viewer, or (``old``) a closed one again with ``?since=&run=``."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)  # kernel arrival time per chunk
-        conn = _Conn(sock, attempt)
+        if self.source:
+            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            sock.bind((self.source, 0))
+        req = self.req
+        if old is not None and old.last_seq >= 0:
+            req = _request(self.url, f"since={old.last_seq}&run={old.run}")[1]
+        conn = _Conn(sock, attempt, req)
+        if old is not None:
+            conn.carry(old)
         rc = sock.connect_ex(self.addr)
         if rc not in (0, errno.EINPROGRESS):
             sock.close()
@@ -206,6 +275,12 @@ class Load:
             with contextlib.suppress(KeyError, ValueError):
                 self.sel.unregister(conn.sock)
             conn.sock.close()
+        if conn.resumed is not None:  # a viewer coming back: the page's backoff, then again
+            if conn.attempt + 1 < RECONNECT_TRIES:
+                self._reconnect_later(conn, conn.attempt + 1)
+            else:
+                self.counters["failed_total"] += 1
+            return
         if conn.attempt + 1 < RETRIES:
             self.batch["retried"] += 1
             self.todo.append(conn.attempt + 1)
@@ -219,7 +294,7 @@ class Load:
             self._failed(conn)
             return
         try:
-            conn.sock.send(self.req)  # ~200 bytes: always fits an empty send buffer
+            conn.sock.send(conn.req)  # ~200 bytes: always fits an empty send buffer
         except OSError:
             self._failed(conn)
             return
@@ -252,7 +327,11 @@ class Load:
         fd = conn.sock.fileno()
         del self.inflight[fd]
         self.open[fd] = conn
-        self.batch["ready"] += 1
+        if conn.resumed is not None:
+            if conn.resumed[1] is None:
+                conn.resumed[1] = round(time.time(), 4)
+        else:
+            self.batch["ready"] += 1
         if rest:
             self._consume(conn, rest)
             now = time.time() * 1000
@@ -262,6 +341,22 @@ class Load:
         now = time.monotonic()
         for conn in [c for c in self.inflight.values() if now - c.started > CONNECT_TIMEOUT]:
             self._failed(conn)
+
+    def _reconnect_later(self, conn: _Conn, attempt: int) -> None:
+        delay = min(BACKOFF_MIN * 2**attempt, BACKOFF_MAX)
+        heapq.heappush(self.later, (time.monotonic() + delay, id(conn), conn))
+        conn.attempt = attempt
+
+    def _closed(self, conn: _Conn) -> None:
+        """The server closed an open viewer: forget it, or bring it back (``reconnect``)."""
+        self.counters["closed"] += 1
+        self.open.pop(conn.sock.fileno(), None)
+        self.sel.unregister(conn.sock)
+        conn.sock.close()
+        if self.reconnect:
+            conn.resumed = [round(time.time(), 4), None, None]
+            self.resumes.append(conn.resumed)
+            self._reconnect_later(conn, 0)
 
     def _check_batch_done(self) -> None:
         if self.batch["active"] and not self.todo and not self.inflight:
@@ -300,13 +395,17 @@ class Load:
             data, anc = b"", []
         self.counters["recvs"] += 1
         if not data:
-            self.counters["closed"] += 1
-            self.open.pop(conn.sock.fileno(), None)
-            self.sel.unregister(conn.sock)
-            conn.sock.close()
+            self._closed(conn)
             return
         self._consume(conn, data)
         if b'"seq":' in data:
+            if self.reconnect:
+                found = RUN.search(data)
+                run = found.group(1).decode() if found is not None else conn.run
+                if conn.run and run != conn.run:  # a new run numbers from its own start
+                    self.counters["run_changes"] += 1
+                    conn.last_seq, conn.seen_in_window = -1, False
+                conn.run = run
             read_ms = time.time() * 1000
             kernel_ms = read_ms
             for level, kind, value in anc:
@@ -341,6 +440,11 @@ class Load:
             _emit({"ended": self.arrivals.until_ms})
         elif words[0] == "arrivals":
             _emit(self.arrivals.report(list(self.open.values())))
+        elif words[0] == "reconnect":
+            self.reconnect = True
+            _emit({"reconnect": True})
+        elif words[0] == "reconnects":
+            _emit({"resumes": self.resumes, "waiting": len(self.later)})
 
     def run(self, n: int) -> None:
         stdin_buf = b""
@@ -352,7 +456,12 @@ class Load:
         while not self.stop:
             while self.todo and len(self.inflight) < WINDOW:
                 self._start(self.todo.popleft())
-            for key, _mask in self.sel.select(timeout=0.2):
+            now = time.monotonic()
+            while self.later and self.later[0][0] <= now and len(self.inflight) < WINDOW:
+                _due, _tie, old = heapq.heappop(self.later)
+                self._start(old.attempt, old)
+            wait = 0.2 if not self.later else min(0.2, max(0.0, self.later[0][0] - now))
+            for key, _mask in self.sel.select(timeout=wait):
                 conn = key.data
                 if conn == "stdin":
                     chunk = b""
@@ -399,8 +508,8 @@ def _emit(obj: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def load(url: str, n: int) -> None:
-    ld = Load(url)
+def load(url: str, n: int, source: str | None = None) -> None:
+    ld = Load(url, source)
 
     def stop(*_: Any) -> None:
         ld.stop = True
@@ -527,7 +636,7 @@ if __name__ == "__main__":
     raise_nofile()
     mode, url = sys.argv[1], sys.argv[2]
     if mode == "load":
-        load(url, int(sys.argv[3]))
+        load(url, int(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else None)
     elif mode == "probe":
         asyncio.run(probe(url, int(sys.argv[3]), float(sys.argv[4])))
     elif mode == "slow":

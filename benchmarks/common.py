@@ -51,11 +51,19 @@ def summary(values: Sequence[float]) -> dict[str, Any]:
     }
 
 
+NOFILE_WANTED = 65536  # open files a serving or load process may need (20,000 viewers and more)
+
+
 def raise_nofile() -> None:
-    """Raise the soft RLIMIT_NOFILE to the hard limit (preexec_fn / in-process)."""
+    """Raise RLIMIT_NOFILE (preexec_fn / in-process): to ``NOFILE_WANTED`` where the hard limit
+    may be raised (root, CAP_SYS_RESOURCE), else the soft limit to the hard one."""
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    for limit in (max(hard, NOFILE_WANTED), hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+            return
+        except (ValueError, OSError):
+            continue
 
 
 def cpu_seconds(proc: psutil.Process) -> float:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psutil
@@ -63,51 +63,41 @@ def _command(child: Child, line: str) -> None:
     child.proc.stdin.flush()
 
 
-class _Stack:
-    """A simulator + bridge pair on fresh ports, and the raw-socket load processes."""
+class LoadGroup:
+    """Raw-socket load processes (``benchmarks/_load.py``) viewing ``url``, driven as one: each
+    ``add`` is split evenly over them, their answers summed, their arrivals merged. Process i
+    connects from ``sources[i % len(sources)]`` when ``sources`` is given (127.0.0.2, ...: more
+    ephemeral ports per destination)."""
 
-    def __init__(self, tag: str, extra_env: dict[str, str], period: float) -> None:
-        self.tag = tag
-        self.sim_port, self.port = free_port(), free_port()
-        self.env = {
-            "HRDASH_SIMULATOR_PORT": str(self.sim_port),
-            "HRDASH_BRIDGE_PORT": str(self.port),
-            "HRDASH_SIMULATOR_PERIOD": str(period),
-            "HRDASH_LOG_LEVEL": "warning",
-            **extra_env,
-        }
-        self.url = f"ws://127.0.0.1:{self.port}/ws"
-        self.children: list[Child] = []
+    def __init__(self, tag: str, url: str, sources: Sequence[str] = ()) -> None:
+        self.tag, self.url, self.sources = tag, url, tuple(sources)
         self.loaders: list[Child] = []
-        self.sim: Child | None = None
-        self.bridge: Child | None = None
 
-    def start(self) -> None:
-        self.sim = spawn(f"{self.tag}-simulator", [PY, "-m", "hrdash", "simulate"], self.env)
-        self.children.append(self.sim)
-        wait_port(self.sim_port, 20, self.sim.proc)
-        self.bridge = spawn(
-            f"{self.tag}-bridge", [PY, "-m", "hrdash", "bridge"], self.env, raise_limit=True
-        )
-        self.children.append(self.bridge)
-        wait_port(self.port, 20, self.bridge.proc)
-        deadline = time.monotonic() + 20
-        while self.health()["last_seq"] < 3 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        for i in range(LOAD_PROCESSES):
+    def start_loads(self, processes: int) -> list[Child]:
+        """Start ``processes`` load processes with no viewer yet; returns them."""
+        started = []
+        for i in range(processes):
+            argv = [PY, "-m", "benchmarks._load", "load", self.url, "0"]
+            if self.sources:
+                argv.append(self.sources[i % len(self.sources)])
             child = spawn(
-                f"{self.tag}-load-{i}",
-                [PY, "-m", "benchmarks._load", "load", self.url, "0"],
+                f"{self.tag}-load-{len(self.loaders)}",
+                argv,
                 stdout=subprocess.PIPE,
                 stdin=subprocess.PIPE,
                 raise_limit=True,
             )
-            self.children.append(child)
             self.loaders.append(child)
+            started.append(child)
+        for child in started:
             read_json_line(child, 30)  # {"ready": 0, ...}: it is listening for commands
+        return started
 
-    def health(self) -> dict[str, Any]:
-        return _health(self.port)
+    def ask(self, line: str, timeout: float = 30) -> list[dict[str, Any]]:
+        """Send one command to every load process; their answers, in order."""
+        for child in self.loaders:
+            _command(child, line)
+        return [read_json_line(child, timeout) for child in self.loaders]
 
     def add(self, n: int, timeout: float = 300) -> dict[str, Any]:
         """Open n more viewers across the load processes; their summed answers."""
@@ -127,41 +117,36 @@ class _Stack:
 
     def load_stats(self) -> dict[str, Any]:
         total: dict[str, Any] = {}
-        for child in self.loaders:
-            _command(child, "stats")
-        for child in self.loaders:
-            for key, value in read_json_line(child, 30).items():
+        for answer in self.ask("stats"):
+            for key, value in answer.items():
                 total[key] = total.get(key, 0) + value
         return total
 
     def mark(self) -> None:
         """Start an arrival window in every load process (readings stamped from now on)."""
-        for child in self.loaders:
-            _command(child, "mark")
-        for child in self.loaders:
-            read_json_line(child, 30)
+        self.ask("mark")
 
     def end(self) -> None:
         """Close the arrival window to readings stamped from now on."""
-        for child in self.loaders:
-            _command(child, "end")
-        for child in self.loaders:
-            read_json_line(child, 30)
+        self.ask("end")
 
     def arrivals(self) -> dict[str, Any]:
         """End the arrival window: delivery age of every reading at every load viewer."""
-        for child in self.loaders:
-            _command(child, "arrivals")
         kernel: list[float] = []
         read: list[float] = []
         by_seq: dict[str, list[float]] = {}
-        out: dict[str, Any] = {"gaps": 0, "viewers": 0, "viewers_with_readings": 0}
-        for child in self.loaders:
-            answer = read_json_line(child, 60)
+        out: dict[str, Any] = {
+            "gaps": 0,
+            "duplicates": 0,
+            "viewers": 0,
+            "viewers_with_readings": 0,
+            "viewers_with_gaps": 0,
+        }
+        for answer in self.ask("arrivals", 60):
             kernel += answer["kernel_ms"]
             read += answer["read_ms"]
             for key in out:
-                out[key] += answer[key]
+                out[key] += answer.get(key, 0)
             for seq, (lo, hi, n) in answer["by_seq"].items():
                 old = by_seq.get(seq)
                 by_seq[seq] = [min(old[0], lo), max(old[1], hi), old[2] + n] if old else [lo, hi, n]
@@ -179,6 +164,46 @@ class _Stack:
             else [],
         )
         return out
+
+    def stop_loads(self) -> None:
+        for child in self.loaders:
+            end(child, timeout=10)
+        self.loaders = []
+
+
+class _Stack(LoadGroup):
+    """A simulator + bridge pair on fresh ports, and the raw-socket load processes."""
+
+    def __init__(self, tag: str, extra_env: dict[str, str], period: float) -> None:
+        self.sim_port, self.port = free_port(), free_port()
+        super().__init__(tag, f"ws://127.0.0.1:{self.port}/ws")
+        self.env = {
+            "HRDASH_SIMULATOR_PORT": str(self.sim_port),
+            "HRDASH_BRIDGE_PORT": str(self.port),
+            "HRDASH_SIMULATOR_PERIOD": str(period),
+            "HRDASH_LOG_LEVEL": "warning",
+            **extra_env,
+        }
+        self.children: list[Child] = []
+        self.sim: Child | None = None
+        self.bridge: Child | None = None
+
+    def start(self) -> None:
+        self.sim = spawn(f"{self.tag}-simulator", [PY, "-m", "hrdash", "simulate"], self.env)
+        self.children.append(self.sim)
+        wait_port(self.sim_port, 20, self.sim.proc)
+        self.bridge = spawn(
+            f"{self.tag}-bridge", [PY, "-m", "hrdash", "bridge"], self.env, raise_limit=True
+        )
+        self.children.append(self.bridge)
+        wait_port(self.port, 20, self.bridge.proc)
+        deadline = time.monotonic() + 20
+        while self.health()["last_seq"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.children += self.start_loads(LOAD_PROCESSES)
+
+    def health(self) -> dict[str, Any]:
+        return _health(self.port)
 
     def probe(self, name: str, seconds: float) -> Child:
         child = spawn(

@@ -28,10 +28,21 @@ from benchmarks.common import RESULTS, ROOT, machine
 from benchmarks.station import HEIGHT, MONITOR_BEFORE, WIDTH
 from benchmarks.station import SAMPLE_EVERY as SAMPLE_EVERY_S
 
-SECTIONS = ("browser", "fanout", "ingest", "soak", "station", "history", "alarms")
+SECTIONS = (
+    "browser",
+    "fanout",
+    "ingest",
+    "soak",
+    "station",
+    "history",
+    "alarms",
+    "scaleout",
+    "failover",
+)
 # Sections a plain run (no --only) leaves out: the station is its own ~11-minute run, the history
-# seeds a 200 MB file, the alarms take 4 minutes of 64 patients.
-OPT_IN = ("station", "history", "alarms")
+# seeds a 200 MB file, the alarms take 4 minutes of 64 patients, the scale-out opens 20,000
+# viewers on three setups, the failover kills processes of a Redis setup.
+OPT_IN = ("station", "history", "alarms", "scaleout", "failover")
 
 
 def run_section(name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -68,6 +79,14 @@ def run_section(name: str, args: argparse.Namespace) -> dict[str, Any]:
         from benchmarks import alarms
 
         return alarms.run(quick, cpu_only=args.only_cpu, before=args.alarms_before)
+    if name == "scaleout":
+        from benchmarks import scaleout
+
+        return scaleout.run(quick, setups=tuple(args.scaleout_setups.split(",")))
+    if name == "failover":
+        from benchmarks import failover
+
+        return failover.run(quick)
     if name == "station":
         from benchmarks import station
 
@@ -647,6 +666,181 @@ def _alarm_cpu_rows(windows: dict[str, Any], al: dict[str, Any], row: Any, which
     )
 
 
+def scaleout_table(so: dict[str, Any]) -> str:
+    """Scale-out section: one row per level and setup, then the issue's goals."""
+    from benchmarks.scaleout import LABELS
+
+    head = (
+        "| viewers | setup | connected (per serving process) | age p50 / p99 / max (ms) "
+        "| gaps; viewers with gaps | CPU % serving (per process) | simulator / load CPU % "
+        "| machine CPU % (of all) | KB per viewer | p50, p99 / floor |"
+    )
+    rows = [head, "|---:|---|---|---|---|---|---|---:|---:|---|"]
+    for lv in so["levels"]:
+        floor = lv["setups"].get("floor") or {}
+        for kind in so["setups"]:
+            r = lv["setups"].get(kind)
+            if r is None:
+                continue
+            name = LABELS.get(kind, kind)
+            if "error" in r:
+                rows.append(f"| {lv['viewers']:,} | {name} | ERROR {r['error'][:120]} |")
+                continue
+            av = r["all_viewers"]
+            held = ", ".join(f"{n} {fmt(v)}" for n, v in r["held"].items())
+            cpu = r["cpu_percent"]
+            serving = [n for n in cpu if n != "simulator" and not n.startswith("load-")]
+            per = " + ".join(f"{n} {fmt(cpu[n])}" for n in serving) if len(serving) > 1 else ""
+            loads = " + ".join(fmt(cpu[n]) for n in cpu if n.startswith("load-"))
+            ratios = "—"
+            if kind != "floor":
+                ratios = ", ".join(
+                    ratio(_get(av, "age_ms", q), _get(floor, "all_viewers", "age_ms", q))
+                    for q in ("p50", "p99")
+                )
+            rows.append(
+                f"| {lv['viewers']:,} | {name} | {fmt(r['connected'])} ({held}) | "
+                + " / ".join(fmt(_get(av, "age_ms", q), 1) for q in ("p50", "p99", "max"))
+                + f" | {fmt(av.get('gaps'))}; {fmt(av.get('viewers_with_gaps'))} | "
+                f"{fmt(r['serving_cpu_percent'])}{f' ({per})' if per else ''} | "
+                f"{fmt(cpu.get('simulator'))} / {loads} | {fmt(r['machine_cpu_percent'])} | "
+                f"{fmt(r['mem_per_viewer_kb'], 1)} | {ratios} |"
+            )
+    return "\n".join(rows) + "\n\n" + scaleout_goals(so)
+
+
+def scaleout_goals(so: dict[str, Any]) -> str:
+    """The issue's goals for Redis + 2 edges against what this run measured."""
+    rows = ["| goal (Redis + 2 edges) | measured |", "|---|---|"]
+    by_level = {lv["viewers"]: lv["setups"] for lv in so["levels"]}
+
+    def edges(level: int) -> dict[str, Any]:
+        r = by_level.get(level, {}).get("redis")
+        return r if isinstance(r, dict) and "all_viewers" in r else {}
+
+    r10, r20 = edges(10_000), edges(20_000)
+    p99 = fmt(_get(r10, "all_viewers", "age_ms", "p99"), 1)
+    rows.append(f"| 10,000 viewers at p99 ≤ 100 ms | {p99} ms |")
+    rows.append(
+        f"| 20,000 connected with 0 gaps | {fmt(r20.get('connected'))} connected, "
+        f"{fmt(_get(r20, 'all_viewers', 'gaps'))} gaps |"
+    )
+    per = "; ".join(
+        f"{level:,}: {fmt(edges(level).get('mem_per_viewer_kb'), 1)}" for level in by_level
+    )
+    rows.append(f"| ≤ 16 KB per viewer | {per} |")
+    within = "; ".join(
+        f"{level:,}: "
+        + ", ".join(
+            ratio(
+                _get(edges(level), "all_viewers", "age_ms", q),
+                _get(setups.get("floor"), "all_viewers", "age_ms", q),
+            )
+            for q in ("p50", "p99")
+        )
+        for level, setups in by_level.items()
+    )
+    rows.append(f"| within 1.5x of the floor at each level (age p50, p99) | {within} |")
+    return "\n".join(rows)
+
+
+def failover_table(fv: dict[str, Any]) -> str:
+    """Failover section: figure, goal, measured."""
+    rows = ["| figure | goal | measured |", "|---|---|---:|"]
+
+    def row(label: str, goal: str, value: str) -> None:
+        rows.append(f"| {label} | {goal} | {value} |")
+
+    def s3(d: Any, digits: int = 2) -> str:
+        return " / ".join(fmt(_get(d, q), digits) for q in ("p50", "p99", "max"))
+
+    def lost(d: dict[str, Any]) -> str:
+        a = d.get("arrivals") or {}
+        return (
+            f"{fmt(a.get('gaps'))} (viewers with gaps {fmt(a.get('viewers_with_gaps'))}); "
+            f"{fmt(a.get('duplicates'))}"
+        )
+
+    n = f"{fv['viewers']:,}"
+    ed = fv.get("edge") or {}
+    if "error" in ed:
+        row("edge SIGKILLed", "—", f"ERROR {ed['error'][:160]}")
+    elif ed:
+        held = ed.get("held_before") or {}
+        row(
+            f"edge SIGKILLed under {n} viewers (2 edges): viewers it held; closed; reconnected; "
+            "with a reading again",
+            "all",
+            f"{fmt(held.get(ed['victim']))}; {fmt(ed['closed'])}; {fmt(ed['reopened'])}; "
+            f"{fmt(ed['reading_again'])}",
+        )
+        row(
+            "… reconnect time (new handshake's response - kill), p50 / p99 / max (s)",
+            "—",
+            s3(ed["reconnect_s"]),
+        )
+        row(
+            "… first new reading at the viewer - kill, p50 / p99 / max (s)",
+            "—",
+            s3(ed["first_reading_s"]),
+        )
+        row("… gaps; duplicates over every viewer, whole window", "0; 0", lost(ed))
+    ig = fv.get("ingest") or {}
+    if "error" in ig:
+        row("ingest SIGKILLed", "—", f"ERROR {ig['error'][:160]}")
+    elif ig:
+        st = ig.get("stream") or {}
+        at = ig.get("first_new_reading_at_viewers_s") or [None, None]
+        row(
+            f"ingest holding the patient SIGKILLed, standby running, {n} viewers: takeover "
+            "(kill → first reading from the new holder in the stream) (s)",
+            "a few seconds (lease ttl)",
+            fmt(ig.get("takeover_s"), 2),
+        )
+        row(
+            "… that reading stamped; at the first / last viewer (s after the kill)",
+            "—",
+            f"{fmt(ig.get('first_new_reading_stamped_s'), 2)}; {fmt(at[0], 2)} / {fmt(at[1], 2)}",
+        )
+        row(
+            "… readings lost: seqs missing in the stream; gaps at the viewers; duplicates",
+            "0; 0; 0",
+            f"{fmt(st.get('missing_seqs'))}; {lost(ig)}",
+        )
+        row(
+            "… no ingest reading the patient: the stream's time hole (s); readings not taken",
+            "—",
+            f"{fmt((st.get('time_hole_ms') or 0) / 1000, 2)}; {fmt(st.get('not_read'))}",
+        )
+    rd = fv.get("redis") or {}
+    if "error" in rd:
+        row("Redis restarted", "—", f"ERROR {rd['error'][:160]}")
+    elif rd:
+        st = rd.get("stream") or {}
+        row(
+            f"Redis restarted (same port, empty, down {fmt(rd.get('down_s'), 1)} s), {n} viewers: "
+            "readings lost: seqs missing in the stream; gaps at the viewers; duplicates",
+            "0; 0; 0",
+            f"{fmt(st.get('missing_seqs'))}; {lost(rd)}",
+        )
+        for key, what in (
+            ("back", "first reading stamped after the stop"),
+            ("live", "first reading stamped after Redis answered"),
+        ):
+            at = rd.get(f"{key}_after_up_s") or [None, None]
+            row(
+                f"… Redis answering → {what}, at the first / last viewer (s)",
+                "—",
+                f"{fmt(at[0], 2)} / {fmt(at[1], 2)}",
+            )
+        row(
+            "… viewers closed by the edges meanwhile; run changes seen",
+            "0; 0",
+            f"{fmt(_get(rd, 'load', 'closed'))}; {fmt(_get(rd, 'load', 'run_changes'))}",
+        )
+    return "\n".join(rows)
+
+
 def table(results: dict[str, Any]) -> str:
     parts: list[str] = []
     rows: list[str] = ["| figure | value |", "|---|---:|"]
@@ -673,6 +867,16 @@ def table(results: dict[str, Any]) -> str:
         parts.append(alarms_table(al))
     elif al is not None:
         parts.append(f"alarms: ERROR {fmt(_get(al, 'error'))[:200]}")
+    so = sections.get("scaleout")
+    if isinstance(so, dict) and "levels" in so:
+        parts.append(scaleout_table(so))
+    elif so is not None:
+        parts.append(f"scaleout: ERROR {fmt(_get(so, 'error'))[:200]}")
+    fv = sections.get("failover")
+    if isinstance(fv, dict) and "error" not in fv:
+        parts.append(failover_table(fv))
+    elif fv is not None:
+        parts.append(f"failover: ERROR {fmt(_get(fv, 'error'))[:200]}")
     fo = sections.get("fanout")
     if isinstance(fo, dict) and "levels" in fo:
         base = _get(fo, "idle", "rss_mean_mb")
@@ -1024,6 +1228,11 @@ def main() -> None:
         metavar="REV",
         help="alarms section: first run the CPU windows with the station's assets "
         "(station.css, station.js) as of git revision REV, then with the working tree's",
+    )
+    parser.add_argument(
+        "--scaleout-setups",
+        default="floor,bridge,redis",
+        help="scaleout section: setups to measure (default floor,bridge,redis)",
     )
     parser.add_argument("--out", default=str(RESULTS / "results.json"))
     args = parser.parse_args()
