@@ -335,7 +335,7 @@ class Load:
         if rest:
             self._consume(conn, rest)
             now = time.time() * 1000
-            self.arrivals.note(conn, rest, now, now)
+            self._note(conn, rest, now, now)
 
     def _check_timeouts(self) -> None:
         now = time.monotonic()
@@ -399,20 +399,23 @@ class Load:
             return
         self._consume(conn, data)
         if b'"seq":' in data:
-            if self.reconnect:
-                found = RUN.search(data)
-                run = found.group(1).decode() if found is not None else conn.run
-                if conn.run and run != conn.run:  # a new run numbers from its own start
-                    self.counters["run_changes"] += 1
-                    conn.last_seq, conn.seen_in_window = -1, False
-                conn.run = run
             read_ms = time.time() * 1000
             kernel_ms = read_ms
             for level, kind, value in anc:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
                     sec, nsec = struct.unpack("qq", value[:16])
                     kernel_ms = sec * 1000 + nsec / 1e6
-            self.arrivals.note(conn, data, kernel_ms, read_ms)
+            self._note(conn, data, kernel_ms, read_ms)
+
+    def _note(self, conn: _Conn, data: bytes, kernel_ms: float, read_ms: float) -> None:
+        if self.reconnect:
+            found = RUN.search(data)
+            run = found.group(1).decode() if found is not None else conn.run
+            if conn.run and run != conn.run:  # a new run numbers from its own start
+                self.counters["run_changes"] += 1
+                conn.last_seq, conn.seen_in_window = -1, False
+            conn.run = run
+        self.arrivals.note(conn, data, kernel_ms, read_ms)
 
     # -- main loop --------------------------------------------------------------------------
 
