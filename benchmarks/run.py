@@ -1095,6 +1095,44 @@ def plots(results: dict[str, Any]) -> list[str]:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         made.append(str(path.relative_to(ROOT)))
+    so = sections.get("scaleout")
+    if isinstance(so, dict) and so.get("levels"):
+        from benchmarks.scaleout import LABELS as SCALEOUT_LABELS
+
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 4.5))
+        colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        for i, kind in enumerate(so["setups"]):
+            done = [lv for lv in so["levels"] if "all_viewers" in lv["setups"].get(kind, {})]
+            xs = [lv["viewers"] for lv in done]
+            label = SCALEOUT_LABELS.get(kind, kind)
+            for q, mark in (("p50", "o-"), ("p99", "s--")):
+                a1.plot(
+                    xs,
+                    [_get(lv["setups"][kind], "all_viewers", "age_ms", q) for lv in done],
+                    mark,
+                    color=colours[i % len(colours)],
+                    label=f"{label} {q}",
+                )
+            a2.plot(
+                xs,
+                [lv["setups"][kind]["serving_cpu_percent"] for lv in done],
+                "o-",
+                color=colours[i % len(colours)],
+                label=label,
+            )
+        a1.set_ylabel("delivery age at every viewer (ms)")
+        a2.set_ylabel("CPU % of the serving processes (100 = one core)")
+        for ax in (a1, a2):
+            ax.set_xscale("log")
+            ax.set_xlabel("viewers")
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=8)
+        fig.suptitle("Scale-out at 2 Hz: the broadcast floor, one process, Redis + 2 edges")
+        fig.tight_layout()
+        path = RESULTS / f"scaleout-{results['mode']}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made.append(str(path.relative_to(ROOT)))
     st = _get(sections, "station", "station")
     if isinstance(st, dict) and st.get("samples"):
         fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(18, 4.5))
