@@ -1,9 +1,10 @@
 """Load, probe and slow-viewer processes for the fan-out benchmark (run by ``benchmarks/fanout.py``
 and ``benchmarks/soak.py``).
 
-``python -m benchmarks._load load URL N [SOURCE]``: open N bridge viewers as raw non-blocking TCP
-sockets (from the address SOURCE when given, e.g. ``127.0.0.2``: each source address has its own
-~28,000 ephemeral ports per destination; ``IP_BIND_ADDRESS_NO_PORT`` leaves the port to connect),
+``python -m benchmarks._load load URL N [SOURCE [WINDOW]]``: open N bridge viewers as raw
+non-blocking TCP sockets (from the address SOURCE when given and not ``-``, e.g. ``127.0.0.2``:
+each source address has its own ~28,000 ephemeral ports per destination;
+``IP_BIND_ADDRESS_NO_PORT`` leaves the port to connect),
 all in ONE thread with one epoll selector: each does the WebSocket handshake (request written as
 soon as the TCP connect completes; the response must start with ``HTTP/1.1 101``), then its bytes
 are drained with ``sock.recv(65536)`` whenever it is readable. Frames are not parsed: the only
@@ -12,10 +13,10 @@ with a masked pong, or the bridge would close the viewer after ``ping_interval +
 Server frames are unmasked JSON text (ASCII), so the byte 0x89 only appears in frame headers; a
 false match only sends an unsolicited pong, which websockets ignores.
 
-At most ``WINDOW`` handshakes are in flight at once (a sliding batch: the bridge's listen backlog
-is asyncio's default of 100, and an overrun accept queue costs 1 s SYN retransmits); a failed
-handshake (refused, reset, non-101, no answer in ``CONNECT_TIMEOUT``) is retried ``RETRIES``
-times, then counted as failed. When the N are settled it prints one JSON line
+At most ``WINDOW`` handshakes (or the WINDOW argument) are in flight at once (a sliding batch:
+the bridge's listen backlog is asyncio's default of 100, and an overrun accept queue costs 1 s SYN
+retransmits); a failed handshake (refused, reset, non-101, no answer in ``CONNECT_TIMEOUT``) is
+retried ``RETRIES`` times, then counted as failed. When the N are settled it prints one JSON line
 ``{"ready", "failed", "retried", "closed", "connect_s"}``.
 
 Arrival of every reading at every viewer: each socket has ``SO_TIMESTAMPNS`` set and is read with
@@ -215,8 +216,9 @@ class Arrivals:
 class Load:
     """N raw viewers in one thread, one epoll selector."""
 
-    def __init__(self, url: str, source: str | None = None) -> None:
+    def __init__(self, url: str, source: str | None = None, window: int = WINDOW) -> None:
         self.url = url
+        self.window = window
         self.addr, self.req = _request(url)
         self.source = source
         self.sel = selectors.EpollSelector()
@@ -457,10 +459,10 @@ class Load:
         self.add(n)
         last_timeout_check = time.monotonic()
         while not self.stop:
-            while self.todo and len(self.inflight) < WINDOW:
+            while self.todo and len(self.inflight) < self.window:
                 self._start(self.todo.popleft())
             now = time.monotonic()
-            while self.later and self.later[0][0] <= now and len(self.inflight) < WINDOW:
+            while self.later and self.later[0][0] <= now and len(self.inflight) < self.window:
                 _due, _tie, old = heapq.heappop(self.later)
                 self._start(old.attempt, old)
             wait = 0.2 if not self.later else min(0.2, max(0.0, self.later[0][0] - now))
@@ -511,8 +513,8 @@ def _emit(obj: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def load(url: str, n: int, source: str | None = None) -> None:
-    ld = Load(url, source)
+def load(url: str, n: int, source: str | None = None, window: int = WINDOW) -> None:
+    ld = Load(url, source, window)
 
     def stop(*_: Any) -> None:
         ld.stop = True
@@ -639,7 +641,8 @@ if __name__ == "__main__":
     raise_nofile()
     mode, url = sys.argv[1], sys.argv[2]
     if mode == "load":
-        load(url, int(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else None)
+        source = sys.argv[4] if len(sys.argv) > 4 and sys.argv[4] != "-" else None
+        load(url, int(sys.argv[3]), source, int(sys.argv[5]) if len(sys.argv) > 5 else WINDOW)
     elif mode == "probe":
         asyncio.run(probe(url, int(sys.argv[3]), float(sys.argv[4])))
     elif mode == "slow":

@@ -73,13 +73,14 @@ class LoadGroup:
         self.tag, self.url, self.sources = tag, url, tuple(sources)
         self.loaders: list[Child] = []
 
-    def start_loads(self, processes: int) -> list[Child]:
-        """Start ``processes`` load processes with no viewer yet; returns them."""
+    def start_loads(self, processes: int, window: int | None = None) -> list[Child]:
+        """Start ``processes`` load processes with no viewer yet (``window``: handshakes in flight
+        in each at most; default the load's own); returns them."""
         started = []
         for i in range(processes):
             argv = [PY, "-m", "benchmarks._load", "load", self.url, "0"]
-            if self.sources:
-                argv.append(self.sources[i % len(self.sources)])
+            source = self.sources[i % len(self.sources)] if self.sources else "-"
+            argv += [source, str(window)] if window else [source] if self.sources else []
             child = spawn(
                 f"{self.tag}-load-{len(self.loaders)}",
                 argv,

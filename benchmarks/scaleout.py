@@ -63,6 +63,7 @@ DRAIN_S = 1.5  # after the window, for readings stamped in it to reach every vie
 SIM_PERIOD = 0.5  # the real 2 Hz
 EDGES = 2
 VIEWERS_PER_LOAD = 10_000  # one load process (one epoll loop) per this many viewers
+IN_FLIGHT = 100  # handshakes in flight over all load processes: the servers' listen backlog
 SOURCES = tuple(f"127.0.0.{i}" for i in range(2, 10))  # load process i connects from SOURCES[i]
 START_S = 30.0  # a setup's processes may take this long to serve readings
 
@@ -235,7 +236,8 @@ def measure(kind: str, level: int, seconds: float) -> dict[str, Any]:
                 idle.sample()
             base = idle.stop()
             out["idle"] = base
-            setup.children += loads.start_loads(math.ceil(level / VIEWERS_PER_LOAD))
+            processes = math.ceil(level / VIEWERS_PER_LOAD)
+            setup.children += loads.start_loads(processes, IN_FLIGHT // processes)
             out["connect"] = loads.add(level)
             time.sleep(SETTLE_S)
             closed_before = loads.load_stats()["closed"]
