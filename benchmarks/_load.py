@@ -42,7 +42,7 @@ seq>&run=<the run of its last readings frame>`` (a new run in a viewer's frames,
 connection skips is a gap, and a repeat is not a new arrival. ``reconnects`` prints, for each
 close so far, ``[closed, opened, first]``: wall times (s) when this loop saw the close, when the
 new handshake's response arrived, and the kernel arrival time of the first new reading after it
-(null when not yet). SIGTERM
+(null when not yet). ``window N`` sets the handshakes in flight at most from then on. SIGTERM
 or SIGINT: close every socket (RST, no TIME_WAIT), print the counters, exit.
 
 ``python -m benchmarks._load probe URL N SECONDS``: open N websockets clients (they parse every
@@ -448,6 +448,9 @@ class Load:
         elif words[0] == "reconnect":
             self.reconnect = True
             _emit({"reconnect": True})
+        elif words[0] == "window" and len(words) == 2:
+            self.window = int(words[1])
+            _emit({"window": self.window})
         elif words[0] == "reconnects":
             _emit({"resumes": self.resumes, "waiting": len(self.later)})
 

@@ -6,7 +6,8 @@ Each part starts its own ``benchmarks/scaleout.RedisSetup`` (a real ``redis-serv
 simulator at 2 Hz, ``python -m hrdash ingest``, two ``python -m hrdash edge`` on one port) and
 ``VIEWERS`` raw viewers (``benchmarks/_load.py``, quick ``QUICK_VIEWERS``) in ``reconnect`` mode:
 a viewer the server closes comes back as the page does (after 0.5 s, doubling per failed
-attempt, with ``?since=<its last seq>&run=<its run>``), so a reading it misses is a gap and one it
+attempt, with ``?since=<its last seq>&run=<its run>``; all at once, no cap on the handshakes in
+flight), so a reading it misses is a gap and one it
 gets twice a duplicate. Their arrival window opens ``BEFORE_S`` before the fault and closes
 ``AFTER_S`` after the recovery (bounded by ``RECOVER_S``). A thread in this process watches the
 patient's readings stream in Redis (``XREVRANGE`` of the newest ``WATCH_COUNT`` entries every
@@ -163,6 +164,7 @@ class _Part:
             self.setup.children += self.loads.start_loads(1)
             self.loads.ask("reconnect")
             self.connect = self.loads.add(self.viewers)
+            self.loads.ask(f"window {self.viewers}")  # reconnects all at once, as pages do
             time.sleep(SETTLE_S)
             self.watch = StreamWatch(self.setup.redis.url, PATIENT).start()
             self.loads.mark()
