@@ -673,7 +673,7 @@ def scaleout_table(so: dict[str, Any]) -> str:
     head = (
         "| viewers | setup | connected (per serving process) | age p50 / p99 / max (ms) "
         "| gaps; viewers with gaps | CPU % serving (per process) | simulator / load CPU % "
-        "| machine CPU % (of all) | KB per viewer | p50, p99 / floor |"
+        "| machine CPU % (of all); load avg | KB per viewer | p50, p99 / floor |"
     )
     rows = [head, "|---:|---|---|---|---|---|---|---:|---:|---|"]
     for lv in so["levels"]:
@@ -703,7 +703,8 @@ def scaleout_table(so: dict[str, Any]) -> str:
                 + " / ".join(fmt(_get(av, "age_ms", q), 1) for q in ("p50", "p99", "max"))
                 + f" | {fmt(av.get('gaps'))}; {fmt(av.get('viewers_with_gaps'))} | "
                 f"{fmt(r['serving_cpu_percent'])}{f' ({per})' if per else ''} | "
-                f"{fmt(cpu.get('simulator'))} / {loads} | {fmt(r['machine_cpu_percent'])} | "
+                f"{fmt(cpu.get('simulator'))} / {loads} | {fmt(r['machine_cpu_percent'])}; "
+                f"{fmt((r.get('load_avg_before') or [None])[0], 1)} | "
                 f"{fmt(r['mem_per_viewer_kb'], 1)} | {ratios} |"
             )
     return "\n".join(rows) + "\n\n" + scaleout_goals(so)

@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import resource
 import tempfile
 import time
@@ -248,6 +249,7 @@ def measure(kind: str, level: int, seconds: float) -> dict[str, Any]:
                 samplers[f"load-{i}"] = CpuSampler([child.proc.pid])
             serving = CpuSampler(setup.serving.values())
             psutil.cpu_percent(None)
+            out["load_avg_before"] = [round(x, 2) for x in os.getloadavg()]
             loads.mark()
             for s in (*samplers.values(), serving):
                 s.start()
