@@ -673,7 +673,7 @@ def scaleout_table(so: dict[str, Any]) -> str:
     head = (
         "| viewers | setup | connected (per serving process) | age p50 / p99 / max (ms) "
         "| gaps; viewers with gaps | CPU % serving (per process) | simulator / load CPU % "
-        "| machine CPU % (of all); load avg | KB per viewer | p50, p99 / floor |"
+        "| machine CPU % (of all); load avg | KB per viewer | p50, p99, CPU / floor |"
     )
     rows = [head, "|---:|---|---|---|---|---|---|---:|---:|---|"]
     for lv in so["levels"]:
@@ -695,8 +695,13 @@ def scaleout_table(so: dict[str, Any]) -> str:
             ratios = "—"
             if kind != "floor":
                 ratios = ", ".join(
-                    ratio(_get(av, "age_ms", q), _get(floor, "all_viewers", "age_ms", q))
-                    for q in ("p50", "p99")
+                    [
+                        *(
+                            ratio(_get(av, "age_ms", q), _get(floor, "all_viewers", "age_ms", q))
+                            for q in ("p50", "p99")
+                        ),
+                        ratio(r["serving_cpu_percent"], floor.get("serving_cpu_percent")),
+                    ]
                 )
             rows.append(
                 f"| {lv['viewers']:,} | {name} | {fmt(r['connected'])} ({held}) | "
