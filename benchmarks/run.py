@@ -6,6 +6,8 @@
     python benchmarks/run.py --only station   # 64 patients: station page, bridge, monitor
     python benchmarks/run.py --only history   # SQLite: ingest, live latency, 24 h queries
     python benchmarks/run.py --only alarms    # onset/end/ack → tile and /api/alarms; alarm CPU
+    python benchmarks/run.py --only scaleout  # floor / one process / Redis + 2 edges, 20k viewers
+    python benchmarks/run.py --only failover  # edge, ingest killed; Redis restarted, 2,000 viewers
 
 Writes ``benchmarks/results/results.json`` (every number, raw samples included) and PNG plots in
 ``benchmarks/results/``. Numbers are measured and reported, never asserted.
