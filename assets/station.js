@@ -106,6 +106,7 @@
         reasons: {}, // reason → count
         ignored: 0, // well-formed frames of other types
         badge: null, // "text|class|title" last set
+        relay: null, // the last station frame's {state, detail} (an edge of the Redis fan-out)
         tileWrites: 0, // tiles touched (tests check that unchanged tiles are not)
         sizeEpoch: 0, // bumped on resize: every sparkline is redrawn at its new size
         config: null, // the config the timer ticks with (station_connect's)
@@ -574,7 +575,9 @@
 
     /**
      * The page's connection badge (pure): {text, cls, title}.
-     *   sock: {readyState, everOpen, framesSinceOpen, refused (originRefusal's message or "")}
+     *   sock: {readyState, everOpen, framesSinceOpen, refused (originRefusal's message or ""),
+     *          relay: the last station frame's {state, detail} ("down" from an edge of the Redis
+     *          fan-out that cannot reach Redis: the socket is fine, what feeds it is not)}
      */
     function badgeState(sock) {
         if (sock.refused) {
@@ -587,6 +590,9 @@
         }
         if (!sock.framesSinceOpen) {
             return {text: "Connecting…", cls: "hr-badge--connecting", title: ""};
+        }
+        if (sock.relay && sock.relay.state === "down") {
+            return {text: "Relay down", cls: "hr-badge--down", title: sock.relay.detail || ""};
         }
         return {text: "Live", cls: "hr-badge--live", title: ""};
     }
@@ -856,6 +862,7 @@
             readyState: S.readyState,
             everOpen: S.nonce > 0 || S.openedAt > 0,
             framesSinceOpen: S.framesSinceOpen,
+            relay: S.relay,
             refused: S.readyState !== WebSocket.OPEN && S.closedUnopened > 0
                 ? core.originRefusal(window.location.origin, config.allowed_origins) : "",
         };
@@ -1157,7 +1164,12 @@
                 now: frame.now,
             });
         }
-        if (S.framesSinceOpen === 1) {
+        var relay = frame.relay === "down" || frame.relay === "up"
+            ? {state: frame.relay, detail: String(frame.relay_detail || "")} : null;
+        var relayChanged = (S.relay && S.relay.state + S.relay.detail) !==
+            (relay && relay.state + relay.detail);
+        S.relay = relay;
+        if (S.framesSinceOpen === 1 || relayChanged) {
             setBadge(config, t);
         }
         return nu();

@@ -439,8 +439,10 @@ class Edge:
     Source panel; default :func:`history_off`; an ingest's ``source_detail`` may carry its own
     ``recorder``, which wins); ``alarms`` the station's alarms (none: no alarm frames, state
     changes refused). ``broker`` gives the ``broker`` section of ``/healthz`` (an edge of the
-    Redis fan-out); ``reuse_port`` listens with ``SO_REUSEPORT``, so that several edge
-    processes share the port (the kernel spreads the connections)."""
+    Redis fan-out); ``relay`` the cause while what feeds this edge (Redis) is unreachable, None
+    while it answers: station frames then carry ``"relay": "up" | "down"`` and ``relay_detail``
+    (the station page's badge says so); ``reuse_port`` listens with ``SO_REUSEPORT``, so that
+    several edge processes share the port (the kernel spreads the connections)."""
 
     def __init__(
         self,
@@ -453,6 +455,7 @@ class Edge:
         history: Callable[[], dict[str, Any]] = history_off,
         alarms: Alarms | None = None,
         broker: Callable[[], dict[str, Any]] | None = None,
+        relay: Callable[[], str | None] | None = None,
         reuse_port: bool = False,
     ) -> None:
         self.settings = settings
@@ -462,6 +465,7 @@ class Edge:
         self.history = history
         self.alarms = alarms
         self.broker = broker
+        self.relay = relay
         self.reuse_port = reuse_port
         self.alarm_counters = {
             "state_changes": 0,  # accepted ack / audio_pause / limits messages
@@ -685,6 +689,10 @@ class Edge:
             audio_paused_until=alarms.paused_until() if alarms is not None else None,
         )
         frame["sounding"] = alarms.sounding() if alarms is not None else None
+        if self.relay is not None:
+            cause = self.relay()
+            frame["relay"] = "up" if cause is None else "down"
+            frame["relay_detail"] = "" if cause is None else f"Redis unreachable: {cause}"
         return frame
 
     def patients(self) -> list[dict[str, Any]]:

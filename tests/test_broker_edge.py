@@ -483,6 +483,8 @@ async def test_redis_down_shows_patients_down_refuses_state_changes_and_comes_ba
         )
         await read_until(station, lambda f: f["type"] == "station")  # and frames go on
         assert tiles[-1]["patients"][1]["detail"].startswith("Redis unreachable: ")
+        relay = await read_until(station, lambda f: f.get("relay") == "down")
+        assert relay[-1]["relay_detail"].startswith("Redis unreachable: ")
         await viewer.send(json.dumps({"type": "ack", "alarm": high["id"]}))
         error = await read_until(viewer, lambda f: f["type"] == "error")
         assert error[-1]["message"].startswith("ack: not applied: Redis unreachable: ")
@@ -503,6 +505,8 @@ async def test_redis_down_shows_patients_down_refuses_state_changes_and_comes_ba
             return len(seen) == 2
 
         await read_until(viewer, live_with_seq_5, seconds=15)
+        back = await read_until(station, lambda f: f.get("relay") == "up")
+        assert back[-1]["relay_detail"] == ""
     assert seen["live"]["detail"] == "" and seen["readings"]["run"] == RUN
     assert edge.reader.counters["failures"] >= 1
 

@@ -221,8 +221,13 @@ def test_redis_away_and_back_is_shown_and_nothing_is_lost(redis_up: Ward) -> Non
         view.click(f"#{ids.SOURCE_PANEL} summary")
         told = view.evaluate(CAUSE_JS, CAUSE_IDS)
         assert told["badge"].startswith("Redis unreachable"), told
-        # The badge blames the relay, not the patient's service (which is fine).
+        # The badges blame the relay, not the patients' services (which are fine).
         assert view.evaluate(BADGE_TEXT_JS, ids.STATUS) == "Relay down"
+        station.wait_for_function(
+            f"id => ({BADGE_TEXT_JS})(id) === 'Relay down'",
+            arg=ids.STATION_STATUS,
+            timeout=scaled(5) * 1000,
+        )
         assert told["detail"].startswith("Redis unreachable"), told
         shoot(station, "redis-down-station")
         shoot(view, "redis-down-monitor")

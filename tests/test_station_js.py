@@ -1373,3 +1373,20 @@ def test_frames_drive_the_sound_and_the_socket_is_its_sender(page: Any) -> None:
         assert next(a for a in acks(page) if a["type"] == "audio_pause")["seconds"] == 120
     finally:
         page.evaluate("() => { delete window.hrdashAudio; }")
+
+
+def test_the_badge_says_relay_down_while_an_edge_cannot_reach_redis(page: Any) -> None:
+    """An edge of the Redis fan-out marks its station frames ``"relay": "down"`` while it cannot
+    reach Redis: the socket is open, but what feeds it is not, so the badge says Relay down (the
+    cause as its title) rather than Live over a ward of down tiles, and Live again once a frame
+    says ``"up"``; a bridge's frames (no ``relay``) leave it Live."""
+    config = station_config()
+    page.evaluate("(c) => window.dash_clientside.hrdash.station_connect(c)", config)
+    sock(page, OPEN, config)
+    send(page, station(patient("bed-01")), config)
+    assert badge(page)[0] == "Live"
+    down = {**station(patient("bed-01")), "relay": "down", "relay_detail": "Redis unreachable: x"}
+    send(page, down, config)
+    assert badge(page) == ("Relay down", "hr-badge hr-badge--down", "Redis unreachable: x")
+    send(page, {**station(patient("bed-01")), "relay": "up", "relay_detail": ""}, config)
+    assert badge(page)[:2] == ("Live", "hr-badge hr-badge--live")

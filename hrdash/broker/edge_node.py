@@ -438,6 +438,7 @@ class RedisEdge:
             history=self.history,
             alarms=self.alarms,
             broker=self.broker_status,
+            relay=self._link,
             reuse_port=True,
         )
         self._tasks: list[asyncio.Task[None]] = []
