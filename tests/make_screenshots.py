@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from hrdash import ids
 from tests.support import (
@@ -44,6 +45,16 @@ STATION_SIZES = (16, 64)  # patients
 STATION_HISTORY = 125.0  # seconds of readings held before the shot: full sparklines
 
 
+def settle_and_shoot(
+    page: Any, name: str, *, full_page: bool = False, settle_ms: int = 1500
+) -> None:
+    """Let the page settle (the last frames drawn), then save OUT/<name>.png."""
+    page.wait_for_timeout(settle_ms)
+    path = OUT / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    print(f"wrote {path}")
+
+
 def monitor() -> None:
     running = start_hrdash(app_command(), {"HRDASH_SIMULATOR_SEED": "7"})
     try:
@@ -56,9 +67,7 @@ def monitor() -> None:
                     ".length >= 20",
                     timeout=15000,
                 )
-                page.wait_for_timeout(1500)
-                page.screenshot(path=str(OUT / f"{name}.png"), full_page=True)
-                print(f"wrote {OUT / f'{name}.png'}")
+                settle_and_shoot(page, name, full_page=True)
     finally:
         stop(running)
 
@@ -77,10 +86,7 @@ def station() -> None:
                     arg=count,
                     timeout=30000,
                 )
-                page.wait_for_timeout(1500)
-                path = OUT / f"station-{count}.png"
-                page.screenshot(path=str(path))
-                print(f"wrote {path}")
+                settle_and_shoot(page, f"station-{count}")
         finally:
             stop(running)
 
@@ -127,10 +133,7 @@ def station_states() -> None:
                     "document.querySelector(`[data-state=${s}]`))",
                     timeout=30000,
                 )
-                page.wait_for_timeout(1500)
-                path = OUT / "station-states.png"
-                page.screenshot(path=str(path))
-                print(f"wrote {path}")
+                settle_and_shoot(page, "station-states")
     finally:
         if running is not None:
             stop(running)
@@ -169,10 +172,7 @@ def trend() -> None:
                     arg=ids.TREND_CARD,
                     timeout=15000,
                 )
-                page.wait_for_timeout(1000)
-                path = OUT / "trend-24h.png"
-                page.screenshot(path=str(path))
-                print(f"wrote {path}")
+                settle_and_shoot(page, "trend-24h", settle_ms=1000)
         finally:
             stop(running)
 
@@ -233,10 +233,7 @@ def alarms() -> None:
                     "document.querySelector(`[data-alarm=${a}]`))",
                     timeout=30000,
                 )
-                page.wait_for_timeout(1500)
-                path = OUT / "station-alarms.png"
-                page.screenshot(path=str(path))
-                print(f"wrote {path}")
+                settle_and_shoot(page, "station-alarms")
             with chromium_page(1280, 900, reduced_motion="reduce") as page:
                 page.goto(f"{running.url}patient/bed-1")
                 page.wait_for_function(
@@ -244,11 +241,8 @@ def alarms() -> None:
                     arg=ids.ALARM_LOG,
                     timeout=30000,
                 )
-                page.wait_for_timeout(1500)
                 page.locator(f"#{ids.ALARMS}").scroll_into_view_if_needed()
-                path = OUT / "monitor-alarms.png"
-                page.screenshot(path=str(path), full_page=True)
-                print(f"wrote {path}")
+                settle_and_shoot(page, "monitor-alarms", full_page=True)
     finally:
         if running is not None:
             stop(running)

@@ -201,20 +201,6 @@ async def test_a_restarted_reader_resumes_from_its_last_id(client: Redis) -> Non
     assert fresh.seqs("bed-01") == list(range(66, 71))
 
 
-async def test_since_and_latest_answer_from_the_stream(client: Redis) -> None:
-    """``since`` gives the readings after a seq, the newest ``limit`` at most; ``latest`` the
-    newest ``count``; both oldest first."""
-    writer = StreamWriter(client, buffer=1000)
-    writer.add("bed-01", readings("r", 1, 50))
-    await writer.write_once()
-    reader = reader_for(client, ["bed-01"], Seen())
-    assert [r.seq for r in await reader.since("bed-01", 45)] == [46, 47, 48, 49, 50]
-    assert [r.seq for r in await reader.since("bed-01", 0, limit=3)] == [48, 49, 50]
-    assert [r.seq for r in await reader.since("bed-01", 20, limit=1000)] == list(range(21, 51))
-    assert await reader.since("bed-01", 50) == []
-    assert [r.seq for r in await reader.latest("bed-01", 4)] == [47, 48, 49, 50]
-
-
 async def test_bad_entries_are_counted_and_passed_over(client: Redis) -> None:
     """Entries no ingest of ours wrote are refused by reason; the good ones around them are
     delivered and the reader keeps reading."""

@@ -69,7 +69,7 @@ from hrdash.edge import STATUS_EVERY, history_off
 from hrdash.hub import Hub
 from hrdash.ingest import PatientSource
 from hrdash.readings import Reading, RejectCounter, Rejected
-from hrdash.settings import Settings, redact_url
+from hrdash.settings import Settings
 from hrdash.signals import stop_requested
 from hrdash.sources import Source, station_sources
 from hrdash.station_alarms import LOG_KEPT, StationAlarms
@@ -541,7 +541,7 @@ async def run_ingest(
         log.info(
             "ingest %s on %s for %d patients: %s",
             ingest.holder,
-            redact_url(settings.redis_url),
+            settings.shown_redis_url,
             len(ingest.sources),
             ", ".join(ingest.sources),
         )

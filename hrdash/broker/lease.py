@@ -62,14 +62,7 @@ log = logging.getLogger("hrdash.broker")
 LEASE_TTL = 5.0  # seconds a lease lasts without renewal: the takeover comes about this late
 RESUME_SCAN = 16  # entries from the top the takeover looks through for the last good reading
 
-ACQUIRE = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-"""
+# KEYS[1] the lease, ARGV[1] the holder, ARGV[2] the ttl in ms. Renew: only its holder.
 RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -77,6 +70,8 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+# Acquire: a free lease is taken; one this holder holds already is renewed.
+ACQUIRE = "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end" + RENEW
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0

@@ -5,9 +5,9 @@ streams (:mod:`hrdash.broker.entries`) from the last id it saw of each; it recon
 backoff and goes on from those ids, so nothing is missed or delivered twice, and a reader
 started with another's :attr:`~StreamReader.positions` goes on where that one stopped. A stream
 found shorter than the reader's last id after a reconnect (Redis restarted empty) is read from
-its start (counted ``resets``). :meth:`~StreamReader.since` and :meth:`~StreamReader.latest`
-answer a viewer's ``since``/``resend`` and snapshot from the stream (``XREVRANGE``), the newest
-``SINCE_LIMIT`` at most, as the hub does. Bad entries are counted by reason and passed over.
+its start (counted ``resets``). An edge answers its viewers' ``since``/``resend`` from its
+rings, which hold what the streams hold (it reads them before it serves: see
+:mod:`hrdash.broker.edge_node`). Bad entries are counted by reason and passed over.
 """
 
 from __future__ import annotations
@@ -35,9 +35,7 @@ from hrdash.broker.entries import (
     decode_reading,
     keys_for,
     parse_id,
-    reading_id,
 )
-from hrdash.buffer import SINCE_LIMIT
 from hrdash.readings import RejectCounter, Rejected
 
 __all__ = ["READ_COUNT", "StreamReader"]
@@ -207,13 +205,7 @@ class StreamReader:
         patient_id, kind = self._kind[key]
         self.positions[key] = _text(entries[-1][0])  # bad entries are passed over too
         if kind == "readings":
-            readings = []
-            for entry_id, fields in entries:
-                item = decode_reading(entry_id, fields)
-                if isinstance(item, Rejected):
-                    self._reject(key, item)
-                else:
-                    readings.append(item)
+            readings = self._readings(key, entries)
             if readings:
                 self.counters["readings"] += len(readings)
                 self.on_readings(patient_id, readings)
@@ -236,27 +228,8 @@ class StreamReader:
             extra = f" ({suppressed} more since)" if suppressed else ""
             log.warning("redis: %s: entry refused: %s%s", key, rejected.detail, extra)
 
-    # -- answers from the stream -----------------------------------------------------------
-
-    async def since(
-        self, patient_id: str, seq: int, limit: int = SINCE_LIMIT
-    ) -> list[StreamReading]:
-        """The patient's readings after ``seq``, oldest first, the newest ``limit`` at most
-        (a viewer's ``since``/``resend``). Bad entries are counted and left out."""
-        key = keys_for(patient_id).readings
-        low = f"({reading_id(seq)}" if seq >= 1 else "-"
-        async with round_trip():
-            entries = await self.client.xrevrange(key, "+", low, count=limit)
-        return self._readings(key, list(reversed(entries or [])))
-
-    async def latest(self, patient_id: str, count: int) -> list[StreamReading]:
-        """The patient's newest ``count`` readings, oldest first (a snapshot)."""
-        key = keys_for(patient_id).readings
-        async with round_trip():
-            entries = await self.client.xrevrange(key, "+", "-", count=count)
-        return self._readings(key, list(reversed(entries or [])))
-
     def _readings(self, key: str, entries: list[Any]) -> list[StreamReading]:
+        """The good readings of ``entries``; the bad ones counted and left out."""
         out = []
         for entry_id, fields in entries:
             item = decode_reading(entry_id, fields)
