@@ -22,7 +22,7 @@ import logging
 import random
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
@@ -36,7 +36,13 @@ from hrdash.broker.client import (
     raise_if_cancelled,
     round_trip,
 )
-from hrdash.broker.entries import StreamReading, encode_frame, encode_reading, keys_for
+from hrdash.broker.entries import (
+    FRAME_FIELD,
+    StreamReading,
+    encode_frame,
+    encode_reading,
+    keys_for,
+)
 
 __all__ = ["BATCH", "HOLD", "STATE_KEPT", "StreamWriter"]
 
@@ -89,6 +95,14 @@ return 1
 )
 
 
+class _Held(NamedTuple):
+    """A reading waiting to be written: its seq and its script arguments, encoded once (id,
+    seq, run, time, bpm)."""
+
+    seq: int
+    args: tuple[str, str, str, str, str]
+
+
 def _sha(script: str) -> str:
     return hashlib.sha1(script.encode()).hexdigest()
 
@@ -125,8 +139,8 @@ class StreamWriter:
         self.on_fenced = on_fenced
         self.rng = rng
         self.sleep = sleep
-        self._held: dict[str, deque[StreamReading]] = {}
-        self._frames: dict[tuple[str, str], dict[str, Any]] = {}  # (patient, kind) → newest
+        self._held: dict[str, deque[_Held]] = {}
+        self._frames: dict[tuple[str, str], str] = {}  # (patient, kind) → the newest's JSON
         self._scripts = {APPEND_READINGS: _sha(APPEND_READINGS), APPEND_FRAME: _sha(APPEND_FRAME)}
         self._load_scripts = True  # before the first write, and when Redis has lost them
         self._wake = asyncio.Event()
@@ -153,8 +167,8 @@ class StreamWriter:
         keys_for(patient_id)  # a bad id fails here, not in the writer's task
         held = self._held.setdefault(patient_id, deque())
         for reading in readings:
-            encode_reading(reading)  # checked now: the task must not fail on it later
-            held.append(reading)
+            entry_id, f = encode_reading(reading)  # checked now: the task must not fail later
+            held.append(_Held(reading.seq, (entry_id, f["seq"], f["run"], f["time"], f["bpm"])))
             if len(held) > self.hold:
                 held.popleft()
                 self.counters["dropped"] += 1
@@ -172,10 +186,10 @@ class StreamWriter:
         keys_for(patient_id)
         if frame.get("type") != kind or frame.get("patient") != patient_id:
             raise ValueError(f"expected a {kind} frame of patient {patient_id!r}")
-        encode_frame(frame)  # checked now
+        text = encode_frame(frame)[FRAME_FIELD]  # checked now, written as it is
         if (patient_id, kind) in self._frames:
             self.counters["frames_replaced"] += 1
-        self._frames[(patient_id, kind)] = dict(frame)
+        self._frames[(patient_id, kind)] = text
         self._pending()
 
     def _pending(self) -> None:
@@ -238,7 +252,7 @@ class StreamWriter:
                 for script in self._scripts:
                     await self.client.script_load(script)
             self._load_scripts = False
-        taken: list[tuple[str, list[StreamReading]]] = []
+        taken: list[tuple[str, list[_Held]]] = []
         frames = list(self._frames.items())
         sha_readings, sha_frame = self._scripts[APPEND_READINGS], self._scripts[APPEND_FRAME]
         pipe = self.client.pipeline(transaction=False)
@@ -248,16 +262,14 @@ class StreamWriter:
             chunk = [held[i] for i in range(min(self.batch, len(held)))]
             keys = keys_for(patient_id)
             args: list[str | int] = [self.holder, self.lease_ms, self.buffer]
-            for reading in chunk:
-                entry_id, fields = encode_reading(reading)
-                args += [entry_id, fields["seq"], fields["run"], fields["time"], fields["bpm"]]
+            for item in chunk:
+                args += item.args
             pipe.evalsha(sha_readings, 2, keys.lease, keys.readings, *args)
             taken.append((patient_id, chunk))
         for (patient_id, kind), frame in frames:
             keys = keys_for(patient_id)
             stream = keys.status if kind == "status" else keys.alarms
-            json_text = encode_frame(frame)["frame"]
-            args = [self.holder, self.lease_ms, STATE_KEPT, json_text]
+            args = [self.holder, self.lease_ms, STATE_KEPT, frame]
             pipe.evalsha(sha_frame, 2, keys.lease, stream, *args)
         if not taken and not frames:
             return
@@ -282,7 +294,7 @@ class StreamWriter:
             else:
                 self.counters["frames_written"] += 1
 
-    def _written(self, patient_id: str, chunk: list[StreamReading], result: Any) -> None:
+    def _written(self, patient_id: str, chunk: list[_Held], result: Any) -> None:
         if isinstance(result, NoScriptError):  # Redis restarted: load, then write again
             self._load_scripts = True
             return
